@@ -1,0 +1,65 @@
+"""Lease service: call the server's lease functions, map errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+
+from petcd.api.grpcerr import unary
+from petcd.lease import service
+from petcd.proto.etcdserverpb import rpc_pb2 as pb
+from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
+from petcd.server.errors import ERR_LEASE_NOT_FOUND, EtcdError
+
+
+class LeaseServicer(pb_grpc.LeaseServicer):
+    def __init__(self, server: service.LeaseServer) -> None:
+        self.server = server
+
+    @unary
+    async def LeaseGrant(
+        self, request: pb.LeaseGrantRequest, context: grpc.aio.ServicerContext
+    ) -> pb.LeaseGrantResponse:
+        return await service.lease_grant(self.server, request)
+
+    @unary
+    async def LeaseRevoke(
+        self, request: pb.LeaseRevokeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.LeaseRevokeResponse:
+        return await service.lease_revoke(self.server, request)
+
+    async def LeaseKeepAlive(
+        self, request_iterator: AsyncIterator[pb.LeaseKeepAliveRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.LeaseKeepAliveResponse]:
+        try:
+            async for req in request_iterator:
+                # the header is taken before the renew, so its revision is never past one at
+                # which the lease could have been revoked (as etcd does)
+                resp = pb.LeaseKeepAliveResponse(header=self.server.header(), ID=req.ID)
+                try:
+                    resp.TTL = await service.lease_renew(self.server, req.ID)
+                except EtcdError as exc:
+                    if exc is not ERR_LEASE_NOT_FOUND:
+                        raise
+                    resp.TTL = 0  # etcd's answer for a lease that is gone
+                yield resp
+        except EtcdError as exc:
+            await context.abort(exc.code, exc.message)
+
+    @unary
+    async def LeaseTimeToLive(
+        self, request: pb.LeaseTimeToLiveRequest, context: grpc.aio.ServicerContext
+    ) -> pb.LeaseTimeToLiveResponse:
+        return await service.lease_time_to_live(self.server, request)
+
+    @unary
+    async def LeaseLeases(
+        self, request: pb.LeaseLeasesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.LeaseLeasesResponse:
+        return service.lease_leases(self.server)
+
+
+def register(server: service.LeaseServer, grpc_server: grpc.aio.Server) -> None:
+    """Serve the Lease API of ``server`` on ``grpc_server``."""
+    pb_grpc.add_LeaseServicer_to_server(LeaseServicer(server), grpc_server)

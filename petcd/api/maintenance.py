@@ -1,0 +1,73 @@
+"""Maintenance and Cluster services: validate, call the server, map errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+
+from petcd.api.grpcerr import unary
+from petcd.proto.etcdserverpb import rpc_pb2 as pb
+from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
+from petcd.server import errors, maintenance
+from petcd.server.etcdserver import EtcdServer
+
+
+class MaintenanceServicer(pb_grpc.MaintenanceServicer):
+    def __init__(self, server: EtcdServer) -> None:
+        self.server = server
+
+    @unary
+    async def Alarm(self, request: pb.AlarmRequest, context: grpc.aio.ServicerContext) -> pb.AlarmResponse:
+        return await maintenance.alarm(self.server, request)
+
+    @unary
+    async def Status(self, request: pb.StatusRequest, context: grpc.aio.ServicerContext) -> pb.StatusResponse:
+        return maintenance.status(self.server)
+
+    @unary
+    async def Defragment(
+        self, request: pb.DefragmentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DefragmentResponse:
+        return await maintenance.defragment(self.server)
+
+    @unary
+    async def Hash(self, request: pb.HashRequest, context: grpc.aio.ServicerContext) -> pb.HashResponse:
+        return maintenance.hash_(self.server)
+
+    @unary
+    async def HashKV(self, request: pb.HashKVRequest, context: grpc.aio.ServicerContext) -> pb.HashKVResponse:
+        return maintenance.hash_kv(self.server, request.revision)
+
+    async def Snapshot(
+        self, request: pb.SnapshotRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.SnapshotResponse]:
+        async for chunk in maintenance.snapshot(self.server):
+            yield chunk
+
+    @unary
+    async def MoveLeader(
+        self, request: pb.MoveLeaderRequest, context: grpc.aio.ServicerContext
+    ) -> pb.MoveLeaderResponse:
+        if request.targetID not in self.server.membership.members:
+            raise errors.ERR_BAD_LEADER_TRANSFEREE
+        if request.targetID == self.server.leader:
+            return pb.MoveLeaderResponse(header=self.server.header())
+        raise errors.ERR_NOT_CAPABLE
+
+    @unary
+    async def Downgrade(self, request: pb.DowngradeRequest, context: grpc.aio.ServicerContext) -> pb.DowngradeResponse:
+        raise errors.ERR_NOT_CAPABLE
+
+
+class ClusterServicer(pb_grpc.ClusterServicer):
+    def __init__(self, server: EtcdServer) -> None:
+        self.server = server
+
+    @unary
+    async def MemberList(
+        self, request: pb.MemberListRequest, context: grpc.aio.ServicerContext
+    ) -> pb.MemberListResponse:
+        if request.linearizable:
+            await self.server.linearizable_read()
+        return maintenance.member_list(self.server)

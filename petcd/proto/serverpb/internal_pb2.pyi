@@ -1,0 +1,120 @@
+from petcd.proto.etcdserverpb import rpc_pb2 as _rpc_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class RequestHeader(_message.Message):
+    __slots__ = ("id", "username", "auth_revision")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    AUTH_REVISION_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    username: str
+    auth_revision: int
+    def __init__(self, id: _Optional[int] = ..., username: _Optional[str] = ..., auth_revision: _Optional[int] = ...) -> None: ...
+
+class InternalRequest(_message.Message):
+    __slots__ = ("header", "put", "delete_range", "txn", "compaction", "lease_grant", "lease_revoke", "lease_checkpoint", "alarm", "auth_enable", "auth_disable", "auth_user_add", "auth_user_delete", "auth_user_change_password", "auth_user_grant_role", "auth_user_revoke_role", "auth_role_add", "auth_role_delete", "auth_role_grant_permission", "auth_role_revoke_permission", "cluster_version_set", "member_attr_set")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    PUT_FIELD_NUMBER: _ClassVar[int]
+    DELETE_RANGE_FIELD_NUMBER: _ClassVar[int]
+    TXN_FIELD_NUMBER: _ClassVar[int]
+    COMPACTION_FIELD_NUMBER: _ClassVar[int]
+    LEASE_GRANT_FIELD_NUMBER: _ClassVar[int]
+    LEASE_REVOKE_FIELD_NUMBER: _ClassVar[int]
+    LEASE_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    ALARM_FIELD_NUMBER: _ClassVar[int]
+    AUTH_ENABLE_FIELD_NUMBER: _ClassVar[int]
+    AUTH_DISABLE_FIELD_NUMBER: _ClassVar[int]
+    AUTH_USER_ADD_FIELD_NUMBER: _ClassVar[int]
+    AUTH_USER_DELETE_FIELD_NUMBER: _ClassVar[int]
+    AUTH_USER_CHANGE_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    AUTH_USER_GRANT_ROLE_FIELD_NUMBER: _ClassVar[int]
+    AUTH_USER_REVOKE_ROLE_FIELD_NUMBER: _ClassVar[int]
+    AUTH_ROLE_ADD_FIELD_NUMBER: _ClassVar[int]
+    AUTH_ROLE_DELETE_FIELD_NUMBER: _ClassVar[int]
+    AUTH_ROLE_GRANT_PERMISSION_FIELD_NUMBER: _ClassVar[int]
+    AUTH_ROLE_REVOKE_PERMISSION_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_VERSION_SET_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ATTR_SET_FIELD_NUMBER: _ClassVar[int]
+    header: RequestHeader
+    put: _rpc_pb2.PutRequest
+    delete_range: _rpc_pb2.DeleteRangeRequest
+    txn: _rpc_pb2.TxnRequest
+    compaction: _rpc_pb2.CompactionRequest
+    lease_grant: _rpc_pb2.LeaseGrantRequest
+    lease_revoke: _rpc_pb2.LeaseRevokeRequest
+    lease_checkpoint: _rpc_pb2.LeaseCheckpointRequest
+    alarm: _rpc_pb2.AlarmRequest
+    auth_enable: _rpc_pb2.AuthEnableRequest
+    auth_disable: _rpc_pb2.AuthDisableRequest
+    auth_user_add: _rpc_pb2.AuthUserAddRequest
+    auth_user_delete: _rpc_pb2.AuthUserDeleteRequest
+    auth_user_change_password: _rpc_pb2.AuthUserChangePasswordRequest
+    auth_user_grant_role: _rpc_pb2.AuthUserGrantRoleRequest
+    auth_user_revoke_role: _rpc_pb2.AuthUserRevokeRoleRequest
+    auth_role_add: _rpc_pb2.AuthRoleAddRequest
+    auth_role_delete: _rpc_pb2.AuthRoleDeleteRequest
+    auth_role_grant_permission: _rpc_pb2.AuthRoleGrantPermissionRequest
+    auth_role_revoke_permission: _rpc_pb2.AuthRoleRevokePermissionRequest
+    cluster_version_set: ClusterVersionSet
+    member_attr_set: MemberAttrSet
+    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., put: _Optional[_Union[_rpc_pb2.PutRequest, _Mapping]] = ..., delete_range: _Optional[_Union[_rpc_pb2.DeleteRangeRequest, _Mapping]] = ..., txn: _Optional[_Union[_rpc_pb2.TxnRequest, _Mapping]] = ..., compaction: _Optional[_Union[_rpc_pb2.CompactionRequest, _Mapping]] = ..., lease_grant: _Optional[_Union[_rpc_pb2.LeaseGrantRequest, _Mapping]] = ..., lease_revoke: _Optional[_Union[_rpc_pb2.LeaseRevokeRequest, _Mapping]] = ..., lease_checkpoint: _Optional[_Union[_rpc_pb2.LeaseCheckpointRequest, _Mapping]] = ..., alarm: _Optional[_Union[_rpc_pb2.AlarmRequest, _Mapping]] = ..., auth_enable: _Optional[_Union[_rpc_pb2.AuthEnableRequest, _Mapping]] = ..., auth_disable: _Optional[_Union[_rpc_pb2.AuthDisableRequest, _Mapping]] = ..., auth_user_add: _Optional[_Union[_rpc_pb2.AuthUserAddRequest, _Mapping]] = ..., auth_user_delete: _Optional[_Union[_rpc_pb2.AuthUserDeleteRequest, _Mapping]] = ..., auth_user_change_password: _Optional[_Union[_rpc_pb2.AuthUserChangePasswordRequest, _Mapping]] = ..., auth_user_grant_role: _Optional[_Union[_rpc_pb2.AuthUserGrantRoleRequest, _Mapping]] = ..., auth_user_revoke_role: _Optional[_Union[_rpc_pb2.AuthUserRevokeRoleRequest, _Mapping]] = ..., auth_role_add: _Optional[_Union[_rpc_pb2.AuthRoleAddRequest, _Mapping]] = ..., auth_role_delete: _Optional[_Union[_rpc_pb2.AuthRoleDeleteRequest, _Mapping]] = ..., auth_role_grant_permission: _Optional[_Union[_rpc_pb2.AuthRoleGrantPermissionRequest, _Mapping]] = ..., auth_role_revoke_permission: _Optional[_Union[_rpc_pb2.AuthRoleRevokePermissionRequest, _Mapping]] = ..., cluster_version_set: _Optional[_Union[ClusterVersionSet, _Mapping]] = ..., member_attr_set: _Optional[_Union[MemberAttrSet, _Mapping]] = ...) -> None: ...
+
+class MemberAttrSet(_message.Message):
+    __slots__ = ("member_id", "name", "client_urls")
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_URLS_FIELD_NUMBER: _ClassVar[int]
+    member_id: int
+    name: str
+    client_urls: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, member_id: _Optional[int] = ..., name: _Optional[str] = ..., client_urls: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ClusterVersionSet(_message.Message):
+    __slots__ = ("ver",)
+    VER_FIELD_NUMBER: _ClassVar[int]
+    ver: str
+    def __init__(self, ver: _Optional[str] = ...) -> None: ...
+
+class WalMetadata(_message.Message):
+    __slots__ = ("member_id", "cluster_id")
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    member_id: int
+    cluster_id: int
+    def __init__(self, member_id: _Optional[int] = ..., cluster_id: _Optional[int] = ...) -> None: ...
+
+class MemberRecord(_message.Message):
+    __slots__ = ("id", "name", "peer_urls", "client_urls", "is_learner")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PEER_URLS_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_URLS_FIELD_NUMBER: _ClassVar[int]
+    IS_LEARNER_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    name: str
+    peer_urls: _containers.RepeatedScalarFieldContainer[str]
+    client_urls: _containers.RepeatedScalarFieldContainer[str]
+    is_learner: bool
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., peer_urls: _Optional[_Iterable[str]] = ..., client_urls: _Optional[_Iterable[str]] = ..., is_learner: _Optional[bool] = ...) -> None: ...
+
+class SnapshotData(_message.Message):
+    __slots__ = ("cluster_id", "members", "removed")
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    cluster_id: int
+    members: _containers.RepeatedCompositeFieldContainer[MemberRecord]
+    removed: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, cluster_id: _Optional[int] = ..., members: _Optional[_Iterable[_Union[MemberRecord, _Mapping]]] = ..., removed: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ConfChangeContext(_message.Message):
+    __slots__ = ("member",)
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    member: MemberRecord
+    def __init__(self, member: _Optional[_Union[MemberRecord, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,164 @@
+"""Opening a member's data dir: a new member, or a restart from WAL + snapshot.
+
+Layout, as etcd's: ``<data-dir>/member/wal/*.wal``, ``<data-dir>/member/snap/*.snap``
+(raft snapshots) and ``<data-dir>/member/snap/db`` (the backend).
+
+A restart rebuilds raft's in-memory log from the newest snapshot the WAL knows of and
+the WAL entries after it; the backend already holds everything up to its consistent
+index, so replaying older entries is skipped by the apply loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from petcd.proto.raftpb import raft_pb2 as raftpb
+from petcd.proto.serverpb import internal_pb2 as serverpb
+from petcd.raft import Config, MemoryStorage, RawNode
+from petcd.wal import WAL, Snapshotter, WalSnapshot
+
+log = logging.getLogger("petcd.server")
+
+
+class BootstrapError(Exception):
+    """The data dir cannot be used with these flags; the message says why."""
+
+
+@dataclass
+class Member:
+    id: int
+    name: str
+    peer_urls: list[str]
+    client_urls: list[str] = field(default_factory=list)
+    is_learner: bool = False
+
+    def to_record(self) -> serverpb.MemberRecord:
+        return serverpb.MemberRecord(
+            id=self.id,
+            name=self.name,
+            peer_urls=self.peer_urls,
+            client_urls=self.client_urls,
+            is_learner=self.is_learner,
+        )
+
+    @classmethod
+    def from_record(cls, r: serverpb.MemberRecord) -> Member:
+        return cls(r.id, r.name, list(r.peer_urls), list(r.client_urls), r.is_learner)
+
+
+@dataclass
+class RaftSetup:
+    node: RawNode
+    storage: MemoryStorage
+    wal: WAL
+    snapshotter: Snapshotter
+    member_id: int
+    cluster_id: int
+    snapshot: raftpb.Snapshot | None
+    is_new: bool
+
+
+@dataclass(frozen=True)
+class Paths:
+    data_dir: Path
+    member_dir: Path
+    wal_dir: Path
+    snap_dir: Path
+    db_path: Path
+
+    @classmethod
+    def of(cls, data_dir: str, wal_dir: str = "") -> Paths:
+        d = Path(data_dir)
+        member = d / "member"
+        return cls(d, member, Path(wal_dir) if wal_dir else member / "wal", member / "snap", member / "snap" / "db")
+
+
+def raft_config(
+    member_id: int,
+    storage: MemoryStorage,
+    applied: int,
+    election_ticks: int,
+    rand: random.Random,
+) -> Config:
+    return Config(
+        id=member_id,
+        election_tick=election_ticks,
+        heartbeat_tick=1,
+        storage=storage,
+        applied=applied,
+        max_size_per_msg=1 << 20,
+        max_inflight_msgs=512,
+        max_uncommitted_entries_size=1 << 30,
+        check_quorum=True,
+        pre_vote=True,
+        rand=rand,
+    )
+
+
+def open_raft(
+    paths: Paths,
+    member_id: int,
+    cluster_id: int,
+    initial_members: list[Member],
+    initial_cluster_state: str,
+    election_ticks: int,
+    rand: random.Random,
+) -> RaftSetup:
+    """Start raft on a data dir: bootstrap a new member or restart an existing one."""
+    paths.snap_dir.mkdir(parents=True, exist_ok=True)
+    snapshotter = Snapshotter(str(paths.snap_dir))
+    if not WAL.exists(str(paths.wal_dir)):
+        if initial_cluster_state == "existing":
+            raise BootstrapError(
+                "joining an existing cluster (--initial-cluster-state=existing) needs the cluster "
+                "transport, which this petcd build does not have yet; start with "
+                "--initial-cluster-state=new"
+            )
+        os.makedirs(paths.member_dir, exist_ok=True)
+        meta = serverpb.WalMetadata(member_id=member_id, cluster_id=cluster_id).SerializeToString()
+        wal = WAL.create(str(paths.wal_dir), meta)
+        storage = MemoryStorage()
+        node = RawNode(raft_config(member_id, storage, 0, election_ticks, rand))
+        contexts = {
+            m.id: serverpb.ConfChangeContext(member=m.to_record()).SerializeToString() for m in initial_members
+        }
+        node.bootstrap([m.id for m in initial_members], contexts)
+        return RaftSetup(node, storage, wal, snapshotter, member_id, cluster_id, None, True)
+
+    walsnaps = WAL.valid_snapshot_entries(str(paths.wal_dir))
+    snap = snapshotter.load_newest_available(walsnaps)
+    walsnap = WalSnapshot(0, 0)
+    if snap is not None:
+        md = snap.metadata
+        walsnap = WalSnapshot(md.index, md.term, md.conf_state)
+    wal = WAL.open(str(paths.wal_dir), walsnap)
+    meta_bytes, hard_state, entries = wal.read_all()
+    meta = serverpb.WalMetadata.FromString(meta_bytes)
+    if initial_cluster_state == "new" and cluster_id and meta.cluster_id != cluster_id:
+        wal.close()
+        raise BootstrapError(
+            f"data dir {paths.data_dir} belongs to cluster {meta.cluster_id:x} (member {meta.member_id:x}), "
+            f"but these flags describe cluster {cluster_id:x}: check --initial-cluster, "
+            "--initial-cluster-token and --data-dir"
+        )
+    storage = MemoryStorage()
+    if snap is not None:
+        storage.apply_snapshot(snap)
+    storage.set_hard_state(hard_state)
+    if entries:
+        storage.append(entries)
+    applied = snap.metadata.index if snap is not None else 0
+    node = RawNode(raft_config(meta.member_id, storage, applied, election_ticks, rand))
+    log.info(
+        "restarting member %x in cluster %x at commit index %d (%d WAL entries after snapshot %d)",
+        meta.member_id,
+        meta.cluster_id,
+        hard_state.commit,
+        len(entries),
+        applied,
+    )
+    return RaftSetup(node, storage, wal, snapshotter, meta.member_id, meta.cluster_id, snap, False)

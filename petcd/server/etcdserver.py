@@ -1,0 +1,537 @@
+"""EtcdServer: one member. Requests in, raft proposals out, committed entries applied.
+
+A write is wrapped in an :class:`InternalRequest` with a fresh id, proposed to raft,
+and the caller awaits that id in :class:`Wait`; the apply loop executes the committed
+entry on the MVCC store and triggers the id with the response or the error. A
+linearizable read first gets a read index from raft (batched: every read that arrives
+while a round is in flight shares the next round), waits until that index is applied,
+and then reads the local store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from petcd.backend import Backend
+from petcd.lease import Lessor
+from petcd.mvcc import KVStore
+from petcd.proto.etcdserverpb import rpc_pb2 as pb
+from petcd.proto.raftpb import raft_pb2 as raftpb
+from petcd.proto.serverpb import internal_pb2 as serverpb
+from petcd.raft import NoLeaderError, ProposalDroppedError, Ready, StateType
+from petcd.server import errors
+from petcd.server.apply_kv import KVApplier, do_range, txn_has_put, txn_is_read_only
+from petcd.server.bootstrap import Member, Paths, RaftSetup, open_raft
+from petcd.server.idgen import IdGenerator
+from petcd.server.membership import Membership
+from petcd.server.raftnode import RaftDriver
+from petcd.server.settings import ServerSettings
+from petcd.server.wait import Wait
+
+log = logging.getLogger("petcd.server")
+
+# room for the rest of a proposal beyond the request itself
+_GRPC_OVERHEAD = 512 * 1024
+# the cluster version a leader records (etcd: major.minor.0 of the lowest member)
+CLUSTER_VERSION = "3.5.0"
+ALARM_NONE = pb.AlarmType.Value("NONE")
+ALARM_NOSPACE = pb.AlarmType.Value("NOSPACE")
+ALARM_CORRUPT = pb.AlarmType.Value("CORRUPT")
+
+
+class EtcdServer:
+    def __init__(self, settings: ServerSettings, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.paths = Paths.of(settings.data_dir, settings.wal_dir)
+        self.wait = Wait()
+        self.applied_index = 0
+        self.committed_index = 0
+        self.term = 0
+        self.leader = 0
+        self.role = StateType.FOLLOWER
+        self._leader_changed = asyncio.Event()
+        self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._read_waiters: list[asyncio.Future[None]] = []
+        self._read_states: dict[bytes, asyncio.Future[int]] = {}
+        self._read_wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._stopping = False
+        self.stopped = asyncio.Event()
+        self.raft: RaftSetup | None = None
+        self.driver: RaftDriver | None = None
+        self.backend: Backend | None = None
+        self.store: KVStore | None = None
+        self.alarms: dict[tuple[int, int], int] = {}  # (member id, alarm type) -> alarm type
+        self.snapshot_index = 0
+
+    # -- life cycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self.settings
+        rand = random.Random()
+        setup = open_raft(
+            self.paths,
+            s.member_id,
+            s.cluster_id,
+            s.initial_members,
+            s.initial_cluster_state,
+            s.election_ticks,
+            rand,
+        )
+        self.raft = setup
+        self.member_id = setup.member_id
+        self.cluster_id = setup.cluster_id
+        self.idgen = IdGenerator(self.member_id, int(time.time() * 1000))
+        self.paths.snap_dir.mkdir(parents=True, exist_ok=True)
+        self.backend = Backend(
+            str(self.paths.db_path),
+            map_size=s.backend_map_size,
+            max_map_size=s.backend_max_map_size,
+            batch_interval=s.backend_batch_interval,
+        )
+        self.store = KVStore(self.backend)
+        self.membership = Membership(self.backend, self.cluster_id)
+        self.alarms = self.membership.load_alarms()
+        self.kv = KVApplier(self.store, self._lease_lookup())
+        self.applied_index = max(self.store.consistent_index, setup.snapshot.metadata.index if setup.snapshot else 0)
+        self.snapshot_index = setup.snapshot.metadata.index if setup.snapshot else 0
+        self.driver = RaftDriver(
+            setup.node,
+            setup.storage,
+            setup.wal,
+            setup.snapshotter,
+            s.heartbeat_interval_ms / 1000.0,
+            self._apply_ready,
+            self._send,
+        )
+        self.driver.on_fatal = self._on_fatal
+        self.driver.start()
+        self._tasks.append(asyncio.create_task(self._read_index_loop(), name="read-index"))
+        self._tasks.append(asyncio.create_task(self._publish(), name="publish"))
+        self._tasks.append(asyncio.create_task(self._backend_commit_loop(), name="backend-commit"))
+        # a lone voter need not wait out an election timeout: campaign once the bootstrap
+        # conf changes are applied (raft refuses before that)
+        self._campaign_at = len(s.initial_members) if setup.is_new else setup.storage.last_index()
+        self._campaign_pending = True
+
+    def _lease_lookup(self) -> Lessor:
+        assert self.backend is not None and self.store is not None
+        s = self.settings
+        # etcd's minimum TTL: a lease must outlive one and a half election timeouts
+        min_ttl = math.ceil(3 * s.election_ticks / 2 * s.heartbeat_interval_ms / 1000.0)
+        self.lessor = Lessor(self.backend, self.clock, self.store, min_ttl=min_ttl)
+        return self.lessor
+
+    def _on_fatal(self, exc: BaseException) -> None:
+        self.wait.fail_all(errors.ERR_STOPPED)
+        asyncio.get_running_loop().create_task(self.stop())
+
+    async def stop(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        for t in self._tasks:
+            t.cancel()
+        if self.driver is not None:
+            await self.driver.stop()
+        self.wait.fail_all(errors.ERR_STOPPED)
+        if self.backend is not None:
+            self.backend.force_commit()
+            self.backend.close()
+        if self.raft is not None:
+            self.raft.wal.close()
+        self.stopped.set()
+
+    # -- raft plumbing ----------------------------------------------------------------
+
+    def _send(self, msgs: Sequence[raftpb.Message]) -> None:
+        # a single-member cluster has no one to talk to; the cluster transport plugs in here
+        for m in msgs:
+            if m.to != self.member_id:
+                log.debug("dropping message to unknown peer %x", m.to)
+
+    async def _apply_ready(self, rd: Ready) -> None:
+        if rd.soft_state is not None:
+            if rd.soft_state.lead != self.leader:
+                self.leader = rd.soft_state.lead
+                self._leader_changed.set()
+                self._leader_changed = asyncio.Event()
+            self.role = rd.soft_state.raft_state
+        if rd.hard_state is not None:
+            self.term = rd.hard_state.term
+            self.committed_index = rd.hard_state.commit
+        for rs in rd.read_states:
+            fut = self._read_states.pop(rs.request_ctx, None)
+            if fut is not None and not fut.done():
+                fut.set_result(rs.index)
+        if rd.snapshot is not None and rd.snapshot.metadata.index > self.applied_index:
+            self._apply_snapshot(rd.snapshot)
+        if self._campaign_pending and self.applied_index >= self._campaign_at:
+            self._campaign_pending = False
+            voters = self.raft.node.status().config.voters if self.raft is not None else []
+            if list(voters) == [self.member_id] and self.leader == 0:
+                self.raft.node.campaign()  # type: ignore[union-attr]
+        if rd.committed_entries:
+            await self._wait_backend_writable()
+            for ent in rd.committed_entries:
+                self._apply_entry(ent)
+            assert self.backend is not None and self.store is not None
+            if self.store.compaction_pending:
+                # one batch per round keeps applies flowing while old revisions are removed
+                self.store.compact_step()
+            self.backend.commit_if_due()
+            self._notify_applied()
+            await self._maybe_snapshot()
+
+    async def _wait_backend_writable(self) -> None:
+        # a write while defrag swaps the file would block this thread, and with it the event
+        # loop; wait on the loop instead so ticks and client I/O go on
+        assert self.backend is not None
+        while self.backend.write_blocked:
+            self.backend.commit_if_due()
+            await asyncio.sleep(0.002)
+
+    def _apply_entry(self, ent: raftpb.Entry) -> None:
+        assert self.raft is not None and self.store is not None
+        if ent.type == raftpb.EntryConfChange:
+            cc = raftpb.ConfChange.FromString(ent.data)
+            self.raft.node.apply_conf_change(cc)
+            if ent.index > self.store.consistent_index:
+                self.membership.apply_conf_change(cc, ent.index, self.store)
+        elif ent.data and ent.index > self.store.consistent_index:
+            req = serverpb.InternalRequest.FromString(ent.data)
+            try:
+                result: Any = self._apply_request(req, ent.index)
+            except errors.EtcdError as exc:
+                result = exc
+            if req.header.id:
+                self.wait.trigger(req.header.id, result)
+        self.applied_index = ent.index
+
+    def _apply_request(self, req: serverpb.InternalRequest, index: int) -> Any:
+        kind = req.WhichOneof("request")
+        capped = any(a == ALARM_NOSPACE for a in self.alarms.values())
+        if kind == "put":
+            if capped:
+                raise errors.ERR_NO_SPACE
+            return self.kv.put(req.put, index)
+        if kind == "delete_range":
+            return self.kv.delete_range(req.delete_range, index)
+        if kind == "txn":
+            if capped and txn_has_put(req.txn):
+                raise errors.ERR_NO_SPACE
+            return self.kv.txn(req.txn, index)
+        if kind == "compaction":
+            return self._apply_compaction(req.compaction, index)
+        if kind == "alarm":
+            return self._apply_alarm(req.alarm, index)
+        if kind == "member_attr_set":
+            a = req.member_attr_set
+            self.membership.set_attributes(a.member_id, a.name, list(a.client_urls))
+            self.store.set_consistent_index(index)  # type: ignore[union-attr]
+            return None
+        if kind == "cluster_version_set":
+            self.membership.set_cluster_version(req.cluster_version_set.ver)
+            self.store.set_consistent_index(index)  # type: ignore[union-attr]
+            return None
+        if kind in ("lease_grant", "lease_revoke", "lease_checkpoint"):
+            if kind == "lease_grant" and capped:
+                raise errors.ERR_NO_SPACE
+            return self.lessor.apply(req, index, self.store)
+        raise errors.EtcdError(errors.ERR_NOT_CAPABLE.code, f"etcdserver: unsupported request {kind}")
+
+    def _apply_compaction(self, c: pb.CompactionRequest, index: int) -> pb.CompactionResponse:
+        assert self.store is not None
+        self.kv.check_compaction(c.revision)
+        self.store.compact(c.revision)
+        self.store.set_consistent_index(index)
+        resp = pb.CompactionResponse()
+        resp.header.revision = self.store.rev
+        return resp
+
+    def _apply_alarm(self, a: pb.AlarmRequest, index: int) -> pb.AlarmResponse:
+        resp = pb.AlarmResponse()
+        key = (a.memberID, a.alarm)
+        if a.action == pb.AlarmRequest.GET:
+            pass
+        elif a.action == pb.AlarmRequest.ACTIVATE:
+            if a.alarm != ALARM_NONE and key not in self.alarms:
+                self.alarms[key] = a.alarm
+                resp.alarms.add(memberID=a.memberID, alarm=a.alarm)
+                log.warning("alarm %s raised by member %x", pb.AlarmType.Name(a.alarm), a.memberID)
+        elif a.action == pb.AlarmRequest.DEACTIVATE:
+            if key in self.alarms:
+                del self.alarms[key]
+                resp.alarms.add(memberID=a.memberID, alarm=a.alarm)
+        self.membership.save_alarms(self.alarms, index, self.store)
+        return resp
+
+    def _apply_snapshot(self, snap: raftpb.Snapshot) -> None:
+        raise NotImplementedError("receiving a raft snapshot needs the cluster transport")
+
+    def _notify_applied(self) -> None:
+        if not self._applied_waiters:
+            return
+        keep = []
+        for idx, fut in self._applied_waiters:
+            if idx <= self.applied_index:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                keep.append((idx, fut))
+        self._applied_waiters = keep
+
+    async def _maybe_snapshot(self) -> None:
+        assert self.raft is not None and self.backend is not None and self.driver is not None
+        if self.applied_index - self.snapshot_index <= self.settings.snapshot_count:
+            return
+        index = self.applied_index
+        # the backend must hold everything the snapshot covers before the WAL lets go of it
+        self.backend.force_commit()
+        data = self.membership.snapshot_data().SerializeToString()
+        snap = self.raft.storage.create_snapshot(index, self.raft.node.status().config, data)
+        storage = self.raft.storage
+        wal = self.raft.wal
+
+        def persist() -> None:
+            self.raft.snapshotter.save_snap(snap)  # type: ignore[union-attr]
+            md = snap.metadata
+            from petcd.wal import WalSnapshot
+
+            wal.save_snapshot(WalSnapshot(md.index, md.term, md.conf_state))
+            wal.release_lock_to(index)
+
+        await self.driver.run_io(persist)
+        # keep some entries so a slightly slow follower need not get a full snapshot
+        compact_to = index - self.settings.snapshot_catchup_entries
+        if compact_to > storage.first_index():
+            storage.compact(compact_to)
+        self.snapshot_index = index
+        log.info("saved snapshot at index %d", index)
+
+    async def _backend_commit_loop(self) -> None:
+        assert self.backend is not None
+        assert self.store is not None
+        while True:
+            await asyncio.sleep(self.settings.backend_batch_interval)
+            if self.store.compaction_pending and not self.backend.write_blocked:
+                self.store.compact_step()
+            self.backend.commit_if_due()
+
+    async def _publish(self) -> None:
+        """Announce this member's name and client URLs through raft, as etcd does at start;
+        the first leader also records the cluster version."""
+        attrs = serverpb.MemberAttrSet(
+            member_id=self.member_id, name=self.settings.name, client_urls=self.settings.advertise_client_urls
+        )
+        while not self._stopping:
+            try:
+                await self.propose(serverpb.InternalRequest(member_attr_set=attrs))
+                break
+            except errors.EtcdError as exc:
+                log.warning("publishing member attributes failed (%s); retrying", exc.message)
+                await asyncio.sleep(0.5)
+        if self.role == StateType.LEADER and self.membership.cluster_version != CLUSTER_VERSION:
+            await self._propose_quietly(
+                serverpb.InternalRequest(cluster_version_set=serverpb.ClusterVersionSet(ver=CLUSTER_VERSION))
+            )
+
+    # -- proposals --------------------------------------------------------------------
+
+    async def propose(self, req: serverpb.InternalRequest) -> Any:
+        """Propose a request through raft and return the applied result (or raise)."""
+        assert self.raft is not None and self.driver is not None
+        if self._stopping:
+            raise errors.ERR_STOPPED
+        req_id = self.idgen.next()
+        req.header.id = req_id
+        data = req.SerializeToString()
+        if len(data) > self.settings.max_request_bytes:
+            raise errors.ERR_REQUEST_TOO_LARGE
+        fut = self.wait.register(req_id)
+        deadline = self.clock() + self.settings.request_timeout
+        try:
+            while True:
+                try:
+                    self.raft.node.propose(data)
+                    break
+                except NoLeaderError:
+                    await self._await_leader(deadline)
+                except ProposalDroppedError:
+                    raise errors.ERR_TOO_MANY_REQUESTS from None
+            self.driver.notify()
+            remaining = max(0.0, deadline - self.clock())
+            result = await asyncio.wait_for(asyncio.shield(fut), remaining)
+        except TimeoutError:
+            raise errors.ERR_TIMEOUT from None
+        finally:
+            self.wait.cancel(req_id)
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    async def _await_leader(self, deadline: float) -> None:
+        remaining = deadline - self.clock()
+        if remaining <= 0:
+            raise TimeoutError
+        await asyncio.wait_for(self._leader_changed.wait(), remaining)
+
+    # -- linearizable reads -----------------------------------------------------------
+
+    async def linearizable_read(self) -> None:
+        """Return once this member has applied everything committed before the call."""
+        if self._stopping:
+            raise errors.ERR_STOPPED
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._read_waiters.append(fut)
+        self._read_wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), self.settings.request_timeout)
+        except TimeoutError:
+            raise errors.ERR_TIMEOUT from None
+
+    async def _read_index_loop(self) -> None:
+        assert self.raft is not None and self.driver is not None
+        while True:
+            await self._read_wake.wait()
+            self._read_wake.clear()
+            waiters, self._read_waiters = self._read_waiters, []
+            if not waiters:
+                continue
+            try:
+                index = await self._read_index()
+                await self._wait_applied(index)
+            except Exception as exc:  # every waiter in the round gets the error
+                err = exc if isinstance(exc, errors.EtcdError) else errors.ERR_TIMEOUT
+                for w in waiters:
+                    if not w.done():
+                        w.set_exception(err)
+                continue
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
+
+    async def _read_index(self) -> int:
+        assert self.raft is not None and self.driver is not None
+        deadline = self.clock() + self.settings.request_timeout
+        while True:
+            ctx = self.idgen.next().to_bytes(8, "big")
+            fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            self._read_states[ctx] = fut
+            try:
+                self.raft.node.read_index(ctx)
+            except ProposalDroppedError:
+                self._read_states.pop(ctx, None)
+                await self._await_leader(deadline)
+                continue
+            self.driver.notify()
+            # a read index may be silently dropped (leader change); retry on a short timer
+            retry = min(max(deadline - self.clock(), 0.0), 0.5 + self.settings.election_timeout_ms / 1000.0)
+            try:
+                return await asyncio.wait_for(fut, retry)
+            except TimeoutError:
+                self._read_states.pop(ctx, None)
+                if self.clock() >= deadline:
+                    raise errors.ERR_TIMEOUT from None
+
+    async def _wait_applied(self, index: int) -> None:
+        if index <= self.applied_index:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._applied_waiters.append((index, fut))
+        await fut
+
+    # -- KV API -----------------------------------------------------------------------
+
+    def header(self, revision: int | None = None) -> pb.ResponseHeader:
+        assert self.store is not None
+        return pb.ResponseHeader(
+            cluster_id=self.cluster_id,
+            member_id=self.member_id,
+            revision=self.store.rev if revision is None else revision,
+            raft_term=self.term,
+        )
+
+    def _fill_header(self, h: pb.ResponseHeader) -> None:
+        h.cluster_id = self.cluster_id
+        h.member_id = self.member_id
+        h.raft_term = self.term
+
+    async def range(self, r: pb.RangeRequest) -> pb.RangeResponse:
+        assert self.store is not None
+        if not r.serializable:
+            await self.linearizable_read()
+        resp = do_range(self.store, r, self.store.rev)
+        self._fill_header(resp.header)
+        return resp
+
+    async def put(self, r: pb.PutRequest) -> pb.PutResponse:
+        self._check_quota(len(r.key) + len(r.value))
+        resp: pb.PutResponse = await self.propose(serverpb.InternalRequest(put=r))
+        self._fill_header(resp.header)
+        return resp
+
+    async def delete_range(self, r: pb.DeleteRangeRequest) -> pb.DeleteRangeResponse:
+        resp: pb.DeleteRangeResponse = await self.propose(serverpb.InternalRequest(delete_range=r))
+        self._fill_header(resp.header)
+        return resp
+
+    async def txn(self, r: pb.TxnRequest) -> pb.TxnResponse:
+        assert self.store is not None
+        if txn_is_read_only(r):
+            # answered locally after a read index, like a range
+            await self.linearizable_read()
+            resp = self.kv.read_only_txn(r)
+        else:
+            if txn_has_put(r):
+                self._check_quota(r.ByteSize())
+            resp = await self.propose(serverpb.InternalRequest(txn=r))
+        _fill_txn_headers(resp, self)
+        return resp
+
+    async def compact(self, r: pb.CompactionRequest) -> pb.CompactionResponse:
+        assert self.store is not None
+        resp: pb.CompactionResponse = await self.propose(serverpb.InternalRequest(compaction=r))
+        if r.physical:
+            while self.store.compaction_pending:
+                await asyncio.sleep(0.01)
+        self._fill_header(resp.header)
+        return resp
+
+    def _check_quota(self, cost: int) -> None:
+        assert self.backend is not None
+        if any(a == ALARM_NOSPACE for a in self.alarms.values()):
+            raise errors.ERR_NO_SPACE
+        if self.backend.size() + cost > self.settings.quota_backend_bytes:
+            # raise the alarm through raft so every member agrees, then refuse
+            req = serverpb.InternalRequest(
+                alarm=pb.AlarmRequest(action=pb.AlarmRequest.ACTIVATE, memberID=self.member_id, alarm=ALARM_NOSPACE)
+            )
+            asyncio.get_running_loop().create_task(self._propose_quietly(req))
+            raise errors.ERR_NO_SPACE
+
+    async def _propose_quietly(self, req: serverpb.InternalRequest) -> None:
+        try:
+            await self.propose(req)
+        except errors.EtcdError as exc:
+            log.warning("proposal failed: %s", exc.message)
+
+
+def _fill_txn_headers(resp: pb.TxnResponse, srv: EtcdServer) -> None:
+    srv._fill_header(resp.header)
+    for r in resp.responses:
+        kind = r.WhichOneof("response")
+        if kind == "response_txn":
+            _fill_txn_headers(r.response_txn, srv)
+        elif kind is not None:
+            srv._fill_header(getattr(r, kind).header)
+
+
+__all__ = ["EtcdServer", "Member"]

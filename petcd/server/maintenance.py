@@ -1,0 +1,114 @@
+"""Maintenance and cluster queries of one member: status, alarms, defrag, hashes, snapshot."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import AsyncIterator
+
+from petcd import ETCD_API_VERSION
+from petcd.proto.etcdserverpb import rpc_pb2 as pb
+from petcd.proto.serverpb import internal_pb2 as serverpb
+from petcd.server import errors
+from petcd.server.etcdserver import ALARM_NONE, EtcdServer
+
+log = logging.getLogger("petcd.server")
+
+SNAPSHOT_CHUNK = 32 * 1024
+
+
+def status(srv: EtcdServer) -> pb.StatusResponse:
+    assert srv.backend is not None
+    resp = pb.StatusResponse(
+        header=srv.header(),
+        version=ETCD_API_VERSION,
+        dbSize=srv.backend.size(),
+        leader=srv.leader,
+        raftIndex=srv.committed_index,
+        raftTerm=srv.term,
+        raftAppliedIndex=srv.applied_index,
+        dbSizeInUse=srv.backend.size_in_use(),
+        isLearner=srv.membership.is_learner(srv.member_id),
+    )
+    if srv.leader == 0:
+        resp.errors.append(errors.ERR_NO_LEADER.message)
+    for member_id, alarm in sorted(srv.alarms):
+        # Go's proto text form, which etcd puts here
+        resp.errors.append(f"memberID:{member_id} alarm:{pb.AlarmType.Name(alarm)} ")
+    return resp
+
+
+async def alarm(srv: EtcdServer, r: pb.AlarmRequest) -> pb.AlarmResponse:
+    if r.action == pb.AlarmRequest.GET:
+        await srv.linearizable_read()
+        resp = pb.AlarmResponse(header=srv.header())
+        for member_id, kind in sorted(srv.alarms):
+            if r.alarm == ALARM_NONE or r.alarm == kind:
+                resp.alarms.add(memberID=member_id, alarm=kind)
+        return resp
+    result: pb.AlarmResponse = await srv.propose(serverpb.InternalRequest(alarm=r))
+    result.header.CopyFrom(srv.header())
+    return result
+
+
+async def defragment(srv: EtcdServer) -> pb.DefragmentResponse:
+    assert srv.backend is not None
+    before = srv.backend.size()
+    # the copy runs in C in a worker thread; the event loop (and raft ticks) keep going
+    await asyncio.to_thread(srv.backend.defrag)
+    log.info("defragmented backend: %d -> %d bytes", before, srv.backend.size())
+    return pb.DefragmentResponse(header=srv.header())
+
+
+def hash_(srv: EtcdServer) -> pb.HashResponse:
+    assert srv.backend is not None
+    return pb.HashResponse(header=srv.header(), hash=srv.backend.hash())
+
+
+def hash_kv(srv: EtcdServer, rev: int) -> pb.HashKVResponse:
+    assert srv.store is not None
+    try:
+        h, cur, compact = srv.store.hash_kv(rev)
+    except Exception as exc:
+        from petcd.mvcc import CompactedError, FutureRevError
+
+        if isinstance(exc, CompactedError):
+            raise errors.ERR_COMPACTED from None
+        if isinstance(exc, FutureRevError):
+            raise errors.ERR_FUTURE_REV from None
+        raise
+    return pb.HashKVResponse(header=srv.header(cur), hash=h, compact_revision=compact, hash_revision=rev or cur)
+
+
+async def snapshot(srv: EtcdServer) -> AsyncIterator[pb.SnapshotResponse]:
+    """Stream a consistent copy of the backend, followed by its sha256 (as etcd does)."""
+    assert srv.backend is not None
+    fd, path = tempfile.mkstemp(prefix="petcd-snapshot-", dir=str(srv.paths.snap_dir))
+    os.close(fd)
+    try:
+        srv.backend.force_commit()
+        await asyncio.to_thread(srv.backend.snapshot_to, path)
+        total = os.path.getsize(path)
+        digest = hashlib.sha256()
+        sent = 0
+        with open(path, "rb") as f:
+            while True:
+                chunk = await asyncio.to_thread(f.read, SNAPSHOT_CHUNK)
+                if not chunk:
+                    break
+                digest.update(chunk)
+                sent += len(chunk)
+                yield pb.SnapshotResponse(header=srv.header(), remaining_bytes=total - sent, blob=chunk)
+        yield pb.SnapshotResponse(header=srv.header(), remaining_bytes=0, blob=digest.digest())
+    finally:
+        os.unlink(path)
+
+
+def member_list(srv: EtcdServer) -> pb.MemberListResponse:
+    resp = pb.MemberListResponse(header=srv.header())
+    for m in srv.membership.ordered():
+        resp.members.add(ID=m.id, name=m.name, peerURLs=m.peer_urls, clientURLs=m.client_urls, isLearner=m.is_learner)
+    return resp

@@ -1,0 +1,60 @@
+"""Shared fixtures: real etcd and petcd servers (see tests/harness)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# `python -m pytest` puts the repo root on sys.path; plain `pytest` does not.
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from tests.harness import Server, ServerGroup, server_group  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def server_args() -> tuple[str, ...]:
+    """Extra flags for the module's servers; override in a test module to change them."""
+    return ()
+
+
+@pytest.fixture(scope="module")
+def module_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerGroup]:
+    with server_group(tmp_path_factory.mktemp("servers")) as group:
+        yield group
+
+
+@pytest.fixture
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerGroup]:
+    """Start servers inside one test (``servers.start("etcd")``); all stopped afterwards."""
+    with server_group(tmp_path_factory.mktemp("servers")) as group:
+        yield group
+
+
+@pytest.fixture(scope="module")
+def etcd_server(module_servers: ServerGroup, server_args: tuple[str, ...]) -> Server:
+    """A real etcd, one per test module."""
+    return module_servers.start("etcd", extra_args=server_args)
+
+
+@pytest.fixture(scope="module")
+def petcd_server(module_servers: ServerGroup, server_args: tuple[str, ...]) -> Server:
+    """petcd (or a second real etcd when PETCD_DIFF_AGAINST=etcd), one per test module."""
+    return module_servers.start_target(extra_args=server_args)
+
+
+@pytest.fixture(scope="module", params=["etcd", "petcd"])
+def server(request: pytest.FixtureRequest) -> Server:
+    """Each kind in turn, for tests that must hold for both."""
+    result: Server = request.getfixturevalue(f"{request.param}_server")
+    return result
+
+
+@pytest.fixture(scope="module")
+def both(etcd_server: Server, petcd_server: Server) -> tuple[Server, Server]:
+    """(etcd, petcd) side by side, for differential tests."""
+    return etcd_server, petcd_server
