@@ -224,39 +224,51 @@ class Backend:
         return self._write(_DELETE, bucket, key, b"")
 
     def _grow_and_replay(self, last_op_applies: bool) -> lmdb.Transaction[bytes]:
-        """The batch hit a full map: abort it, double the map and replay the logged writes
-        (the last one only if last_op_applies; otherwise the caller retries it). At the map limit
-        the earlier writes are replayed and BackendFullError refuses the last one."""
-        assert self._wtxn is not None
-        self._wtxn.abort()
-        me = threading.get_ident()
-        with self._cond:
-            self._wtxn = None
-            self._swapping = True
+        """The batch hit a full map: abort it, grow the map and replay the logged writes (the
+        last one only if last_op_applies; otherwise the caller retries it).
+
+        The map doubles up to max_map_size. A write that needs more than that is refused with
+        BackendFullError (the batch keeps every earlier write); the map still grows past the limit
+        by what replaying and committing the batch need, since refusing those would lose writes
+        already accepted. The server's quota keeps the database far below the limit."""
+        refuse = False
+        while True:
+            assert self._wtxn is not None
+            self._wtxn.abort()
+            with self._cond:
+                self._wtxn = None
+                self._swapping = True
+                try:
+                    while self._readers:
+                        self._cond.wait()
+                    current = int(self._env.info()["map_size"])
+                    if current < self._max_map_size:
+                        grown = min(current * 2, self._max_map_size)
+                    else:
+                        refuse = refuse or not last_op_applies
+                        grown = current + max(current // 16, 1 << 20)
+                    self._env.set_mapsize(grown)
+                    txn = self._env.begin(write=True)
+                    self._wtxn = txn
+                    self._owner = threading.get_ident()
+                finally:
+                    self._swapping = False
+                    self._cond.notify_all()
+            if refuse and not last_op_applies:
+                self._ops.pop()
+                self._pending -= 1
+                last_op_applies = True
+            ops = self._ops if last_op_applies else self._ops[:-1]
             try:
-                while self._readers:
-                    self._cond.wait()
-                current = int(self._env.info()["map_size"])
-                grown = current < self._max_map_size
-                if grown:
-                    self._env.set_mapsize(min(current * 2, self._max_map_size))
-                txn = self._env.begin(write=True)
-                self._wtxn = txn
-                self._owner = me
-            finally:
-                self._swapping = False
-                self._cond.notify_all()
-        if not grown and not last_op_applies:
-            self._ops.pop()
-            self._pending -= 1
-        ops = self._ops if (last_op_applies or not grown) else self._ops[:-1]
-        for op, bucket, key, value in ops:
-            self._do(txn, op, bucket, key, value)
-        if not grown:
-            raise BackendFullError(
-                f"backend: database reached its map size limit ({self._max_map_size} bytes)"
-            )
-        return txn
+                for op, bucket, key, value in ops:
+                    self._do(txn, op, bucket, key, value)
+            except lmdb.MapFullError:
+                continue
+            if refuse:
+                raise BackendFullError(
+                    f"backend: database reached its map size limit ({self._max_map_size} bytes)"
+                )
+            return txn
 
     def _commit(self) -> None:
         """Commit the batch (owner thread only)."""
@@ -458,23 +470,27 @@ class Backend:
                 os.unlink(tmp)
             self._exclusive_end()
 
-    def snapshot_to(self, target: str | os.PathLike[str] | BinaryIO, compact: bool = False) -> int:
+    def snapshot_to(self, target: str | os.PathLike[str] | BinaryIO) -> int:
         """Write a consistent copy of the committed database (a valid LMDB file) to a path or a
         binary file object; returns its size. Pending writes of the open batch are not in it:
-        force_commit() on the owner thread first to include them."""
+        force_commit() on the owner thread first to include them.
+
+        The copy is always LMDB's compacting copy: the plain copy takes LMDB's writer lock, so it
+        would wait for (or, on the owner thread, deadlock on) the open batch; the compacting copy
+        reads through a read transaction only, and leaves out free pages as a bonus."""
         if isinstance(target, (str, os.PathLike)):
             dest = os.fspath(target)
             if os.path.exists(dest):
                 os.unlink(dest)
             with self._reading() as env:
-                env.copy(dest, compact=compact)
+                env.copy(dest, compact=True)
             return os.stat(dest).st_size
         tmp = f"{self._path}.snap.{threading.get_ident()}"
         try:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             with self._reading() as env:
-                env.copy(tmp, compact=compact)
+                env.copy(tmp, compact=True)
             with open(tmp, "rb") as src:
                 shutil.copyfileobj(src, target, 1 << 20)
             return os.stat(tmp).st_size

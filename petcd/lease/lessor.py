@@ -450,7 +450,9 @@ class Lessor:
                 continue
             remaining = math.ceil(lease.expiry - now)
             if remaining >= lease.ttl:
-                continue  # nothing to save: a restart from ttl is what it would get anyway
+                # nothing to save yet (renewed within the last second): look again later
+                self._schedule_checkpoint(lease, now)
+                continue
             out.append(pb.LeaseCheckpoint(ID=lease_id, remaining_TTL=remaining))
         return out
 

@@ -24,6 +24,7 @@ The store is used from one thread (the server's apply thread); it holds no locks
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -170,6 +171,7 @@ class KVStore:
         self._term = 0
         self._txn: WriteTxn | None = None
         self._job: _CompactJob | None = None
+        self._listeners: list[Callable[[list[mvccpb.Event], int], None]] = []
         self._restore()
 
     # -- state ---------------------------------------------------------------------------------
@@ -241,7 +243,8 @@ class KVStore:
             start = items[-1][0] + b"\x00"
         self._compact_rev = max(finished_rev, scheduled_rev)
         # Compaction may have deleted every record up to the compaction revision.
-        self._rev = max(last_main, self._compact_rev)
+        # an empty store is at revision 1, as etcd's is: the first write gets revision 2
+        self._rev = max(last_main, self._compact_rev, 1)
         if scheduled_rev > finished_rev:
             # A compaction was interrupted: redo it (deleting records is idempotent).
             self._job = _CompactJob(scheduled_rev, index.compact(scheduled_rev))
@@ -309,10 +312,19 @@ class KVStore:
         self._txn = WriteTxn(self)
         return self._txn
 
+    def add_listener(self, listener: Callable[[list[mvccpb.Event], int], None]) -> None:
+        """Call listener(events, rev) after every write txn that changed something, on the
+        owning thread, with the txn's events in order (the lessor and watchers use it)."""
+        self._listeners.append(listener)
+
     def _end(self, txn: WriteTxn) -> None:
+        self._txn = None
         if txn._kvs:
             self._rev = txn.begin_rev + 1
-        self._txn = None
+            if self._listeners:
+                events = txn.changes
+                for listener in self._listeners:
+                    listener(events, self._rev)
 
     # -- compaction ----------------------------------------------------------------------------
 

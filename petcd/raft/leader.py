@@ -81,9 +81,18 @@ def send_append(r: Raft, to: int) -> None:
 
 
 def bcast_append(r: Raft) -> None:
+    r.bcast_pending = False
     for id_, _ in r.tracker.items():
         if id_ != r.id:
             send_append(r, id_)
+
+
+def send_new_entries(r: Raft) -> None:
+    """Send every follower what flow control allows of the entries it lacks (no empty appends)."""
+    for id_, _ in r.tracker.items():
+        if id_ != r.id:
+            while maybe_send_append(r, id_, False):
+                pass
 
 
 def send_heartbeat(r: Raft, to: int, ctx: bytes) -> None:
@@ -289,7 +298,7 @@ def _step_prop(r: Raft, m: raftpb.Message) -> None:
             r.pending_conf_index = r.raft_log.last_index() + i + 1
     if not r.append_entry(ents):
         raise ProposalDroppedError(f"{r.id:x} too many uncommitted entries; dropping proposal")
-    bcast_append(r)
+    r.bcast_pending = True  # sent by Raft.flush when the next Ready is built
 
 
 def _step_transfer(r: Raft, m: raftpb.Message, transferee: int) -> None:

@@ -34,6 +34,8 @@ snapshot flow control). A follower accepts an append only if its log contains th
 (index, term); otherwise it rejects with a hint (its last index, and the largest index whose
 term is <= the leader's) so the leader can skip back a whole term at a time. The leader commits
 an index once a majority of voters match it *and* the entry is from the current term (§5.4.2).
+Proposals are appended at once but sent when the next Ready is built (``flush``), so all the
+proposals of one Ready travel in one append per follower.
 
 Persistence contract: the application persists the Ready's hard state and entries before it
 sends the Ready's messages. That is what makes it safe to count our own vote and our own
@@ -107,6 +109,9 @@ class Raft:
         self.read_only = ReadOnly(c.read_only_option)
         # Read requests received before this leader committed an entry of its term.
         self.pending_read_index_messages: list[raftpb.Message] = []
+        # Proposals were appended but not yet sent to followers: they go out together, one append
+        # per follower per Ready, when the Ready is built (see flush).
+        self.bcast_pending = False
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
         self.check_quorum = c.check_quorum
@@ -198,6 +203,18 @@ class Raft:
         self.uncommitted_size = 0
         self.read_only = ReadOnly(self.read_only.option)
         self.pending_read_index_messages = []
+        self.bcast_pending = False
+
+    def flush(self) -> None:
+        """Send the appends for proposals accepted since the last flush.
+
+        Batching them per Ready (instead of one append per proposal) is what lets many
+        concurrent proposals share one message, and one fsync on every follower.
+        """
+        if self.bcast_pending:
+            self.bcast_pending = False
+            if self.state == StateType.LEADER:
+                leader.send_new_entries(self)
 
     def become_follower(self, term: int, lead: int) -> None:
         self._step = self._step_follower
@@ -324,7 +341,9 @@ class Raft:
         # A node with a committed but unapplied conf change must not campaign: it does not yet
         # know the configuration it would lead.
         if self.raft_log.committed > self.raft_log.applied:
-            ents = self.raft_log.slice(self.raft_log.applied + 1, self.raft_log.committed + 1, NO_LIMIT)
+            # The application only compacts what it applied, so anything compacted is applied.
+            lo = max(self.raft_log.applied + 1, self.raft_log.first_index())
+            ents = self.raft_log.slice(lo, self.raft_log.committed + 1, NO_LIMIT)
             if any(e.type == raftpb.EntryConfChange for e in ents):
                 log.warning("%x cannot campaign at term %d: unapplied conf change", self.id, self.term)
                 return
@@ -528,9 +547,9 @@ class Raft:
             log.warning("%x attempted to restore snapshot as %s; stepping down", self.id, self.state)
             self.become_follower(self.term + 1, NONE)
             return False
-        if self.id not in md.conf_state.voters and self.id not in md.conf_state.learners:
-            log.warning("%x not in snapshot's configuration; ignoring snapshot at %d", self.id, md.index)
-            return False
+        # The snapshot's configuration may predate our own addition (the application snapshots
+        # when it likes). That is fine: the entries after it, including the change that adds us,
+        # follow, and nothing here needs us to be in the configuration meanwhile.
         if self.raft_log.match_term(md.index, md.term):
             # We already have the entry; just fast-forward the commit index.
             self.raft_log.commit_to(md.index)

@@ -76,7 +76,7 @@ class RawNode:
         """
         if not peers:
             raise RaftError("must provide at least one peer to bootstrap")
-        if self.raft.raft_log.storage.last_index() != 0:
+        if self.raft.raft_log.storage.last_index() != 0 or self.raft.raft_log.last_index() != 0:
             raise RaftError("can't bootstrap a nonempty storage")
         # Nothing is persisted yet: make the first Ready carry the hard state.
         self._prev_hard = raftpb.HardState()
@@ -169,6 +169,7 @@ class RawNode:
         if self._outstanding is not None:
             return False
         r = self.raft
+        r.flush()
         if r.soft_state() != self._prev_soft:
             return True
         hs = r.hard_state()
@@ -184,6 +185,7 @@ class RawNode:
         if self._outstanding is not None:
             raise ReadyNotAdvancedError("ready() called again before advance()")
         r = self.raft
+        r.flush()
         soft = r.soft_state()
         hs = r.hard_state()
         ents = r.raft_log.unstable_entries()

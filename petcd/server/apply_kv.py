@@ -126,11 +126,13 @@ class KVApplier:
         if lease != 0 and not self.leases.exists(lease):
             raise errors.ERR_LEASE_NOT_FOUND
         txn.put(p.key, value, lease)  # type: ignore[attr-defined]
+        resp.header.revision = txn.rev  # type: ignore[attr-defined]
         return resp
 
     def _delete(self, txn: object, d: pb.DeleteRangeRequest) -> pb.DeleteRangeResponse:
         deleted = txn.delete_range(d.key, d.range_end)  # type: ignore[attr-defined]
         resp = pb.DeleteRangeResponse(deleted=len(deleted))
+        resp.header.revision = txn.rev  # type: ignore[attr-defined]
         if d.prev_kv:
             resp.prev_kvs.extend(deleted)
         return resp
@@ -143,8 +145,9 @@ class KVApplier:
             path = _txn_path(txn, t)
             self._check_txn(txn, t, path, 0)
             resp = self._run_txn(txn, t, path, [0])
-        rev = self.store.rev
-        _set_txn_revision(resp, rev)
+        # only the outer header gets the txn's revision; each op's response carries the
+        # revision it saw or made, and a nested txn's header stays empty, as in etcd
+        resp.header.revision = self.store.rev
         return resp
 
     def read_only_txn(self, t: pb.TxnRequest) -> pb.TxnResponse:
@@ -152,7 +155,7 @@ class KVApplier:
         path = _txn_path(self.store, t)
         self._check_txn(self.store, t, path, 0)
         resp = self._run_txn(self.store, t, path, [0])
-        _set_txn_revision(resp, self.store.rev)
+        resp.header.revision = self.store.rev
         return resp
 
     def _check_txn(self, txn: object, t: pb.TxnRequest, path: list[bool], at: int) -> int:
@@ -182,11 +185,13 @@ class KVApplier:
         succeeded = path[at[0]]
         at[0] += 1
         resp = pb.TxnResponse(succeeded=succeeded)
+        resp.header.SetInParent()  # present but empty in a nested txn, as etcd sends it
         for op in t.success if succeeded else t.failure:
             kind = op.WhichOneof("request")
             out = resp.responses.add()
             if kind == "request_range":
-                out.response_range.CopyFrom(do_range(txn, op.request_range, 0))  # type: ignore[arg-type]
+                rev = txn.rev  # type: ignore[attr-defined]
+                out.response_range.CopyFrom(do_range(txn, op.request_range, rev))  # type: ignore[arg-type]
             elif kind == "request_put":
                 out.response_put.CopyFrom(self._put(txn, op.request_put))
             elif kind == "request_delete_range":
@@ -202,16 +207,6 @@ class KVApplier:
             raise errors.ERR_COMPACTED
         if rev > self.store.rev:
             raise errors.ERR_FUTURE_REV
-
-
-def _set_txn_revision(resp: pb.TxnResponse, rev: int) -> None:
-    resp.header.revision = rev
-    for r in resp.responses:
-        kind = r.WhichOneof("response")
-        if kind == "response_txn":
-            _set_txn_revision(r.response_txn, rev)
-        elif kind is not None:
-            getattr(r, kind).header.revision = rev
 
 
 def _txn_path(view: object, t: pb.TxnRequest) -> list[bool]:

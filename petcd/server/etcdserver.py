@@ -28,11 +28,13 @@ from petcd.raft import NoLeaderError, ProposalDroppedError, Ready, StateType
 from petcd.server import errors
 from petcd.server.apply_kv import KVApplier, do_range, txn_has_put, txn_is_read_only
 from petcd.server.bootstrap import Member, Paths, RaftSetup, open_raft
+from petcd.server.compactor import make_compactor, run_compactor
 from petcd.server.idgen import IdGenerator
 from petcd.server.membership import Membership
 from petcd.server.raftnode import RaftDriver
 from petcd.server.settings import ServerSettings
 from petcd.server.wait import Wait
+from petcd.wal import WalSnapshot
 
 log = logging.getLogger("petcd.server")
 
@@ -100,6 +102,7 @@ class EtcdServer:
         self.membership = Membership(self.backend, self.cluster_id)
         self.alarms = self.membership.load_alarms()
         self.kv = KVApplier(self.store, self._lease_lookup())
+        self.store.add_listener(lambda events, _rev: self.lessor.apply_changes(events))
         self.applied_index = max(self.store.consistent_index, setup.snapshot.metadata.index if setup.snapshot else 0)
         self.snapshot_index = setup.snapshot.metadata.index if setup.snapshot else 0
         self.driver = RaftDriver(
@@ -115,6 +118,20 @@ class EtcdServer:
         self.driver.start()
         self._tasks.append(asyncio.create_task(self._read_index_loop(), name="read-index"))
         self._tasks.append(asyncio.create_task(self._publish(), name="publish"))
+        compactor = make_compactor(s.auto_compaction_mode, s.auto_compaction_retention_value, self.clock())
+        if compactor is not None:
+            self._tasks.append(
+                asyncio.create_task(
+                    run_compactor(
+                        compactor,
+                        self.clock,
+                        lambda: self.store.rev if self.store is not None else 0,
+                        lambda: self.role == StateType.LEADER,
+                        self._auto_compact,
+                    ),
+                    name="auto-compaction",
+                )
+            )
         self._tasks.append(asyncio.create_task(self._backend_commit_loop(), name="backend-commit"))
         # a lone voter need not wait out an election timeout: campaign once the bootstrap
         # conf changes are applied (raft refuses before that)
@@ -303,10 +320,11 @@ class EtcdServer:
         def persist() -> None:
             self.raft.snapshotter.save_snap(snap)  # type: ignore[union-attr]
             md = snap.metadata
-            from petcd.wal import WalSnapshot
-
             wal.save_snapshot(WalSnapshot(md.index, md.term, md.conf_state))
             wal.release_lock_to(index)
+            # --max-wals / --max-snapshots: 0 keeps everything
+            wal.purge(self.settings.max_wals)
+            self.raft.snapshotter.purge(self.settings.max_snapshots)  # type: ignore[union-attr]
 
         await self.driver.run_io(persist)
         # keep some entries so a slightly slow follower need not get a full snapshot
@@ -324,6 +342,9 @@ class EtcdServer:
             if self.store.compaction_pending and not self.backend.write_blocked:
                 self.store.compact_step()
             self.backend.commit_if_due()
+
+    async def _auto_compact(self, rev: int) -> None:
+        await self.compact(pb.CompactionRequest(revision=rev))
 
     async def _publish(self) -> None:
         """Announce this member's name and client URLs through raft, as etcd does at start;
@@ -525,13 +546,8 @@ class EtcdServer:
 
 
 def _fill_txn_headers(resp: pb.TxnResponse, srv: EtcdServer) -> None:
+    # etcd fills only the outer header; responses of the ops inside carry just the revision
     srv._fill_header(resp.header)
-    for r in resp.responses:
-        kind = r.WhichOneof("response")
-        if kind == "response_txn":
-            _fill_txn_headers(r.response_txn, srv)
-        elif kind is not None:
-            srv._fill_header(getattr(r, kind).header)
 
 
 __all__ = ["EtcdServer", "Member"]

@@ -32,6 +32,10 @@ class ServerSettings:
     backend_batch_interval: float = 0.1
     auto_compaction_mode: str = ""
     auto_compaction_retention: str = "0"
+    # nanoseconds for periodic, a revision count for revision; 0 = off
+    auto_compaction_retention_value: int = 0
+    max_wals: int = 5
+    max_snapshots: int = 5
 
     @property
     def election_ticks(self) -> int:

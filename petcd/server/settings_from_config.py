@@ -33,4 +33,7 @@ def settings_from_config(cfg: ServerConfig) -> ServerSettings:
         backend_batch_interval=cfg.backend_batch_interval or 0.1,
         auto_compaction_mode=cfg.auto_compaction_mode,
         auto_compaction_retention=cfg.auto_compaction_retention,
+        auto_compaction_retention_value=cfg.auto_compaction_retention_value,
+        max_wals=cfg.max_wals,
+        max_snapshots=cfg.max_snapshots,
     )

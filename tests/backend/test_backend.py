@@ -276,7 +276,7 @@ def test_snapshot_to_path_and_fileobj(tmp_path: Path) -> None:
         n = be.snapshot_to(snap)
         assert n == os.path.getsize(snap)
         buf = io.BytesIO()
-        m = be.snapshot_to(buf, compact=True)
+        m = be.snapshot_to(buf)
         assert m == len(buf.getvalue())
         assert not [p for p in os.listdir(os.path.dirname(be.path)) if ".snap." in p]
     copy2 = tmp_path / "snap2.db"

@@ -115,6 +115,7 @@ def op_txn(compares: list[Callable[[Ctx], pb.Compare]], success: list[Op], failu
 
 def txn(compares: list[Callable[[Ctx], pb.Compare]], success: list[Op], failure: list[Op], *,
         code: str = "OK", note: str = "") -> Call:
+    note = note or f"txn: {len(compares)} compares, {len(success)} success / {len(failure)} failure ops"
     return Call("KV.Txn", lambda c: txn_req(c, compares, success, failure), code=code, note=note)
 
 
@@ -205,7 +206,8 @@ SCENARIOS = [
         put("nokey", "", ignore_value=True, code="INVALID_ARGUMENT"),
         rng("k", prefix=False, revision=rev(5), code="OUT_OF_RANGE"),
         rng("k", prefix=False, revision=-5),
-        rng("k", prefix=False, sort_order=7, code="OK"),
+        # An out-of-range sort_order: etcd 3.4 accepts it, 3.5 answers "invalid sort option"; the
+        # reference here is 3.4, so it is left out rather than pinned either way.
         rng(limit=-1),
         Call("KV.Txn", lambda c: pb.TxnRequest(compare=[pb.Compare(key=b"", target="VALUE", value=b"x")]),
              code="INVALID_ARGUMENT", note="compare on the empty key"),

@@ -419,3 +419,26 @@ def test_recover_on_a_primary_restarts_the_clocks(env: Env) -> None:
     env.clock.advance(20)
     env.lessor.recover(env.store)
     assert env.lessor.remaining(1) == pytest.approx(30.0)
+
+
+def test_a_skipped_checkpoint_is_looked_at_again(env: Env) -> None:
+    lessor = env.lessor
+    lessor.promote(0.0)
+    lessor.grant(1, 30)
+    env.clock.advance(9.5)
+    lessor.renew(1)
+    env.clock.advance(0.6)  # due, but only 0.6 s since the renew: nothing to save yet
+    assert lessor.checkpoints_due() == []
+    env.clock.advance(10)
+    assert [(c.ID, c.remaining_TTL) for c in lessor.checkpoints_due()] == [(1, 20)]
+
+
+def test_checkpoints_due_respects_the_limit(env: Env) -> None:
+    env.lessor.promote(0.0)
+    for i in range(1, 6):
+        env.lessor.grant(i, 100)
+    env.clock.advance(11)
+    first = env.lessor.checkpoints_due(limit=3)
+    rest = env.lessor.checkpoints_due(limit=3)
+    assert len(first) == 3 and len(rest) == 2
+    assert sorted(c.ID for c in first + rest) == [1, 2, 3, 4, 5]

@@ -36,7 +36,7 @@ class ChaosResult:
 
 
 class Chaos:
-    def __init__(self, seed: int, n: int = 3) -> None:
+    def __init__(self, seed: int, n: int = 3, conf_changes: bool = False) -> None:
         self.rng = random.Random(seed)
         self.seed = seed
         rng = self.rng
@@ -48,6 +48,7 @@ class Chaos:
         self.p_drop = rng.choice([0.0, 0.1, 0.3])
         self.p_dup = rng.choice([0.0, 0.05])
         self.proposals = 0
+        self.conf_changes = conf_changes
         self.leader_logs: dict[tuple[int, int], dict[int, int]] = {}
         # index -> term of the system's newest term when the entry was first applied anywhere.
         self.commit_term: dict[int, int] = {}
@@ -105,6 +106,8 @@ class Chaos:
                 c.partition(shuffled[:k], shuffled[k:])
         elif x < 0.91:
             c.restart(rng.choice(ids))
+        elif x < 0.913 and self.conf_changes:
+            self.change_membership()
         elif x < 0.915:
             n = c.nodes[rng.choice(ids)]
             if n.applied_index > n.storage.snapshot().metadata.index:
@@ -118,6 +121,30 @@ class Chaos:
                 c.process_ready(i)
         self.res.steps += 1
         self.check()
+
+    def change_membership(self) -> None:
+        """Propose a random single-member change at a random node: add a brand-new voter or
+        learner, promote a learner, or remove a member (keeping at least two voters)."""
+        rng, c = self.rng, self.c
+        at = c.nodes[rng.choice(sorted(c.nodes))]
+        voters = sorted(at.r.tracker.voters)
+        learners = sorted(at.r.tracker.learners)
+        kind = rng.random()
+        if kind < 0.3:
+            new = max(c.nodes) + 1
+            c.add(new, **{k: v for k, v in c.nodes[1].cfg.items()})
+            t = rng.choice([raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode])
+            change = raftpb.ConfChange(type=t, node_id=new)
+        elif kind < 0.5 and learners:
+            change = raftpb.ConfChange(type=raftpb.ConfChangeAddNode, node_id=rng.choice(learners))
+        elif len(voters) > 2:
+            change = raftpb.ConfChange(type=raftpb.ConfChangeRemoveNode, node_id=rng.choice(voters + learners))
+        else:
+            return
+        try:
+            at.raw.propose_conf_change(change)
+        except (ProposalDroppedError, ValueError):
+            pass
 
     # -- checks --------------------------------------------------------------------------------
     def check(self) -> None:
@@ -135,7 +162,7 @@ class Chaos:
             old = self.leader_logs.get(key)
             if old is not None:
                 for i, t in old.items():
-                    if i in logs[id_] and logs[id_][i] != t or i > r.raft_log.last_index():
+                    if (i in logs[id_] and logs[id_][i] != t) or i > r.raft_log.last_index():
                         self.violation("leader append-only", f"leader {id_} term {r.term} changed index {i}")
                         break
             self.leader_logs[key] = logs[id_]
@@ -174,15 +201,16 @@ class Chaos:
         c.propose(lead, b"final")
         for _ in range(max_rounds):
             c.stabilize()
-            if all(n.applied and n.applied[-1] == b"final" for n in c.nodes.values()):
+            members = c.nodes[lead].r.tracker.progress
+            if all(n.applied and n.applied[-1] == b"final" for i, n in c.nodes.items() if i in members):
                 return True
             for i in sorted(c.nodes):
                 c.tick(i)
         return False
 
 
-def run(seed: int, n: int, steps: int) -> tuple[ChaosResult, bool]:
-    ch = Chaos(seed, n)
+def run(seed: int, n: int, steps: int, conf_changes: bool = False) -> tuple[ChaosResult, bool]:
+    ch = Chaos(seed, n, conf_changes)
     for _ in range(steps):
         ch.step()
     return ch.res, ch.heal_and_converge()

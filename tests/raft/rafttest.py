@@ -41,6 +41,7 @@ def raft(id_: int, peers: Sequence[int] = (1, 2, 3), election: int = 10, heartbe
 
 
 def take(r: Raft) -> list[raftpb.Message]:
+    r.flush()
     m = r.msgs
     r.msgs = []
     return m

@@ -8,6 +8,9 @@ CI runs PETCD_SIM_SEEDS seeds (default 300) plus every seed kept in sim_regressi
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -43,6 +46,19 @@ def test_same_seed_same_trace() -> None:
         a, b = run_seed(seed), run_seed(seed)
         assert a.digest == b.digest and a.events == b.events
     assert run_seed(7).digest != run_seed(8).digest
+
+
+def test_trace_does_not_depend_on_hash_seed() -> None:
+    """Another process with another PYTHONHASHSEED replays a seed to the same digest."""
+    code = "from tests.raft.sim import run_seed; print(run_seed(11).digest)"
+    root = Path(__file__).resolve().parents[2]
+    digests = set()
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(root)}
+        out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True,
+                             text=True, check=True, timeout=120)
+        digests.add(out.stdout.strip())
+    assert digests == {run_seed(11).digest}
 
 
 def test_seeds_cover_both_cluster_sizes_and_faults() -> None:

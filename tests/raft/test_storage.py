@@ -103,7 +103,7 @@ class TestMemoryStorage:
             s.create_snapshot(9, cs, b"")
         # Creating a snapshot does not compact.
         assert s.first_index() == 4
-        hs, ics = s.initial_state()
+        _hs, ics = s.initial_state()
         assert list(ics.voters) == [1, 2, 3]
 
     def test_append_overwrites_and_skips_compacted(self) -> None:

@@ -276,8 +276,10 @@ class Simulation:
                 n.pump()
         if p.crash_rate and r.random() < p.crash_rate:
             up = [i for i in sorted(self.nodes) if self.nodes[i].up]
+            lead = self._leader()
             if up:
-                n = self.nodes[r.choice(up)]
+                # half the time the leader: leader changes are where Raft's subtle cases live
+                n = lead if lead is not None and r.random() < 0.5 else self.nodes[r.choice(up)]
                 n.crash()
                 n.restart_at = t + r.randint(1, p.downtime_max)
                 self.counters["crashes"] += 1
@@ -287,8 +289,11 @@ class Simulation:
             self.log("partition healed")
         if p.partition_rate and not self.partition_until and r.random() < p.partition_rate:
             ids = sorted(self.nodes)
-            kind = r.choice(("split", "one-way", "isolate"))
-            if kind == "isolate":
+            kind = r.choice(("split", "one-way", "isolate", "isolate-leader"))
+            lead = self._leader()
+            if kind == "isolate-leader" and lead is not None:
+                a = [lead.id]
+            elif kind.startswith("isolate"):
                 a = [r.choice(ids)]
             else:
                 a = [i for i in ids if r.random() < 0.5] or [ids[0]]

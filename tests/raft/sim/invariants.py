@@ -4,7 +4,8 @@ The checker sees every persisted write, every applied entry, every Ready's soft 
 message leaving a node, and keeps a global picture to compare against:
 
 - election safety: `leaders[term]` is the one node ever seen leading that term (from Ready soft
-  state and from leader-only messages such as MsgApp / MsgHeartbeat carrying that term);
+  state and from leader-only messages such as MsgApp / MsgHeartbeat carrying that term), and
+  `votes[(voter, term)]` the one candidate a node granted its vote to in that term;
 - log matching: `log_pairs[(index, term)]` is the (type, data, previous term) that any persisted
   log has at that position; if every (index, term) always maps to the same content and the same
   previous term, two logs agreeing at (index, term) agree on the whole prefix (by induction);
@@ -41,6 +42,7 @@ def entry_key(e: raftpb.Entry) -> tuple[int, bytes]:
 @dataclass
 class Checker:
     leaders: dict[int, int] = field(default_factory=dict)
+    votes: dict[tuple[int, int], int] = field(default_factory=dict)  # (voter, term) -> candidate
     log_pairs: dict[tuple[int, int], tuple[int, bytes, int]] = field(default_factory=dict)
     committed: dict[int, tuple[int, tuple[int, bytes]]] = field(default_factory=dict)  # idx -> (term, key)
     committed_seen_term: dict[int, int] = field(default_factory=dict)  # idx -> lowest term it was seen at
@@ -71,6 +73,12 @@ class Checker:
     def on_message(self, m: raftpb.Message) -> None:
         if m.type in LEADER_ONLY:
             self.on_leader(getattr(m, "from"), m.term)
+        elif m.type == raftpb.MsgVoteResp and not m.reject:
+            # a granted (real, not pre-) vote: one candidate per voter per term
+            voter = getattr(m, "from")
+            prev = self.votes.setdefault((voter, m.term), m.to)
+            if prev != m.to:
+                self.fail(f"node {voter} granted its term-{m.term} vote to both {prev} and {m.to}")
 
     # --- persisted log ---------------------------------------------------------------------
     def on_append(self, node: int, disk: Disk, entries: list[raftpb.Entry], overwritten: int) -> None:
@@ -127,6 +135,13 @@ class Checker:
         seen = self.committed_seen_term.get(e.index)
         if seen is None or observer_term < seen:
             self.committed_seen_term[e.index] = observer_term
+
+    def on_snapshot_install(self, node: int, index: int, term: int) -> None:
+        """A snapshot replaces the whole log: it must not end before what the node committed."""
+        commit = self.disk_commit.get(node, 0)
+        if index < commit:
+            self.fail(f"node {node} installed a snapshot at {index} below its persisted commit {commit}")
+        self.check_committed_term(node, index, term)
 
     def check_committed_term(self, node: int, index: int, term: int) -> None:
         got = self.committed.get(index)

@@ -188,9 +188,9 @@ class SimNode:
         if _has_snapshot(rd):
             snap = rd.snapshot
             assert snap is not None
+            ck.on_snapshot_install(self.id, snap.metadata.index, snap.metadata.term)
             st.apply_snapshot(snap)
             self.disk.save_snapshot(snap)
-            ck.check_committed_term(self.id, snap.metadata.index, snap.metadata.term)
             self.applied, self.chain, self.removed = decode_sm(snap.data)
             if self.applied != snap.metadata.index:
                 ck.fail(f"node {self.id}: snapshot data index {self.applied} != metadata {snap.metadata.index}")

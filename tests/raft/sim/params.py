@@ -56,7 +56,7 @@ class SimParams:
     converge_ticks: int
 
     @staticmethod
-    def from_seed(seed: int, chaos_ticks: int = 250) -> SimParams:
+    def from_seed(seed: int, chaos_ticks: int = 500) -> SimParams:
         r = random.Random(f"params-{seed}")
         nodes = r.choice((3, 3, 5))
         election = r.randint(5, 15)
@@ -81,8 +81,9 @@ class SimParams:
             unreachable_report=r.random(),
             disk_latency_max=r.choice((0, 0, 3, 15)),
             torn_writes=r.random() < 0.4,
-            crash_rate=0.0 if calm else r.choice((0.0, 0.003, 0.01, 0.03)),
-            downtime_max=r.randint(5, 80),
+            # a "crash storm" (frequent crashes, quick restarts) hits nodes in the middle of elections
+            crash_rate=0.0 if calm else r.choice((0.0, 0.003, 0.01, 0.03, 0.15)),
+            downtime_max=r.choice((2, 5, 20, 80)),
             partition_rate=0.0 if calm else r.choice((0.0, 0.005, 0.02, 0.05)),
             partition_max=r.randint(5, 120),
             skew=r.choice((0.0, 0.0, 0.05, 0.2)),

@@ -12,7 +12,7 @@ from .cluster import SimFailure, SimResult, Simulation
 from .params import SimParams
 
 REGRESSIONS = Path(__file__).resolve().parent.parent / "sim_regressions.txt"
-DEFAULT_CHAOS_TICKS = 250
+DEFAULT_CHAOS_TICKS = 500
 
 
 def run_seed(seed: int, chaos_ticks: int = DEFAULT_CHAOS_TICKS) -> SimResult:
