@@ -37,7 +37,7 @@ class Cluster:
         self.stabilize()
         self.nodes[1].campaign()
         self.stabilize()
-        assert self.nodes[1].status().soft_state.raft_state == StateType.LEADER  # type: ignore[attr-defined]
+        assert self.nodes[1].status().raft_state == StateType.LEADER
 
     def stabilize(self) -> None:
         while True:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
 from petcd.lease.lessor import REVOKE_RATE
 from petcd.lease.service import LeaseServer
@@ -34,20 +36,29 @@ async def run_expiry(server: LeaseServer, interval: float = EXPIRY_INTERVAL) -> 
     try:
         while True:
             await asyncio.sleep(interval)
-            lessor = server.lessor
-            room = MAX_REVOKES_PER_ROUND - len(inflight)
-            for lease_id in lessor.expired_leases(max(0, room)):
-                task = asyncio.create_task(_revoke(server, lease_id, gate))
-                inflight.add(task)
-                task.add_done_callback(inflight.discard)
-            cps = lessor.checkpoints_due(MAX_CHECKPOINTS_PER_REQUEST)
-            if cps:
-                task = asyncio.create_task(_checkpoint(server, cps))
-                inflight.add(task)
-                task.add_done_callback(inflight.discard)
+            try:
+                _round(server, inflight, gate)
+            except Exception:  # a bug in one round must not end lease expiry for good
+                log.exception("lease expiry round failed")
     finally:
         for task in list(inflight):
             task.cancel()
+
+
+def _round(server: LeaseServer, inflight: set[asyncio.Task[None]], gate: asyncio.Semaphore) -> None:
+    lessor = server.lessor
+    room = MAX_REVOKES_PER_ROUND - len(inflight)
+    for lease_id in lessor.expired_leases(max(0, room)):
+        _spawn(inflight, _revoke(server, lease_id, gate))
+    cps = lessor.checkpoints_due(MAX_CHECKPOINTS_PER_REQUEST)
+    if cps:
+        _spawn(inflight, _checkpoint(server, cps))
+
+
+def _spawn(inflight: set[asyncio.Task[None]], coro: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.create_task(coro)
+    inflight.add(task)
+    task.add_done_callback(inflight.discard)
 
 
 async def _revoke(server: LeaseServer, lease_id: int, gate: asyncio.Semaphore) -> None:

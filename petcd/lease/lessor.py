@@ -121,7 +121,6 @@ class Lessor:
         checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL,
         checkpointing: bool = True,
         expired_retry_interval: float = DEFAULT_EXPIRED_RETRY_INTERVAL,
-        on_changes: Callable[[list[mvccpb.Event]], None] | None = None,
     ) -> None:
         self._be = backend
         self._clock = clock
@@ -129,8 +128,6 @@ class Lessor:
         self.checkpoint_interval = checkpoint_interval
         self.checkpointing = checkpointing
         self.expired_retry_interval = expired_retry_interval
-        # told the key deletions of every revocation (for watchers), as a KV write's changes are
-        self.on_changes = on_changes
         self._leases: dict[int, Lease] = {}
         self._key_lease: dict[bytes, int] = {}
         self._primary = False
@@ -278,7 +275,8 @@ class Lessor:
     def revoke(self, lease_id: int, store: KVStore | None = None, index: int = 0) -> None:
         """Delete the lease and every key attached to it in one store write txn (one revision,
         none if no key is attached), with the lease record removed in the same backend batch.
-        index > 0 is saved as the consistent index in that txn. The deletions go to on_changes."""
+        index > 0 is saved as the consistent index in that txn. Store listeners (watchers) see
+        the deletes like any write's changes."""
         lease = self._leases.get(lease_id)
         if store is None:
             store = self._store
@@ -298,14 +296,11 @@ class Lessor:
                 if live and live[0].lease == lease_id:
                     txn.delete_range(key, b"")
             self._be.delete(LEASE, lease_key(lease_id))
-        changes = txn.changes
         for key in lease.keys:
             if self._key_lease.get(key) == lease_id:
                 del self._key_lease[key]
         del self._leases[lease_id]
         self._cp_scheduled.discard(lease_id)
-        if changes and self.on_changes is not None:
-            self.on_changes(changes)
         for waiter in self._revoke_waiters.pop(lease_id, []):
             waiter(True)
 

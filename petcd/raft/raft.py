@@ -554,9 +554,8 @@ class Raft:
             # We already have the entry; just fast-forward the commit index.
             self.raft_log.commit_to(md.index)
             return False
-        snap = raftpb.Snapshot()
-        snap.CopyFrom(s)
-        self.raft_log.restore(snap)
+        # Kept by reference (snapshots can be large); messages are never mutated once stepped.
+        self.raft_log.restore(s)
         self.tracker.restore(md.conf_state, self.raft_log.last_index())
         self._refresh_learner_flag()
         return True

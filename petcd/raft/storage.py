@@ -164,4 +164,6 @@ class MemoryStorage:
                 raise ValueError(
                     f"missing log entry [last: {self._ents[0].index + len(self._ents) - 1}, "
                     f"append at: {entries[0].index}]")
-            self._ents = [*self._ents[:offset], *entries]
+            # in place: copying the whole log on every append made appends O(log length)
+            del self._ents[offset:]
+            self._ents.extend(entries)

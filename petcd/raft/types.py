@@ -70,7 +70,8 @@ class Ready:
 
     Persist ``snapshot`` (if any), ``hard_state`` (if not None) and ``entries``; then send
     ``messages``; then apply ``snapshot`` and ``committed_entries``; then call ``advance(ready)``.
-    ``must_sync`` says whether the persistence step needs an fsync (term, vote or entries changed).
+    ``must_sync`` says whether the persistence step needs an fsync (term, vote, entries or snapshot
+    changed). Entries, snapshot and messages are shared with raft's own state: do not mutate them.
     """
 
     soft_state: SoftState | None = None

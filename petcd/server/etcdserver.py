@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from petcd.backend import Backend
-from petcd.lease import Lessor
+from petcd.lease import Lessor, min_lease_ttl
+from petcd.lease.expiry import run_expiry
 from petcd.mvcc import KVStore
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.raftpb import raft_pb2 as raftpb
@@ -133,6 +133,7 @@ class EtcdServer:
                 )
             )
         self._tasks.append(asyncio.create_task(self._backend_commit_loop(), name="backend-commit"))
+        self._tasks.append(asyncio.create_task(run_expiry(self), name="lease-expiry"))
         # a lone voter need not wait out an election timeout: campaign once the bootstrap
         # conf changes are applied (raft refuses before that)
         self._campaign_at = len(s.initial_members) if setup.is_new else setup.storage.last_index()
@@ -142,7 +143,7 @@ class EtcdServer:
         assert self.backend is not None and self.store is not None
         s = self.settings
         # etcd's minimum TTL: a lease must outlive one and a half election timeouts
-        min_ttl = math.ceil(3 * s.election_ticks / 2 * s.heartbeat_interval_ms / 1000.0)
+        min_ttl = min_lease_ttl(s.election_ticks, s.heartbeat_interval_ms)
         self.lessor = Lessor(self.backend, self.clock, self.store, min_ttl=min_ttl)
         return self.lessor
 
@@ -180,6 +181,8 @@ class EtcdServer:
                 self.leader = rd.soft_state.lead
                 self._leader_changed.set()
                 self._leader_changed = asyncio.Event()
+            if self.role == StateType.LEADER and rd.soft_state.raft_state != StateType.LEADER:
+                self.lessor.demote()
             self.role = rd.soft_state.raft_state
         if rd.hard_state is not None:
             self.term = rd.hard_state.term
@@ -222,7 +225,12 @@ class EtcdServer:
             self.raft.node.apply_conf_change(cc)
             if ent.index > self.store.consistent_index:
                 self.membership.apply_conf_change(cc, ent.index, self.store)
-        elif ent.data and ent.index > self.store.consistent_index:
+        elif not ent.data:
+            # the new leader's empty entry: everything of earlier terms is applied, so the
+            # lessor can take over the clocks (extended by an election timeout)
+            if self.role == StateType.LEADER and ent.term == self.term:
+                self.lessor.promote(self.settings.election_timeout_ms / 1000.0)
+        elif ent.index > self.store.consistent_index:
             req = serverpb.InternalRequest.FromString(ent.data)
             try:
                 result: Any = self._apply_request(req, ent.index)

@@ -212,6 +212,12 @@ class KVStoreMachine(RuleBasedStateMachine):
     def compact_step(self) -> None:
         self.a.compact_step()
 
+    @precondition(lambda self: self.a.compaction_pending)
+    @rule(rev=st.integers(0, 40))
+    def hash_kv_while_compacting(self, rev: int) -> None:
+        """HashKV must not depend on how far a compaction has got."""
+        self.hash_kv(rev)
+
     @rule(store_b=st.booleans())
     def reopen(self, store_b: bool) -> None:
         """A restart: the batch is committed (as the server does before exiting) and the store is

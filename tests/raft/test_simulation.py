@@ -141,3 +141,58 @@ def test_simulator_catches_a_disk_that_forgets_votes(monkeypatch: pytest.MonkeyP
             assert str(seed) in str(e)
             return
     pytest.fail("no seed noticed that votes were not persisted")
+
+
+def test_simulator_catches_commit_by_counting_old_term_entries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mutation check: a leader that commits earlier-term entries by counting replicas (the Raft
+    paper's Figure 8 mistake) must be caught."""
+    from petcd.raft import log as raft_log
+
+    def maybe_commit(self: raft_log.RaftLog, max_index: int, term: int) -> bool:
+        if max_index > self.committed:
+            self.commit_to(max_index)
+            return True
+        return False
+
+    monkeypatch.setattr(raft_log.RaftLog, "maybe_commit", maybe_commit)
+    for seed in range(100):
+        try:
+            run_seed(seed)
+        except SimFailure as e:
+            assert "advanced its commit" in str(e) or "committed" in str(e)
+            return
+    pytest.fail("no seed noticed a leader committing entries of an earlier term")
+
+
+# --- raft fixes found by the simulator -------------------------------------------------------
+
+def test_lower_term_vote_request_is_rejected_with_our_term() -> None:
+    """Seeds 508 and 1571 (without PreVote): a candidate whose term fell behind asked a node at a
+    higher term for its vote; the request was ignored, so the candidate never learnt the higher
+    term and, being the only node able to win, the cluster never elected a leader. The node now
+    rejects the request and tells its term, as in the Raft paper (§5.1), and the candidate moves
+    to that term."""
+    from petcd.raft import Config, MemoryStorage, RawNode
+
+    def node(i: int, term: int) -> RawNode:
+        st = MemoryStorage()
+        st.apply_snapshot(raftpb.Snapshot(metadata=raftpb.SnapshotMetadata(
+            index=1, term=1, conf_state=raftpb.ConfState(voters=[1, 2, 3]))))
+        st.set_hard_state(raftpb.HardState(term=term, commit=1))
+        return RawNode(Config(id=i, election_tick=10, heartbeat_tick=1, storage=st, applied=1,
+                              pre_vote=False, check_quorum=False))
+
+    high, low = node(1, 9), node(2, 3)
+    low.campaign()  # term 4, asks 1 and 3
+    rd = low.ready()
+    req = next(m for m in rd.messages if m.to == 1)
+    assert req.type == raftpb.MsgVote and req.term == 4
+    low.advance(rd)
+    high.step(req)
+    rd = high.ready()
+    resp = [m for m in rd.messages if m.to == 2]
+    assert len(resp) == 1 and resp[0].type == raftpb.MsgVoteResp and resp[0].reject and resp[0].term == 9
+    high.advance(rd)
+    assert high.status().hard_state.term == 9 and high.status().hard_state.vote == 0
+    low.step(resp[0])
+    assert low.status().hard_state.term == 9

@@ -7,6 +7,7 @@ import sys
 import time
 
 from .cluster import SimFailure
+from .params import SimParams
 from .runner import DEFAULT_CHAOS_TICKS, regression_seeds, run_many, run_seed
 
 
@@ -24,8 +25,12 @@ def main(argv: list[str] | None = None) -> int:
 
     SimFailure.show = args.trace
     if args.seed is not None:
-        res = run_seed(args.seed, args.ticks)
-        print(res)
+        print(SimParams.from_seed(args.seed, chaos_ticks=args.ticks))
+        try:
+            print(run_seed(args.seed, args.ticks))
+        except SimFailure as e:
+            print(f"FAIL {e}")
+            return 1
         return 0
 
     seeds = list(range(args.start, args.start + args.seeds))

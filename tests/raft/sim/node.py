@@ -86,6 +86,7 @@ class SimNode:
         self.role_leader = False
         self.lead = 0
         self.term = self.disk.hard_state.term
+        self.mem_commit = self.disk.hard_state.commit
         self.applied = 0
         self.chain = b""
         self.removed: set[int] = set()
@@ -164,14 +165,28 @@ class SimNode:
         raise InvariantViolation(f"node {self.id}: has_ready() still true after 1000 Readies")
 
     def _observe(self, rd: Ready) -> None:
+        was_leader, old_term = self.role_leader, self.term
         if rd.hard_state is not None:
             self.term = max(self.term, rd.hard_state.term)
+            hs = rd.hard_state
+            if was_leader and hs.term == old_term and hs.commit > self.mem_commit:
+                self._check_leader_commit(rd, hs.commit)
+            self.mem_commit = max(self.mem_commit, hs.commit)
         if rd.soft_state is not None:
             self.lead = rd.soft_state.lead
             self.role_leader = rd.soft_state.raft_state == StateType.LEADER
             if self.role_leader:
                 self.checker.on_leader(self.id, self.term)
                 self.log(f"leader {self.id} term {self.term}")
+
+    def _check_leader_commit(self, rd: Ready, commit: int) -> None:
+        """Raft §5.4.2: a leader commits by counting replicas only entries of its own term."""
+        term = next((e.term for e in rd.entries if e.index == commit), None)
+        if term is None:
+            term = self.disk.term(commit)
+        if term is not None and term != self.term:
+            self.checker.fail(f"node {self.id}, leader of term {self.term}, advanced its commit to {commit} "
+                              f"whose entry has term {term}")
 
     def persist_done(self, incarnation: int) -> None:
         if incarnation != self.incarnation or not self.up or self.pending is None:
