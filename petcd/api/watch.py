@@ -121,7 +121,7 @@ class _Session:
         self.context = context
         self.ready = asyncio.Event()
         self.room = asyncio.Event()
-        self.recv_done = False
+        self.recv_failed = False
         self.stream: WatchStream = svc.watchable.new_stream(svc.capacity, self.ready.set)
 
     async def run(self, request_iterator: AsyncIterator[pb.WatchRequest]) -> None:
@@ -150,10 +150,12 @@ class _Session:
                 while len(self.stream) > self.stream.capacity:
                     self.room.clear()
                     await self.room.wait()
-        finally:
-            # the client closed its side (or failed): the sender ends the stream
-            self.recv_done = True
+        except BaseException:
+            # a broken stream: the sender ends it. A client that only half-closes keeps its
+            # watchers until it goes away, as in etcd.
+            self.recv_failed = True
             self.ready.set()
+            raise
 
     def _handle(self, req: pb.WatchRequest) -> None:
         kind = req.WhichOneof("request_union")
@@ -206,7 +208,7 @@ class _Session:
                         await write(part)
                 else:
                     await write(msg)
-            if self.recv_done and not len(stream):
+            if self.recv_failed:
                 return
 
     def _opts(self, watch_id: int) -> WatchOptions | None:

@@ -197,6 +197,7 @@ class WatchableStore:
             self.on_work()
 
     def _make_victim(self, w: Watcher, resp: WatchResponse) -> None:
+        import sys; print("DEBUGVICTIM", w.id, resp.revision, len(resp.events), file=sys.stderr)
         w.state = State.VICTIM
         w.pending = resp
         self._victims[w] = None

@@ -408,9 +408,13 @@ class Raft:
                 # with CheckQuorum/PreVote our higher term may never reach it otherwise, and a
                 # node stuck at a higher term would never be able to rejoin.
                 self.send(new_message(raftpb.MsgAppResp, to=msg_from(m)))
-            elif t == raftpb.MsgPreVote:
-                # Reject explicitly so the pre-candidate learns our term.
-                self.send(new_message(raftpb.MsgPreVoteResp, to=msg_from(m), term=self.term, reject=True))
+            elif t == raftpb.MsgPreVote or t == raftpb.MsgVote:
+                # Reject explicitly so the (pre-)candidate learns our term (Raft §5.1). Ignoring a
+                # stale MsgVote can deadlock (found by the simulator, seeds 508 and 1571): a
+                # candidate that fell behind in term may be the only node able to win, and nodes
+                # with stale configurations may never send it anything carrying the higher term.
+                resp = raftpb.MsgPreVoteResp if t == raftpb.MsgPreVote else raftpb.MsgVoteResp
+                self.send(new_message(resp, to=msg_from(m), term=self.term, reject=True))
             return
 
         if t == raftpb.MsgHup:

@@ -33,7 +33,6 @@ from .types import (
     SoftState,
     StateType,
     hard_state_equal,
-    is_empty_hard_state,
     msg_from,
     new_message,
 )
@@ -161,7 +160,12 @@ class RawNode:
         self.raft.step(new_message(raftpb.MsgUnreachable, frm=id_))
 
     def report_snapshot(self, id_: int, failed: bool) -> None:
-        """Outcome of sending a MsgSnap to ``id_``."""
+        """Outcome of sending a MsgSnap to ``id_``.
+
+        The transport must report every MsgSnap it handles: until the report (or the follower's
+        acknowledgement of the snapshot) the leader sends that follower nothing but heartbeats,
+        so a snapshot lost without a report would stall the follower for good.
+        """
         self.raft.step(new_message(raftpb.MsgSnapStatus, frm=id_, reject=failed))
 
     # -- output --------------------------------------------------------------------------------
@@ -170,16 +174,19 @@ class RawNode:
             return False
         r = self.raft
         r.flush()
-        if r.soft_state() != self._prev_soft:
+        # Field by field rather than via soft_state()/hard_state(): this runs very often.
+        if r.msgs or r.read_states:
             return True
-        hs = r.hard_state()
-        if not is_empty_hard_state(hs) and not hard_state_equal(hs, self._prev_hard):
+        lg = r.raft_log
+        if lg.unstable.entries or lg.unstable.snapshot is not None:
             return True
-        if r.raft_log.has_pending_snapshot():
+        ps, ph = self._prev_soft, self._prev_hard
+        if r.lead != ps.lead or r.state != ps.raft_state:
             return True
-        if r.msgs or r.raft_log.unstable.entries or r.raft_log.has_next_ents():
+        if ((r.term != ph.term or r.vote != ph.vote or lg.committed != ph.commit)
+                and (r.term or r.vote or lg.committed)):
             return True
-        return bool(r.read_states)
+        return lg.committed > lg.applied and lg.has_next_ents()
 
     def ready(self) -> Ready:
         if self._outstanding is not None:

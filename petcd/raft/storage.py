@@ -47,10 +47,14 @@ class Storage(Protocol):
 
 
 class MemoryStorage:
-    """Storage kept in memory. ``_ents[0]`` is a dummy entry carrying the snapshot's index/term."""
+    """Storage kept in memory. ``_ents[0]`` is a dummy entry carrying the snapshot's index/term.
+
+    Writers hold a lock and either only extend ``_ents`` at the end or replace it with a new
+    list, so a reader that binds ``self._ents`` once sees a consistent log without taking the
+    lock (the application may write from a thread other than the one driving raft).
+    """
 
     def __init__(self) -> None:
-        # The application may write from a thread other than the one driving raft.
         self._lock = threading.Lock()
         self._hard_state = raftpb.HardState()
         self._snapshot = raftpb.Snapshot()
@@ -66,37 +70,35 @@ class MemoryStorage:
             return hs, cs
 
     def entries(self, lo: int, hi: int, max_size: int) -> list[raftpb.Entry]:
-        with self._lock:
-            offset = self._ents[0].index
-            if lo <= offset:
-                raise CompactedError(f"requested index {lo} is compacted (snapshot at {offset})")
-            last = offset + len(self._ents) - 1
-            if hi > last + 1:
-                raise UnavailableError(f"entries [{lo}, {hi}) out of bound, last index is {last}")
-            if len(self._ents) == 1:
-                return []
-            return limit_size(self._ents[lo - offset:hi - offset], max_size)
+        ents = self._ents
+        offset = ents[0].index
+        if lo <= offset:
+            raise CompactedError(f"requested index {lo} is compacted (snapshot at {offset})")
+        last = offset + len(ents) - 1
+        if hi > last + 1:
+            raise UnavailableError(f"entries [{lo}, {hi}) out of bound, last index is {last}")
+        if len(ents) == 1:
+            return []
+        return limit_size(ents[lo - offset:hi - offset], max_size)
 
     def term(self, i: int) -> int:
-        with self._lock:
-            offset = self._ents[0].index
-            if i < offset:
-                raise CompactedError(f"requested index {i} is compacted (snapshot at {offset})")
-            if i - offset >= len(self._ents):
-                raise UnavailableError(f"requested index {i} is unavailable")
-            return self._ents[i - offset].term
+        ents = self._ents
+        offset = ents[0].index
+        if i < offset:
+            raise CompactedError(f"requested index {i} is compacted (snapshot at {offset})")
+        if i - offset >= len(ents):
+            raise UnavailableError(f"requested index {i} is unavailable")
+        return ents[i - offset].term
 
     def last_index(self) -> int:
-        with self._lock:
-            return self._ents[0].index + len(self._ents) - 1
+        ents = self._ents
+        return ents[0].index + len(ents) - 1
 
     def first_index(self) -> int:
-        with self._lock:
-            return self._ents[0].index + 1
+        return self._ents[0].index + 1
 
     def snapshot(self) -> raftpb.Snapshot:
-        with self._lock:
-            return self._snapshot
+        return self._snapshot
 
     # -- writes by the application --------------------------------------------
     def set_hard_state(self, hs: raftpb.HardState) -> None:
@@ -164,6 +166,10 @@ class MemoryStorage:
                 raise ValueError(
                     f"missing log entry [last: {self._ents[0].index + len(self._ents) - 1}, "
                     f"append at: {entries[0].index}]")
-            # in place: copying the whole log on every append made appends O(log length)
-            del self._ents[offset:]
-            self._ents.extend(entries)
+            if offset == len(self._ents):
+                # The common case, in place: copying the whole log on every append would make
+                # appends O(log length). Readers see the old or the new length, both consistent.
+                self._ents.extend(entries)
+            else:
+                # Replacing a suffix: build a new list so no reader sees it half-truncated.
+                self._ents = [*self._ents[:offset], *entries]

@@ -40,6 +40,7 @@ log = logging.getLogger("petcd.server")
 
 # room for the rest of a proposal beyond the request itself
 _GRPC_OVERHEAD = 512 * 1024
+SLOW_COMMIT_SECONDS = 0.05
 # the cluster version a leader records (etcd: major.minor.0 of the lowest member)
 CLUSTER_VERSION = "3.5.0"
 ALARM_NONE = pb.AlarmType.Value("NONE")
@@ -99,6 +100,8 @@ class EtcdServer:
             batch_interval=s.backend_batch_interval,
         )
         self.store = KVStore(self.backend)
+        # the file size only changes when a batch commits; the quota check reads this copy
+        self.db_size = self.backend.size()
         self.membership = Membership(self.backend, self.cluster_id)
         self.alarms = self.membership.load_alarms()
         self.kv = KVApplier(self.store, self._lease_lookup())
@@ -206,7 +209,7 @@ class EtcdServer:
             if self.store.compaction_pending:
                 # one batch per round keeps applies flowing while old revisions are removed
                 self.store.compact_step()
-            self.backend.commit_if_due()
+            self._commit_backend()
             self._notify_applied()
             await self._maybe_snapshot()
 
@@ -342,6 +345,15 @@ class EtcdServer:
         self.snapshot_index = index
         log.info("saved snapshot at index %d", index)
 
+    def _commit_backend(self) -> None:
+        assert self.backend is not None
+        started = self.clock()
+        if self.backend.commit_if_due():
+            self.db_size = self.backend.size()
+            took = self.clock() - started
+            if took > SLOW_COMMIT_SECONDS:
+                log.warning("backend commit took %.1f ms (fsync of the database file)", took * 1000)
+
     async def _backend_commit_loop(self) -> None:
         assert self.backend is not None
         assert self.store is not None
@@ -349,7 +361,7 @@ class EtcdServer:
             await asyncio.sleep(self.settings.backend_batch_interval)
             if self.store.compaction_pending and not self.backend.write_blocked:
                 self.store.compact_step()
-            self.backend.commit_if_due()
+            self._commit_backend()
 
     async def _auto_compact(self, rev: int) -> None:
         await self.compact(pb.CompactionRequest(revision=rev))
@@ -396,8 +408,7 @@ class EtcdServer:
                 except ProposalDroppedError:
                     raise errors.ERR_TOO_MANY_REQUESTS from None
             self.driver.notify()
-            remaining = max(0.0, deadline - self.clock())
-            result = await asyncio.wait_for(asyncio.shield(fut), remaining)
+            result = await _await_until(fut, max(0.0, deadline - self.clock()))
         except TimeoutError:
             raise errors.ERR_TIMEOUT from None
         finally:
@@ -422,7 +433,7 @@ class EtcdServer:
         self._read_waiters.append(fut)
         self._read_wake.set()
         try:
-            await asyncio.wait_for(asyncio.shield(fut), self.settings.request_timeout)
+            await _await_until(fut, self.settings.request_timeout)
         except TimeoutError:
             raise errors.ERR_TIMEOUT from None
 
@@ -538,7 +549,7 @@ class EtcdServer:
         assert self.backend is not None
         if any(a == ALARM_NOSPACE for a in self.alarms.values()):
             raise errors.ERR_NO_SPACE
-        if self.backend.size() + cost > self.settings.quota_backend_bytes:
+        if self.db_size + cost > self.settings.quota_backend_bytes:
             # raise the alarm through raft so every member agrees, then refuse
             req = serverpb.InternalRequest(
                 alarm=pb.AlarmRequest(action=pb.AlarmRequest.ACTIVATE, memberID=self.member_id, alarm=ALARM_NOSPACE)
@@ -551,6 +562,20 @@ class EtcdServer:
             await self.propose(req)
         except errors.EtcdError as exc:
             log.warning("proposal failed: %s", exc.message)
+
+
+def _expire(fut: asyncio.Future[Any]) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())
+
+
+async def _await_until(fut: asyncio.Future[Any], timeout: float) -> Any:
+    """Await fut for at most timeout seconds: one timer, no extra task (the write path's cost)."""
+    handle = asyncio.get_running_loop().call_later(timeout, _expire, fut)
+    try:
+        return await fut
+    finally:
+        handle.cancel()
 
 
 def _fill_txn_headers(resp: pb.TxnResponse, srv: EtcdServer) -> None:

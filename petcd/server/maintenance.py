@@ -59,7 +59,8 @@ async def defragment(srv: EtcdServer) -> pb.DefragmentResponse:
     before = srv.backend.size()
     # the copy runs in C in a worker thread; the event loop (and raft ticks) keep going
     await asyncio.to_thread(srv.backend.defrag)
-    log.info("defragmented backend: %d -> %d bytes", before, srv.backend.size())
+    srv.db_size = srv.backend.size()
+    log.info("defragmented backend: %d -> %d bytes", before, srv.db_size)
     return pb.DefragmentResponse(header=srv.header())
 
 

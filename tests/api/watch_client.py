@@ -15,6 +15,10 @@ from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
 CALL_TIMEOUT = 10.0
 
 
+class StreamEnded(Exception):
+    """The server ended the stream with status OK."""
+
+
 class WatchClient:
     def __init__(
         self,
@@ -43,6 +47,7 @@ class WatchClient:
         try:
             for r in self.call:
                 self._out.put(r)
+            self._out.put(StreamEnded())
         except BaseException as exc:  # the stream's end, as an item the test can look at
             self._out.put(exc)
 
@@ -56,6 +61,10 @@ class WatchClient:
 
     def progress(self) -> None:
         self._reqs.put(pb.WatchRequest(progress_request=pb.WatchProgressRequest()))
+
+    def end_requests(self) -> None:
+        """Half-close: no more requests."""
+        self._reqs.put(None)
 
     # -- responses ------------------------------------------------------------------------------
 
@@ -71,7 +80,7 @@ class WatchClient:
     def created(self, key: bytes, range_end: bytes = b"", **kw: Any) -> pb.WatchResponse:
         self.create(key, range_end, **kw)
         r = self.next()
-        assert r.created, r
+        assert r.created, f"expected a created response, got watch_id={r.watch_id} with {len(r.events)} events"
         return r
 
     def quiet(self, wait: float = 0.3) -> list[pb.WatchResponse | BaseException]:

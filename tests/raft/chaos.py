@@ -7,7 +7,10 @@ propose, partition or heal, crash-restart a node, snapshot and compact) and then
 * Leader Append-Only: a leader never overwrites or deletes entries in its log;
 * Log Matching: two logs with an entry of the same index and term agree up to it;
 * Leader Completeness: a committed entry is in the log of every leader of a later term;
-* State Machine Safety: no two nodes apply different entries at the same index.
+* State Machine Safety: no two nodes apply different entries at the same index;
+
+and that ReadIndex is linearizable: a read's index covers everything committed anywhere before
+the read was requested.
 
 (The deterministic simulator in tests/raft/sim explores far more; this is the small,
 self-contained version the paper-section tests use.)
@@ -33,6 +36,7 @@ class ChaosResult:
     leaders: dict[int, int] = field(default_factory=dict)
     applied: dict[int, tuple[int, bytes]] = field(default_factory=dict)
     steps: int = 0
+    reads: int = 0
 
 
 class Chaos:
@@ -48,6 +52,8 @@ class Chaos:
         self.p_drop = rng.choice([0.0, 0.1, 0.3])
         self.p_dup = rng.choice([0.0, 0.05])
         self.proposals = 0
+        # read ctx -> the highest commit index anywhere when the read was requested
+        self.reads: dict[bytes, int] = {}
         self.conf_changes = conf_changes
         self.leader_logs: dict[tuple[int, int], dict[int, int]] = {}
         # index -> term of the system's newest term when the entry was first applied anywhere.
@@ -59,6 +65,11 @@ class Chaos:
         self.res.violations[prop].append(f"seed {self.seed} step {self.res.steps}: {what}")
 
     def _on_ready(self, id_: int, rd: Ready) -> None:
+        for rs in rd.read_states:
+            want = self.reads.get(rs.request_ctx)
+            if want is not None and rs.index < want:
+                self.violation("read index", f"read {rs.request_ctx!r} at {rs.index} misses commit {want}")
+            self.res.reads += 1
         max_term = max(n.r.term for n in self.c.nodes.values())
         for e in rd.committed_entries:
             prev = self.res.applied.get(e.index)
@@ -88,8 +99,12 @@ class Chaos:
                 if ok:
                     c.nodes[m.to].raw.step(m)
                 c._settle_snapshot(m, ok)
-        elif x < 0.78:
+        elif x < 0.76:
             c.tick(rng.choice(ids))
+        elif x < 0.78:
+            ctx = b"r%d" % len(self.reads)
+            self.reads[ctx] = max(n.r.raft_log.committed for n in c.nodes.values())
+            c.nodes[rng.choice(ids)].raw.read_index(ctx)
         elif x < 0.88:
             self.proposals += 1
             try:

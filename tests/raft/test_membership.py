@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from petcd.proto.raftpb import raft_pb2 as raftpb
-from petcd.raft import ConfChangeError, StateType
+from petcd.raft import ConfChangeError, ProgressState, StateType
 from petcd.raft.leader import maybe_send_append
 
 from .harness import encode_state
@@ -222,3 +222,64 @@ def test_restart_from_snapshot_and_log() -> None:
     assert c.nodes[2].r.raft_log.applied == c.nodes[1].r.raft_log.applied
 
 
+
+
+def test_demoting_the_leader_steps_it_down() -> None:
+    c = elected(3)
+    c.nodes[1].raw.propose_conf_change(cc(raftpb.ConfChangeAddLearnerNode, 1))
+    c.stabilize()
+    assert c.nodes[1].r.is_learner and c.nodes[1].r.state == StateType.FOLLOWER
+    assert c.leader() in (2, 3)
+
+
+def test_learner_ignores_timeout_now() -> None:
+    c = elected(2)
+    c.add(3)
+    c.nodes[1].raw.propose_conf_change(cc(raftpb.ConfChangeAddLearnerNode, 3))
+    c.stabilize()
+    r3 = c.nodes[3].r
+    r3.step(msg(raftpb.MsgTimeoutNow, 1, 3, term=r3.term))
+    assert r3.state == StateType.FOLLOWER and not r3.msgs
+
+
+def test_report_snapshot_success_resumes_replication() -> None:
+    c = elected(3)
+    c.report_snapshots = False
+    c.isolate(3)
+    c.propose(1, b"x")
+    c.stabilize()
+    n1 = c.nodes[1]
+    n1.storage.create_snapshot(n1.applied_index, n1.conf_state, encode_state(n1.applied))
+    n1.storage.compact(n1.applied_index)
+    c.heal()
+    snaps: list[raftpb.Message] = []
+    c.on_ready = lambda i, rd: snaps.extend(m for m in rd.messages if m.type == raftpb.MsgSnap)
+    c.tick(1)
+    for _ in range(10):
+        for i in (1, 2, 3):
+            c.process_ready(i)
+        if snaps:
+            break
+        c.deliver()
+    # The snapshot is in flight; the transport has not reported on it yet.
+    pr = n1.r.tracker.progress[3]
+    assert pr.state == ProgressState.SNAPSHOT
+    n1.raw.report_snapshot(3, failed=False)
+    assert pr.state == ProgressState.PROBE and pr.next == n1.applied_index + 1 and pr.is_paused()
+    c.stabilize()
+    assert c.nodes[3].applied == [b"x"] and pr.state == ProgressState.REPLICATE
+
+
+def test_heartbeat_commit_capped_by_follower_match() -> None:
+    c = elected(3)
+    c.isolate(3)
+    c.propose(1, b"x")
+    c.stabilize()
+    c.heal()
+    beats = []
+    c.on_ready = lambda i, rd: beats.extend(m for m in rd.messages if m.type == raftpb.MsgHeartbeat)
+    c.tick(1)
+    c.process_ready(1)
+    commit = c.nodes[1].r.raft_log.committed
+    by_to = {m.to: m.commit for m in beats}
+    assert by_to[2] == commit and by_to[3] < commit

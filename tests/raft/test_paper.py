@@ -423,3 +423,9 @@ def test_fig3_state_machine_safety(chaos_results: list[tuple[ChaosResult, bool]]
 def test_liveness_after_faults_heal(chaos_results: list[tuple[ChaosResult, bool]]) -> None:
     """Once the network heals a leader is elected and a new proposal commits everywhere."""
     assert [seed for seed, (_, ok) in zip(CHAOS_SEEDS, chaos_results, strict=True) if not ok] == []
+
+
+def test_read_index_is_linearizable(chaos_results: list[tuple[ChaosResult, bool]]) -> None:
+    """§6.4: a read served at its ReadIndex sees every write committed before it was issued."""
+    assert sum(res.reads for res, _ in chaos_results) > 0
+    assert _violations(chaos_results, "read index") == []
