@@ -81,7 +81,7 @@ class KVStoreMachine(RuleBasedStateMachine):
         self.clock = Clock()
         self.be_a = self._backend("a")
         self.be_b = self._backend("b")
-        self.a = KVStore(self.be_a, compaction_batch=3)
+        self.a = KVStore(self.be_a, compaction_batch=1)
         self.b = KVStore(self.be_b)
         # A new store is at revision 1 (as etcd's): the first change gets revision 2.
         self.history: list[State] = [{}, {}]
@@ -184,7 +184,7 @@ class KVStoreMachine(RuleBasedStateMachine):
             got = store.range(key, end, opts)
             self._check_range(got, self.history[at], key, end, limit, count_only, self.cur)
 
-    @rule(back=st.integers(-1, 8), steps=st.integers(0, 3))
+    @rule(back=st.integers(-1, 8), steps=st.integers(0, 2))
     def compact(self, back: int, steps: int) -> None:
         rev = self.cur - back
         for store in (self.a, self.b):
@@ -227,7 +227,7 @@ class KVStoreMachine(RuleBasedStateMachine):
         self.be_a.force_commit()
         self.be_a.close()
         self.be_a = self._backend("a")
-        self.a = KVStore(self.be_a, compaction_batch=3)
+        self.a = KVStore(self.be_a, compaction_batch=1)
         assert not self.a.compaction_pending
         if store_b:
             self.be_b.force_commit()

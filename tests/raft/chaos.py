@@ -212,12 +212,15 @@ class Chaos:
                 break
         else:
             return False
-        lead = c.leader()
-        c.propose(lead, b"final")
-        for _ in range(max_rounds):
+        for round_ in range(max_rounds):
+            # Like a client, retry a proposal that a leadership change may have lost.
+            lead = c.leader()
+            if round_ % 20 == 0 and lead:
+                c.propose(lead, b"final")
             c.stabilize()
-            members = c.nodes[lead].r.tracker.progress
-            if all(n.applied and n.applied[-1] == b"final" for i, n in c.nodes.items() if i in members):
+            lead = c.leader()
+            members = c.nodes[lead].r.tracker.progress if lead else {}
+            if members and all(n.applied and n.applied[-1] == b"final" for i, n in c.nodes.items() if i in members):
                 return True
             for i in sorted(c.nodes):
                 c.tick(i)

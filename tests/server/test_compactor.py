@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from petcd.server.compactor import HOUR, PeriodicCompactor, RevisionCompactor, make_compactor
 
 
@@ -25,7 +27,7 @@ def test_periodic_short_period_compacts_every_period_keeping_a_period() -> None:
     times = [t for t, _ in done]
     # the first sample is one interval after start, so the first compaction comes a period after it
     assert times[0] == 660.0
-    assert [b - a for a, b in zip(times, times[1:], strict=False)] == [600.0] * (len(times) - 1)
+    assert [b - a for a, b in itertools.pairwise(times)] == [600.0] * (len(times) - 1)
     assert len(times) == 5
     for t, target in done:
         assert target <= (t - 600) * 10, "compacted history younger than the retention"
@@ -40,7 +42,7 @@ def test_periodic_long_period_compacts_hourly_keeping_the_period() -> None:
     first_t, first_rev = done[0]
     assert first_t >= 12 * HOUR
     assert first_rev <= (first_t - 12 * HOUR) * 10
-    gaps = [b[0] - a[0] for a, b in zip(done, done[1:], strict=False)]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(done)]
     assert all(g == HOUR for g in gaps)
 
 
