@@ -131,6 +131,7 @@ class PerfResult:
     note: str = ""
 
 
+_CHECK = re.compile(r"(?:PASS|FAIL): .*")
 _THROUGHPUT = re.compile(r"(\d+) writes/s")
 _SLOWEST = re.compile(r"Slowest request took (?:too long: )?([0-9.]+)s")
 _STDDEV = re.compile(r"Stddev (?:is|too high:) ([0-9.]+)s")
@@ -139,7 +140,8 @@ _STDDEV = re.compile(r"Stddev (?:is|too high:) ([0-9.]+)s")
 def parse_check_perf(stdout: str, result: PerfResult) -> None:
     """Fill ``result`` from check perf's output, dropping the progress bar (redrawn with \\r)."""
     lines = [ln.strip() for ln in re.split(r"[\r\n]+", stdout)]
-    result.checks = [ln for ln in lines if ln.startswith(("PASS:", "FAIL:"))]
+    # The bar's last frame has no newline, so the first check line can follow it on the same line.
+    result.checks = [m.group(0).strip() for ln in lines if (m := _CHECK.search(ln))]
     for ln in result.checks:
         if m := _THROUGHPUT.search(ln):
             result.writes_per_s = int(m.group(1))
@@ -154,7 +156,10 @@ def parse_check_perf(stdout: str, result: PerfResult) -> None:
 
 def clear_check_perf_prefix(server: Server) -> str:
     """check perf refuses to run on a non-empty prefix; remove what a failed earlier load left."""
-    out = ctl(server, "get", CHECK_PERF_PREFIX, "--prefix", "--count-only", "-w", "json", timeout=60)
+    # etcdctl 3.4 has no --count-only; the json "count" is the total even with --limit.
+    out = ctl(
+        server, "get", CHECK_PERF_PREFIX, "--prefix", "--keys-only", "--limit=1", "-w", "json", timeout=60
+    )
     if out.returncode != 0:
         return f"could not count leftover keys: {out.stderr.strip()}"
     count = int(json.loads(out.stdout).get("count", 0))

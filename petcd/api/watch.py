@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import grpc
 
@@ -39,6 +39,11 @@ DEFAULT_PROGRESS_INTERVAL = 600.0
 # etcd fragments watch responses at the request limit plus gRPC's overhead allowance
 GRPC_OVERHEAD_BYTES = 512 * 1024
 REQUIRE_LEADER_KEY = "hasleader"
+
+PERMISSION_DENIED_REASON = "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
+
+# permit(context, key, range_end): may this stream's user watch the range? (auth, when enabled)
+Permit = Callable[[grpc.aio.ServicerContext[pb.WatchRequest, pb.WatchResponse], bytes, bytes], bool]
 
 _NOPUT = pb.WatchCreateRequest.NOPUT
 _NODELETE = pb.WatchCreateRequest.NODELETE
@@ -93,8 +98,10 @@ class WatchServicer(pb_grpc.WatchServicer):
         *,
         progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
         capacity: int = STREAM_CAPACITY,
+        permit: Permit | None = None,
     ) -> None:
         self.server = server
+        self.permit = permit
         self.watchable = watchable
         self.progress_interval = progress_interval
         self.capacity = capacity
@@ -163,6 +170,10 @@ class _Session:
             c = req.create_request
             # an empty key is the smallest key, "\0" (etcd does the same)
             key = c.key or b"\x00"
+            permit = self.svc.permit
+            if permit is not None and not permit(self.context, key, c.range_end):
+                self.stream.refuse(PERMISSION_DENIED_REASON)
+                return
             filters = set(c.filters)
             opts = WatchOptions(
                 no_put=_NOPUT in filters,

@@ -336,22 +336,28 @@ class Backend:
 
     # -- reads ---------------------------------------------------------------------------------
 
-    @contextmanager
-    def _reading(self) -> Iterator[lmdb.Environment]:
-        """Registers a reader so the environment is not closed or remapped under it."""
+    def _reader_enter(self) -> lmdb.Environment:
+        """Register a reader, so the environment is not closed or remapped under it."""
         with self._cond:
             while self._swapping:
                 self._cond.wait()
             self._check_open()
             self._readers += 1
-            env = self._env
+            return self._env
+
+    def _reader_exit(self) -> None:
+        with self._cond:
+            self._readers -= 1
+            if not self._readers and self._swapping:
+                self._cond.notify_all()  # a swap, map growth or close waits for the last reader
+
+    @contextmanager
+    def _reading(self) -> Iterator[lmdb.Environment]:
+        env = self._reader_enter()
         try:
             yield env
         finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
+            self._reader_exit()
 
     @contextmanager
     def read(self) -> Iterator[ReadTx]:
@@ -362,12 +368,34 @@ class Backend:
         if wtxn is not None and self._owner == threading.get_ident():
             yield ReadTx(wtxn, self._dbs)
             return
-        with self._reading() as env:
+        env = self._reader_enter()
+        try:
             txn = env.begin()
             try:
                 yield ReadTx(txn, self._dbs)
             finally:
                 txn.abort()
+        finally:
+            self._reader_exit()
+
+    def get_many(self, bucket: bytes, keys: Iterable[bytes]) -> list[bytes | None]:
+        """The values of keys (None where missing) from one consistent view, as read() gives;
+        the hot path of MVCC reads, so it avoids the context-manager machinery."""
+        db = self._dbs[bucket]
+        wtxn = self._wtxn
+        if wtxn is not None and self._owner == threading.get_ident():
+            get = wtxn.get
+            return [get(k, db=db) for k in keys]
+        env = self._reader_enter()
+        try:
+            txn = env.begin()
+            try:
+                get = txn.get
+                return [get(k, db=db) for k in keys]
+            finally:
+                txn.abort()
+        finally:
+            self._reader_exit()
 
     def get(self, bucket: bytes, key: bytes) -> bytes | None:
         with self.read() as tx:
@@ -508,11 +536,15 @@ class Backend:
             if self._wtxn is not None:
                 # Its LMDB writer lock can only be released by the thread that holds it.
                 raise BackendError("backend: close() with a batch open on another thread")
-            while self._readers:
-                self._cond.wait()
-            self._closed = True
-            self._env.close()
-            self._cond.notify_all()
+            self._swapping = True
+            try:
+                while self._readers:
+                    self._cond.wait()
+                self._closed = True
+                self._env.close()
+            finally:
+                self._swapping = False
+                self._cond.notify_all()
 
     def __enter__(self) -> Backend:
         return self

@@ -51,7 +51,7 @@ MAX_WATCHERS_PER_SYNC = 512
 STREAM_CAPACITY = 128
 
 AUTO_WATCH_ID = 0
-PROGRESS_WATCH_ID = -1
+INVALID_WATCH_ID = -1
 
 _PUT = mvccpb.Event.PUT
 _DELETE = mvccpb.Event.DELETE
@@ -148,6 +148,8 @@ class WatchableStore:
         self._synced: WatcherGroup[Watcher] = WatcherGroup()
         self._unsynced: dict[Watcher, None] = {}
         self._victims: dict[Watcher, None] = {}
+        self._last_rev = store.rev  # the revision of the last change the store reported
+        self.victims_total = 0  # watchers ever set aside for a full buffer (for metrics, tests)
         # called when unsynced watchers or victims wait for sync_step()
         self.on_work: Callable[[], None] | None = None
         store.add_listener(self._on_txn)
@@ -167,6 +169,21 @@ class WatchableStore:
 
     def new_stream(self, capacity: int = STREAM_CAPACITY, on_ready: Callable[[], None] | None = None) -> WatchStream:
         return WatchStream(self, capacity, on_ready)
+
+    def restore(self, store: KVStore | None = None) -> None:
+        """The server replaced or reloaded its store (a raft snapshot from the leader): every
+        synced watcher may have missed changes, so all of them catch up from the store again
+        from the revision they had reached (etcd's watchableStore.Restore)."""
+        if store is not None and store is not self.store:
+            self.store = store
+            store.add_listener(self._on_txn)
+        for w in list(self._synced):
+            self._synced.discard(w)
+            # it has seen every change up to the last one the old store reported
+            w.min_rev = max(w.min_rev, self._last_rev + 1)
+            w.state = State.UNSYNCED
+            self._unsynced[w] = None
+        self._wake()
 
     # -- adding and removing watchers --------------------------------------------------------
 
@@ -197,7 +214,7 @@ class WatchableStore:
             self.on_work()
 
     def _make_victim(self, w: Watcher, resp: WatchResponse) -> None:
-        import sys; print("DEBUGVICTIM", w.id, resp.revision, len(resp.events), file=sys.stderr)
+        self.victims_total += 1
         w.state = State.VICTIM
         w.pending = resp
         self._victims[w] = None
@@ -207,6 +224,7 @@ class WatchableStore:
 
     def _on_txn(self, events: list[mvccpb.Event], rev: int) -> None:
         """KVStore listener: one response per synced watcher the txn concerns."""
+        self._last_rev = rev
         synced = self._synced
         if not synced:
             return
@@ -420,15 +438,17 @@ class WatchStream:
             elif watch_id in self.watchers:
                 raise DuplicateWatchIDError()
         except WatchError as exc:
-            self._push_ctrl(
-                WatchResponse(PROGRESS_WATCH_ID, rev, created=True, canceled=True, cancel_reason=str(exc))
-            )
+            self.refuse(str(exc))
             raise
         w = Watcher(self, watch_id, key, end, opts or WatchOptions())
         self.watchers[watch_id] = w
         self._push_ctrl(WatchResponse(watch_id, rev, created=True))
         self.ws._add(w, start_rev)
         return w
+
+    def refuse(self, reason: str) -> None:
+        """Queue a refusal of a create request decided above the store (e.g. permission)."""
+        self._push_ctrl(WatchResponse(INVALID_WATCH_ID, self.ws.store.rev, created=True, canceled=True, cancel_reason=reason))
 
     def cancel(self, watch_id: int) -> bool:
         """Remove a watcher and queue its canceled response; False (nothing queued) if the id is
@@ -464,7 +484,7 @@ class WatchStream:
             if w.state is State.UNSYNCED or w.state is State.VICTIM:
                 return
         self._progress_deferred = False
-        self._push_ctrl(WatchResponse(PROGRESS_WATCH_ID, self.ws.store.rev))
+        self._push_ctrl(WatchResponse(INVALID_WATCH_ID, self.ws.store.rev))
 
     def sent_events(self, w: Watcher) -> None:
         self.active.add(w.id)

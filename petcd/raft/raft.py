@@ -20,7 +20,8 @@ Every message first passes through ``step``, which deals with terms exactly once
 * everything else goes to the role's step function (``_step_follower``, ``_step_candidate`` or
   ``leader.step_leader``), installed by ``become_follower/_pre_candidate/_candidate/_leader``
   together with the tick function (followers and candidates count towards an election, leaders
-  count towards heartbeats and CheckQuorum).
+  count towards heartbeats and CheckQuorum). The leader's work lives in leader.py, the handling
+  of the leader's appends, heartbeats and snapshots in follower.py.
 
 Elections: a follower that hears nothing for its randomized election timeout (drawn from
 [election_tick, 2*election_tick)) campaigns. With PreVote it first asks "would you vote for me
@@ -54,7 +55,7 @@ from collections.abc import Callable
 
 from petcd.proto.raftpb import raft_pb2 as raftpb
 
-from . import leader
+from . import follower, leader
 from .config import Config
 from .errors import NoLeaderError, ProposalDroppedError
 from .log import RaftLog
@@ -126,10 +127,14 @@ class Raft:
 
         hs, cs = storage.initial_state()
         self.tracker.restore(cs, self.raft_log.last_index())
-        self._refresh_learner_flag()
+        self.refresh_learner_flag()
         if hs.term or hs.vote or hs.commit:
             self.load_state(hs)
         if c.applied > 0:
+            # Whatever the application applied was committed, even if the hard state recording
+            # that commit index was not synced before a crash.
+            if self.raft_log.committed < c.applied <= self.raft_log.last_index():
+                self.raft_log.committed = c.applied
             self.raft_log.applied_to(c.applied)
         self.become_follower(self.term, NONE)
 
@@ -141,10 +146,13 @@ class Raft:
         return raftpb.HardState(term=self.term, vote=self.vote, commit=self.raft_log.committed)
 
     def load_state(self, hs: raftpb.HardState) -> None:
-        if hs.commit < self.raft_log.committed or hs.commit > self.raft_log.last_index():
+        if hs.commit > self.raft_log.last_index():
             raise AssertionError(f"{self.id:x} state.commit {hs.commit} is out of range "
-                                 f"[{self.raft_log.committed}, {self.raft_log.last_index()}]")
-        self.raft_log.committed = hs.commit
+                                 f"[{self.raft_log.committed}, {self.raft_log.last_index()}]; "
+                                 "the log was probably truncated or lost")
+        # A commit index below the snapshot's (a hard state written without fsync, older than a
+        # snapshot that was synced) is harmless: everything in the snapshot is committed.
+        self.raft_log.committed = max(hs.commit, self.raft_log.committed)
         self.term = hs.term
         self.vote = hs.vote
 
@@ -159,7 +167,7 @@ class Raft:
     def reset_randomized_election_timeout(self) -> None:
         self.randomized_election_timeout = self.election_timeout + self.rand.randrange(self.election_timeout)
 
-    def _refresh_learner_flag(self) -> None:
+    def refresh_learner_flag(self) -> None:
         pr = self.tracker.progress.get(self.id)
         self.is_learner = pr is not None and pr.is_learner
 
@@ -445,13 +453,13 @@ class Raft:
             raise NoLeaderError(f"{self.id:x} no leader at term {self.term}; dropping proposal")
         if t == raftpb.MsgApp:
             self.become_follower(m.term, msg_from(m))
-            self.handle_append_entries(m)
+            follower.handle_append_entries(self, m)
         elif t == raftpb.MsgHeartbeat:
             self.become_follower(m.term, msg_from(m))
-            self.handle_heartbeat(m)
+            follower.handle_heartbeat(self, m)
         elif t == raftpb.MsgSnap:
             self.become_follower(m.term, msg_from(m))
-            self.handle_snapshot(m)
+            follower.handle_snapshot(self, m)
         elif t == my_resp:
             res = self.poll(msg_from(m), t, not m.reject)
             if res == VoteResult.WON:
@@ -478,15 +486,15 @@ class Raft:
         elif t == raftpb.MsgApp:
             self.election_elapsed = 0
             self.lead = msg_from(m)
-            self.handle_append_entries(m)
+            follower.handle_append_entries(self, m)
         elif t == raftpb.MsgHeartbeat:
             self.election_elapsed = 0
             self.lead = msg_from(m)
-            self.handle_heartbeat(m)
+            follower.handle_heartbeat(self, m)
         elif t == raftpb.MsgSnap:
             self.election_elapsed = 0
             self.lead = msg_from(m)
-            self.handle_snapshot(m)
+            follower.handle_snapshot(self, m)
         elif t == raftpb.MsgTransferLeader:
             if self.lead == NONE:
                 return
@@ -509,60 +517,9 @@ class Raft:
                 return
             self.read_states.append(ReadState(m.index, m.entries[0].data))
 
-    # -- follower-side handlers ----------------------------------------------------------------
-    def handle_append_entries(self, m: raftpb.Message) -> None:
-        frm = msg_from(m)
-        if m.index < self.raft_log.committed:
-            # Everything up to our commit index is known to match; tell the leader so.
-            self.send(new_message(raftpb.MsgAppResp, to=frm, index=self.raft_log.committed))
-            return
-        last_new = self.raft_log.maybe_append(m.index, m.log_term, m.commit, list(m.entries))
-        if last_new is not None:
-            self.send(new_message(raftpb.MsgAppResp, to=frm, index=last_new))
-            return
-        # Hint where our logs may match: the largest index <= min(m.index, our last) whose term
-        # is <= m.log_term. The leader can then skip every index of a term we do not share.
-        hint = min(m.index, self.raft_log.last_index())
-        hint = self.raft_log.find_conflict_by_term(hint, m.log_term)
-        hint_term = self.raft_log.term_or_zero(hint)
-        self.send(new_message(raftpb.MsgAppResp, to=frm, index=m.index, reject=True,
-                              reject_hint=hint, log_term=hint_term))
-
-    def handle_heartbeat(self, m: raftpb.Message) -> None:
-        # The leader sends min(our match, its commit), so this never exceeds our log.
-        self.raft_log.commit_to(m.commit)
-        self.send(new_message(raftpb.MsgHeartbeatResp, to=msg_from(m), context=m.context))
-
-    def handle_snapshot(self, m: raftpb.Message) -> None:
-        frm = msg_from(m)
-        if self.restore(m.snapshot):
-            self.send(new_message(raftpb.MsgAppResp, to=frm, index=self.raft_log.last_index()))
-        else:
-            self.send(new_message(raftpb.MsgAppResp, to=frm, index=self.raft_log.committed))
-
     def restore(self, s: raftpb.Snapshot) -> bool:
-        """Install snapshot ``s`` if it is newer than our commit index."""
-        md = s.metadata
-        if md.index <= self.raft_log.committed:
-            return False
-        if self.state != StateType.FOLLOWER:
-            # Defensive: only followers receive snapshots. Moving to a new term keeps a would-be
-            # leader from acting on a log it is about to lose.
-            log.warning("%x attempted to restore snapshot as %s; stepping down", self.id, self.state)
-            self.become_follower(self.term + 1, NONE)
-            return False
-        # The snapshot's configuration may predate our own addition (the application snapshots
-        # when it likes). That is fine: the entries after it, including the change that adds us,
-        # follow, and nothing here needs us to be in the configuration meanwhile.
-        if self.raft_log.match_term(md.index, md.term):
-            # We already have the entry; just fast-forward the commit index.
-            self.raft_log.commit_to(md.index)
-            return False
-        # Kept by reference (snapshots can be large); messages are never mutated once stepped.
-        self.raft_log.restore(s)
-        self.tracker.restore(md.conf_state, self.raft_log.last_index())
-        self._refresh_learner_flag()
-        return True
+        """Install snapshot ``s`` if it is newer than our commit index (see follower.restore)."""
+        return follower.restore(self, s)
 
     # -- membership --------------------------------------------------------------------------
     def apply_conf_change(self, cc: raftpb.ConfChange) -> raftpb.ConfState:
@@ -578,7 +535,7 @@ class Raft:
     def switch_to_config(self) -> raftpb.ConfState:
         cs = self.tracker.conf_state()
         pr = self.tracker.progress.get(self.id)
-        self._refresh_learner_flag()
+        self.refresh_learner_flag()
         if (pr is None or pr.is_learner) and self.state == StateType.LEADER:
             leader.step_down_after_removal(self)
             return cs

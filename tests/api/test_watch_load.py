@@ -34,6 +34,7 @@ def _writer(
     lock: threading.Lock,
     errors: list[BaseException],
     pad: bytes,
+    prefix: bytes,
 ) -> None:
     """Write `events` events under the prefix: single puts and txns of TXN_PUTS puts, alternately.
     out counts the events of each revision this writer created."""
@@ -48,7 +49,7 @@ def _writer(
                     ops = [
                         pb.RequestOp(
                             request_put=pb.PutRequest(
-                                key=PREFIX + b"%d/t%d" % (wid, (i + j) % 64), value=b"%d" % i
+                                key=prefix + b"%d/t%d" % (wid, (i + j) % 64), value=b"%d" % i + pad
                             )
                         )
                         for j in range(TXN_PUTS)
@@ -58,7 +59,7 @@ def _writer(
                     done += TXN_PUTS
                 else:
                     rev = kv.Put(
-                        pb.PutRequest(key=PREFIX + b"%d/p%d" % (wid, i % 64), value=b"%d" % i + pad),
+                        pb.PutRequest(key=prefix + b"%d/p%d" % (wid, i % 64), value=b"%d" % i + pad),
                         timeout=30,
                     ).header.revision
                     mine[rev] += 1
@@ -70,12 +71,16 @@ def _writer(
         errors.append(exc)
 
 
-def _write(endpoint: str, total: int, out: Counter[int], pad: bytes = b"") -> list[threading.Thread]:
+def _write(
+    endpoint: str, total: int, out: Counter[int], pad: bytes = b"", prefix: bytes = PREFIX
+) -> list[threading.Thread]:
     lock = threading.Lock()
     errors: list[BaseException] = []
     share = [total // WRITERS + (1 if w < total % WRITERS else 0) for w in range(WRITERS)]
     threads = [
-        threading.Thread(target=_writer, args=(endpoint, w, share[w], out, lock, errors, pad), daemon=True)
+        threading.Thread(
+            target=_writer, args=(endpoint, w, share[w], out, lock, errors, pad, prefix), daemon=True
+        )
         for w in range(WRITERS)
     ]
     for t in threads:
@@ -162,7 +167,7 @@ def test_stalled_client_does_not_hold_up_writers_or_others(server: Server) -> No
         stalled.create(b"stall/", b"stall0")
         written: Counter[int] = Counter()
         n = 3000
-        threads = _write(ep, n, written, pad=b"x" * 4096)  # 12 MB of events
+        threads = _write(ep, n, written, pad=b"x" * 4096, prefix=b"stall/")  # 12 MB of events
         _join(threads)
         _check(_collect(live, n), written)
         stalled.start_reading()

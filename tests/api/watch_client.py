@@ -28,7 +28,8 @@ class WatchClient:
         read: bool = True,
     ) -> None:
         self._own_channel = channel is None
-        self.channel = channel or grpc.insecure_channel(endpoint)
+        # etcd's client takes responses of any size, as catch-up responses can be large
+        self.channel = channel or grpc.insecure_channel(endpoint, options=[("grpc.max_receive_message_length", -1)])
         self.kv = pb_grpc.KVStub(self.channel)  # type: ignore[no-untyped-call]
         self._reqs: queue.Queue[pb.WatchRequest | None] = queue.Queue()
         self._out: queue.Queue[pb.WatchResponse | BaseException] = queue.Queue()

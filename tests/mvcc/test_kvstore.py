@@ -99,10 +99,10 @@ def test_range_options_and_errors(tmp_path: Path) -> None:
     r = s.range(b"\x00", b"\x00", RangeOptions(rev=3))
     assert [kv.key for kv in r.kvs] == [b"a", b"b"] and r.rev == 5
     assert s.range(b"c", b"a").count == 0
-    with pytest.raises(FutureRevError, match="^mvcc: required revision is a future revision$"):
+    with pytest.raises(FutureRevError, match=r"^mvcc: required revision is a future revision$"):
         s.range(b"a", b"", RangeOptions(rev=6))
     s.compact(3)
-    with pytest.raises(CompactedError, match="^mvcc: required revision has been compacted$"):
+    with pytest.raises(CompactedError, match=r"^mvcc: required revision has been compacted$"):
         s.range(b"a", b"", RangeOptions(rev=2))
     assert [kv.key for kv in s.range(b"\x00", b"\x00", RangeOptions(rev=3)).kvs] == [b"a", b"b"]
 

@@ -54,7 +54,9 @@ def rec_tuple(k: bytes, r: Rec) -> tuple[bytes, bytes, int, int, int, int]:
     return (k, r.value, r.create, r.mod, r.ver, r.lease)
 
 
-def model_range(state: State, key: bytes, end: bytes, limit: int) -> tuple[list[tuple[bytes, bytes, int, int, int, int]], int]:
+def model_range(
+    state: State, key: bytes, end: bytes, limit: int
+) -> tuple[list[tuple[bytes, bytes, int, int, int, int]], int]:
     found = [rec_tuple(k, state[k]) for k in sorted(state) if in_range(k, key, end)]
     return (found[:limit] if limit > 0 else found), len(found)
 
@@ -101,7 +103,9 @@ class KVStoreMachine(RuleBasedStateMachine):
     def cur(self) -> int:
         return len(self.history) - 1
 
-    def _check_range(self, got: object, state: State, key: bytes, end: bytes, limit: int, count_only: bool, cur: int) -> None:
+    def _check_range(
+        self, got: object, state: State, key: bytes, end: bytes, limit: int, count_only: bool, cur: int
+    ) -> None:
         want, total = model_range(state, key, end, limit)
         assert got.count == total  # type: ignore[attr-defined]
         assert got.rev == cur  # type: ignore[attr-defined]

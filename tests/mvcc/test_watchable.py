@@ -465,3 +465,28 @@ def _in_range(k: bytes, key: bytes, end: bytes) -> bool:
     if end == b"\x00":
         return k >= key
     return key <= k < end
+
+
+def test_restore_catches_synced_watchers_up(tmp_path: Path, store: KVStore) -> None:
+    """After the store is replaced (a snapshot from the leader), synced watchers catch up from
+    the new store from where they were."""
+    ws = WatchableStore(store)
+    s = ws.new_stream()
+    w = s.watch(b"k")
+    s.drain()
+    r = put(store, (b"k", b"1"))
+    assert [evs(x) for x in events_of(s)] == [[("PUT", b"k", r)]]
+    # a second store that went further (as if restored from a later snapshot)
+    be2 = Backend(tmp_path / "db2", map_size=64 << 20)
+    try:
+        other = KVStore(be2)
+        for i in range(3):
+            put(other, (b"k", b"%d" % i))
+        ws.restore(other)
+        assert w.state is State.UNSYNCED
+        settle(ws)
+        assert [evs(x) for x in events_of(s)] == [[("PUT", b"k", r + 1), ("PUT", b"k", r + 2)]]
+        r4 = put(other, (b"k", b"x"))
+        assert [evs(x) for x in events_of(s)] == [[("PUT", b"k", r4)]]
+    finally:
+        be2.close()

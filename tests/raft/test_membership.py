@@ -283,3 +283,17 @@ def test_heartbeat_commit_capped_by_follower_match() -> None:
     commit = c.nodes[1].r.raft_log.committed
     by_to = {m.to: m.commit for m in beats}
     assert by_to[2] == commit and by_to[3] < commit
+
+
+def test_restart_with_hard_state_older_than_snapshot() -> None:
+    """A hard state whose commit index predates the (synced) snapshot is not an error."""
+    c = elected(3)
+    c.propose(1, b"x")
+    c.stabilize()
+    n2 = c.nodes[2]
+    n2.storage.create_snapshot(n2.applied_index, n2.conf_state, encode_state(n2.applied))
+    n2.storage.compact(n2.applied_index)
+    hs = n2.storage.hard_state()
+    n2.storage.set_hard_state(raftpb.HardState(term=hs.term, vote=hs.vote, commit=1))
+    r = c.restart(2).r
+    assert r.raft_log.committed == n2.applied_index
