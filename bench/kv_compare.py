@@ -131,7 +131,7 @@ class PerfResult:
     note: str = ""
 
 
-_CHECK = re.compile(r"(?:PASS|FAIL): .*")
+_CHECK = re.compile(r"(?:(?:PASS|FAIL): )?(?:Throughput|Slowest request|Stddev) .*")
 _THROUGHPUT = re.compile(r"(\d+) writes/s")
 _SLOWEST = re.compile(r"Slowest request took (?:too long: )?([0-9.]+)s")
 _STDDEV = re.compile(r"Stddev (?:is|too high:) ([0-9.]+)s")
@@ -141,7 +141,11 @@ def parse_check_perf(stdout: str, result: PerfResult) -> None:
     """Fill ``result`` from check perf's output, dropping the progress bar (redrawn with \\r)."""
     lines = [ln.strip() for ln in re.split(r"[\r\n]+", stdout)]
     # The bar's last frame has no newline, so the first check line can follow it on the same line.
-    result.checks = [m.group(0).strip() for ln in lines if (m := _CHECK.search(ln))]
+    # etcdctl 3.4 prints the slowest-request and stddev failures without a "FAIL: " prefix.
+    for ln in lines:
+        if m := _CHECK.search(ln):
+            check = m.group(0).strip()
+            result.checks.append(check if check.startswith(("PASS:", "FAIL:")) else "FAIL: " + check)
     for ln in result.checks:
         if m := _THROUGHPUT.search(ln):
             result.writes_per_s = int(m.group(1))

@@ -9,7 +9,7 @@ import grpc
 from petcd.api.grpcerr import unary
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
-from petcd.server import errors, maintenance
+from petcd.server import cluster, errors, maintenance
 from petcd.server.etcdserver import EtcdServer
 
 
@@ -71,3 +71,25 @@ class ClusterServicer(pb_grpc.ClusterServicer):
         if request.linearizable:
             await self.server.linearizable_read()
         return maintenance.member_list(self.server)
+
+    @unary
+    async def MemberAdd(self, request: pb.MemberAddRequest, context: grpc.aio.ServicerContext) -> pb.MemberAddResponse:
+        return await cluster.member_add(self.server, request)
+
+    @unary
+    async def MemberRemove(
+        self, request: pb.MemberRemoveRequest, context: grpc.aio.ServicerContext
+    ) -> pb.MemberRemoveResponse:
+        return await cluster.member_remove(self.server, request)
+
+    @unary
+    async def MemberUpdate(
+        self, request: pb.MemberUpdateRequest, context: grpc.aio.ServicerContext
+    ) -> pb.MemberUpdateResponse:
+        return await cluster.member_update(self.server, request)
+
+    @unary
+    async def MemberPromote(
+        self, request: pb.MemberPromoteRequest, context: grpc.aio.ServicerContext
+    ) -> pb.MemberPromoteResponse:
+        return await cluster.member_promote(self.server, request)

@@ -149,7 +149,7 @@ class Backend:
             self._path,
             map_size=map_size,
             subdir=False,
-            max_dbs=len(ALL_BUCKETS) + 2,
+            max_dbs=len(ALL_BUCKETS) + 6,
             metasync=False,
             sync=True,
             lock=True,

@@ -374,13 +374,15 @@ class KVStore:
 
     def hash_kv(self, rev: int = 0) -> tuple[int, int, int]:
         """(hash, current revision, compaction revision) as etcd's HashKV: CRC-32C over the bucket
-        name and every record up to rev that a compaction at rev would keep. Members with the
-        same history give the same hash whatever their compaction progress."""
+        name and every record up to rev (0 = now) that a compaction at rev would keep, so members
+        with the same history agree whatever their compaction progress (checked against etcd
+        3.4.23: same hashes). As there, the compaction revision is -1 if the store was never
+        compacted, and rev <= the compaction revision is CompactedError."""
         cur, compact_rev = self._rev, self._compact_rev
+        if rev > 0 and rev <= compact_rev:
+            raise CompactedError()
         if rev > 0 and rev > cur:
             raise FutureRevError()
-        if rev > 0 and rev < compact_rev:
-            raise CompactedError()
         if rev <= 0:
             rev = cur
         keep = self._index.keep(rev)
@@ -402,4 +404,4 @@ class KVStore:
             if len(items) < _RESTORE_BATCH:
                 break
             start = items[-1][0] + b"\x00"
-        return h, cur, compact_rev
+        return h, cur, compact_rev if compact_rev else -1

@@ -24,7 +24,7 @@ from petcd.mvcc import KVStore
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.raftpb import raft_pb2 as raftpb
 from petcd.proto.serverpb import internal_pb2 as serverpb
-from petcd.raft import NoLeaderError, ProposalDroppedError, Ready, StateType
+from petcd.raft import ConfChangeError, NoLeaderError, ProposalDroppedError, Ready, StateType
 from petcd.server import errors
 from petcd.server.apply_kv import KVApplier, do_range, txn_has_put, txn_is_read_only
 from petcd.server.bootstrap import Member, Paths, RaftSetup, open_raft
@@ -228,6 +228,9 @@ class EtcdServer:
             self.raft.node.apply_conf_change(cc)
             if ent.index > self.store.consistent_index:
                 self.membership.apply_conf_change(cc, ent.index, self.store)
+                self.on_conf_change(cc)
+            if cc.id:
+                self.wait.trigger(cc.id, None)
         elif not ent.data:
             # the new leader's empty entry: everything of earlier terms is applied, so the
             # lessor can take over the clocks (extended by an election timeout)
@@ -416,6 +419,38 @@ class EtcdServer:
         if isinstance(result, BaseException):
             raise result
         return result
+
+    async def propose_conf_change(self, cc: raftpb.ConfChange) -> None:
+        """Propose a membership change and wait until it is applied."""
+        assert self.raft is not None and self.driver is not None
+        if self._stopping:
+            raise errors.ERR_STOPPED
+        cc.id = self.idgen.next()
+        fut = self.wait.register(cc.id)
+        deadline = self.clock() + self.settings.request_timeout
+        try:
+            while True:
+                try:
+                    self.raft.node.propose_conf_change(cc)
+                    break
+                except NoLeaderError:
+                    await self._await_leader(deadline)
+                except ProposalDroppedError:
+                    raise errors.ERR_TOO_MANY_REQUESTS from None
+                except ConfChangeError as exc:
+                    raise errors.EtcdError(errors.ERR_MEMBER_NOT_ENOUGH_STARTED.code, f"etcdserver: {exc}") from None
+            self.driver.notify()
+            await _await_until(fut, max(0.0, deadline - self.clock()))
+        except TimeoutError:
+            raise errors.ERR_TIMEOUT from None
+        finally:
+            self.wait.cancel(cc.id)
+
+    def on_conf_change(self, cc: raftpb.ConfChange) -> None:
+        """Hook for the cluster transport: peers come and go with applied conf changes."""
+        if cc.type == raftpb.ConfChangeRemoveNode and cc.node_id == self.member_id:
+            log.warning("this member (%x) was removed from the cluster; stopping", self.member_id)
+            asyncio.get_running_loop().create_task(self.stop())
 
     async def _await_leader(self, deadline: float) -> None:
         remaining = deadline - self.clock()

@@ -34,6 +34,7 @@ class ServerSettings:
     auto_compaction_retention: str = "0"
     # nanoseconds for periodic, a revision count for revision; 0 = off
     auto_compaction_retention_value: int = 0
+    strict_reconfig_check: bool = True
     max_wals: int = 5
     max_snapshots: int = 5
 

@@ -35,5 +35,6 @@ def settings_from_config(cfg: ServerConfig) -> ServerSettings:
         auto_compaction_retention=cfg.auto_compaction_retention,
         auto_compaction_retention_value=cfg.auto_compaction_retention_value,
         max_wals=cfg.max_wals,
+        strict_reconfig_check=cfg.strict_reconfig_check,
         max_snapshots=cfg.max_snapshots,
     )

@@ -1,0 +1,308 @@
+"""One remote member as the sender sees it: its channel, its outgoing queue and the stream.
+
+How it works. A single task per peer keeps one ``Send`` stream open. It opens the call, writes
+a header-only batch and waits for the receiver's initial metadata, which the receiver sends
+only after checking the cluster and member ids; from then on the peer is *active*. The task
+then sleeps until messages are queued (or the call ends), takes everything queued up to the
+batch byte cap and writes it as one ``MessageBatch``; messages that arrive during the write
+go out together in the next batch. When the stream fails the task reports the peer
+unreachable to raft, trims the queue to its newest messages, waits a capped exponential
+backoff with jitter (reset once a stream was accepted), and opens a new one. With several
+URLs, a failed connect moves on to the next.
+
+Snapshots go on their own ``SendSnapshot`` call over the same channel, at most one at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import grpc
+
+from petcd.peer.config import PeerConfig, PeerStats
+from petcd.peer.outqueue import OutQueue
+from petcd.peer.snapshot import SnapshotTransferError, send_snapshot
+from petcd.peer.wire import ACCEPTED_KEY, channel_options, grpc_target
+from petcd.proto.peerpb import peer_pb2 as peerpb
+from petcd.proto.peerpb import peer_pb2_grpc as peer_grpc
+from petcd.proto.raftpb import raft_pb2 as raftpb
+
+log = logging.getLogger("petcd.peer")
+
+SendCall = grpc.aio.StreamUnaryCall[peerpb.MessageBatch, peerpb.SendAck]
+
+
+class StreamEnded(Exception):
+    """The receiver closed the stream without an error (it is shutting down)."""
+
+
+@dataclass
+class LinkEnv:
+    """What every link shares with its transport."""
+
+    member_id: int
+    cluster_id: int
+    config: PeerConfig
+    clock: Callable[[], float]
+    rand: random.Random
+    report_unreachable: Callable[[int], None]
+    report_snapshot: Callable[[int, bool], None]
+    snapshot_source: Callable[[raftpb.Message], Awaitable[str]]
+    snapshot_sent: Callable[[str], Awaitable[None]]
+    on_removed: Callable[[int], None] | None
+
+
+@dataclass
+class _LogLimiter:
+    """At most one line per ``interval`` for a recurring condition; counts what it hid."""
+
+    clock: Callable[[], float]
+    interval: float
+    _last: dict[str, float] = field(default_factory=dict)
+    _hidden: dict[str, int] = field(default_factory=dict)
+
+    def allow(self, key: str) -> int | None:
+        """None to stay quiet, else how many lines were suppressed since the last one."""
+        now = self.clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval:
+            self._hidden[key] = self._hidden.get(key, 0) + 1
+            return None
+        self._last[key] = now
+        return self._hidden.pop(key, 0)
+
+
+class PeerLink:
+    def __init__(self, peer_id: int, urls: list[str], env: LinkEnv) -> None:
+        if not urls:
+            raise ValueError(f"peer {peer_id:x} has no URLs")
+        self.peer_id = peer_id
+        self.env = env
+        self.urls = list(urls)
+        self._targets = [grpc_target(u) for u in urls]
+        self._url_index = 0
+        cfg = env.config
+        self.queue = OutQueue(cfg.max_queue_messages, cfg.max_queue_bytes, cfg.max_queue_messages_down)
+        self.stats = PeerStats()
+        self.active_since: float | None = None
+        self._wake = asyncio.Event()
+        self._channel = self._new_channel()
+        self._task: asyncio.Task[None] | None = None
+        self._snapshot_task: asyncio.Task[None] | None = None
+        self._logs = _LogLimiter(env.clock, cfg.log_interval)
+        self._header = peerpb.MessageBatch(cluster_id=env.cluster_id, sender_id=env.member_id, receiver_id=peer_id)
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    def _new_channel(self) -> grpc.aio.Channel:
+        cfg = self.env.config
+        opts = channel_options(cfg.keepalive_seconds, cfg.keepalive_timeout_seconds, cfg.backoff_max)
+        return grpc.aio.insecure_channel(self._targets[self._url_index], options=opts)
+
+    def _stub(self) -> peer_grpc.RaftTransportStub:
+        return peer_grpc.RaftTransportStub(self._channel)  # type: ignore[no-untyped-call]
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"peer-{self.peer_id:x}")
+
+    async def close(self) -> None:
+        tasks = [t for t in (self._task, self._snapshot_task) if t is not None]
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._task = None
+        self._set_down()
+        await self._channel.close(None)
+
+    async def set_urls(self, urls: list[str]) -> None:
+        """Point the link at new URLs; queued messages stay and go to the new address."""
+        targets = [grpc_target(u) for u in urls]
+        if not targets:
+            raise ValueError(f"peer {self.peer_id:x} has no URLs")
+        if targets == self._targets:
+            return
+        running = self._task is not None
+        await self.close()
+        self.urls = list(urls)
+        self._targets = targets
+        self._url_index = 0
+        self._channel = self._new_channel()
+        if running:
+            self.start()
+
+    # -- sending ------------------------------------------------------------------------
+
+    def enqueue(self, msg: raftpb.Message) -> None:
+        if not self.queue.put(msg):
+            self.stats.messages_dropped += 1
+            if self.queue.up:
+                hidden = self._logs.allow("full")
+                if hidden is not None:
+                    log.warning(
+                        "dropped message to peer %x: outgoing queue full (%d messages, %d bytes; %d more drops)",
+                        self.peer_id, len(self.queue), self.queue.nbytes, hidden,
+                    )
+                # a peer that cannot keep up is as good as unreachable to the replication flow
+                self.env.report_unreachable(self.peer_id)
+        self._wake.set()
+
+    async def _run(self) -> None:
+        cfg = self.env.config
+        delay = cfg.backoff_initial
+        while True:
+            self._accepted = False
+            try:
+                await self._stream_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                delay = self._on_failure(exc, delay)
+            if self._accepted:
+                delay = cfg.backoff_initial
+            elif len(self._targets) > 1:
+                await self._channel.close(None)
+                self._url_index = (self._url_index + 1) % len(self._targets)
+                self._channel = self._new_channel()
+            # jitter keeps members that lost each other at once from retrying in lockstep
+            await asyncio.sleep(delay * (0.5 + 0.5 * self.env.rand.random()))
+            delay = min(delay * 2, cfg.backoff_max)
+
+    async def _stream_once(self) -> None:
+        cfg = self.env.config
+        call: SendCall = self._stub().Send()
+        call.add_done_callback(lambda _c: self._wake.set())
+        try:
+            await call.write(self._header)
+            md = await asyncio.wait_for(call.initial_metadata(), cfg.handshake_timeout)
+            if md is None or md.get(ACCEPTED_KEY) is None:
+                await call  # raises the receiver's error
+                raise StreamEnded("stream closed before it was accepted")
+            self._accepted = True
+            self._set_up()
+            while True:
+                if call.done():
+                    await call
+                    raise StreamEnded("receiver closed the stream")
+                if not len(self.queue):
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                msgs = self.queue.take_batch(cfg.max_batch_bytes)
+                batch = peerpb.MessageBatch(
+                    cluster_id=self.env.cluster_id,
+                    sender_id=self.env.member_id,
+                    receiver_id=self.peer_id,
+                    messages=msgs,
+                )
+                try:
+                    await call.write(batch)
+                except BaseException:
+                    self.stats.messages_dropped += len(msgs)
+                    raise
+                self.stats.messages_sent += len(msgs)
+                self.stats.batches_sent += 1
+        finally:
+            if not call.done():
+                call.cancel()
+
+    def _set_up(self) -> None:
+        self.queue.set_up(True)
+        self.active_since = self.env.clock()
+        self.stats.connected = True
+        log.info("peer %x: stream established (%s)", self.peer_id, self.urls[self._url_index])
+
+    def _set_down(self) -> None:
+        self.stats.messages_dropped += self.queue.set_up(False)
+        self.active_since = None
+        self.stats.connected = False
+
+    def _on_failure(self, exc: Exception, delay: float) -> float:
+        was_up = self.active_since is not None
+        self._set_down()
+        self.stats.stream_failures += 1
+        code = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else None
+        text = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else repr(exc)
+        if code == grpc.StatusCode.PERMISSION_DENIED:
+            log.error("peer %x refused this member: %s", self.peer_id, text)
+            if self.env.on_removed is not None:
+                self.env.on_removed(self.peer_id)
+            delay = self.env.config.backoff_max
+        elif code == grpc.StatusCode.FAILED_PRECONDITION:
+            hidden = self._logs.allow("rejected")
+            if hidden is not None:
+                log.error("peer %x rejected the stream: %s", self.peer_id, text)
+            delay = self.env.config.backoff_max
+        elif was_up:
+            log.warning("peer %x: lost stream (%s)", self.peer_id, text)
+        else:
+            hidden = self._logs.allow("unreachable")
+            if hidden is not None:
+                log.warning("peer %x unreachable at %s: %s", self.peer_id, self.urls[self._url_index], text)
+        self.env.report_unreachable(self.peer_id)
+        return delay
+
+    # -- snapshots ----------------------------------------------------------------------
+
+    def send_snapshot(self, msg: raftpb.Message) -> None:
+        if self._snapshot_task is not None and not self._snapshot_task.done():
+            # raft waits for the report of the one in flight before it sends another
+            log.info("peer %x: snapshot already in flight; dropping MsgSnap at index %d",
+                     self.peer_id, msg.snapshot.metadata.index)
+            return
+        self._snapshot_task = asyncio.get_running_loop().create_task(
+            self._send_snapshot(msg), name=f"peer-{self.peer_id:x}-snapshot"
+        )
+
+    @property
+    def snapshot_in_flight(self) -> bool:
+        return self._snapshot_task is not None and not self._snapshot_task.done()
+
+    async def _send_snapshot(self, msg: raftpb.Message) -> None:
+        cfg = self.env.config
+        index = msg.snapshot.metadata.index
+        failed = True
+        path: str | None = None
+        try:
+            path = await self.env.snapshot_source(msg)
+            header = peerpb.SnapshotChunk(
+                cluster_id=self.env.cluster_id, sender_id=self.env.member_id, receiver_id=self.peer_id
+            )
+            size = await send_snapshot(
+                lambda: self._stub().SendSnapshot(),
+                header,
+                msg,
+                path,
+                cfg.snapshot_chunk_bytes,
+                cfg.snapshot_chunk_timeout,
+                cfg.snapshot_ack_timeout,
+            )
+            failed = False
+            self.stats.snapshots_sent += 1
+            log.info("peer %x: sent snapshot at index %d (%d bytes)", self.peer_id, index, size)
+        except asyncio.CancelledError:
+            raise
+        except grpc.aio.AioRpcError as exc:
+            log.warning("peer %x: snapshot at index %d failed: %s %s", self.peer_id, index, exc.code().name,
+                        exc.details())
+            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                self.env.report_unreachable(self.peer_id)
+        except (TimeoutError, SnapshotTransferError, OSError) as exc:
+            log.warning("peer %x: snapshot at index %d failed: %s", self.peer_id, index, exc)
+        except Exception:
+            log.exception("peer %x: snapshot at index %d failed", self.peer_id, index)
+        finally:
+            if failed:
+                self.stats.snapshots_failed += 1
+            # reported on cancellation too: raft must not wait forever for this snapshot
+            self.env.report_snapshot(self.peer_id, failed)
+            if path is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.env.snapshot_sent(path))

@@ -1,0 +1,178 @@
+"""Membership changes requested by clients: add, remove, update, promote.
+
+Each becomes a raft ConfChange carrying the member record in its context. The caller
+waits on the change's id until the apply loop has applied it (``EtcdServer`` triggers
+the id with the new member list), so a successful answer means every member that
+applies the log agrees on the new membership.
+
+Checks are etcd's: valid and unused peer URLs, an existing member, a learner to promote
+that has caught up, one learner at a time, and (--strict-reconfig-check) no change that
+would leave the started members without a quorum.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from petcd.proto.etcdserverpb import rpc_pb2 as pb
+from petcd.proto.raftpb import raft_pb2 as raftpb
+from petcd.proto.serverpb import internal_pb2 as serverpb
+from petcd.raft import StateType
+from petcd.server import errors
+from petcd.server.bootstrap import Member
+from petcd.server.config_cluster import compute_member_id
+
+if TYPE_CHECKING:
+    from petcd.server.etcdserver import EtcdServer
+
+MAX_LEARNERS = 1
+# a learner is ready for promotion once it has 90% of the leader's log, as etcd requires
+LEARNER_READY_PERCENT = 0.9
+
+
+def _check_urls(urls: list[str]) -> None:
+    if not urls:
+        raise errors.ERR_MEMBER_BAD_URLS
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https", "unix", "unixs") or not parts.netloc or parts.path not in ("", "/"):
+            raise errors.ERR_MEMBER_BAD_URLS
+        try:
+            if parts.scheme in ("http", "https") and parts.port is None:
+                raise errors.ERR_MEMBER_BAD_URLS
+        except ValueError:
+            raise errors.ERR_MEMBER_BAD_URLS from None
+
+
+def _members_pb(srv: EtcdServer) -> list[pb.Member]:
+    return [
+        pb.Member(ID=m.id, name=m.name, peerURLs=m.peer_urls, clientURLs=m.client_urls, isLearner=m.is_learner)
+        for m in srv.membership.ordered()
+    ]
+
+
+def _voters(srv: EtcdServer) -> list[Member]:
+    return [m for m in srv.membership.members.values() if not m.is_learner]
+
+
+def _started(m: Member) -> bool:
+    # a member counts as started once it has published its name through raft
+    return bool(m.name)
+
+
+def _connected(srv: EtcdServer, member_id: int) -> bool:
+    """Whether the leader hears from member_id (always true for this member)."""
+    assert srv.raft is not None
+    if member_id == srv.member_id:
+        return True
+    pr = srv.raft.node.status().progress.get(member_id)
+    return pr is None or pr.recent_active
+
+
+def _ready_to_add_voter(srv: EtcdServer) -> bool:
+    voters = _voters(srv)
+    members = len(voters) + 1
+    started = sum(1 for m in voters if _started(m))
+    if started == 1 and members == 2:
+        return True  # a lone member may always add a second one
+    return started >= members // 2 + 1
+
+
+def _ready_to_remove_voter(srv: EtcdServer, member_id: int) -> bool:
+    rest = [m for m in _voters(srv) if m.id != member_id]
+    started = sum(1 for m in rest if _started(m))
+    return started >= len(rest) // 2 + 1
+
+
+async def member_add(srv: EtcdServer, r: pb.MemberAddRequest) -> pb.MemberAddResponse:
+    urls = list(r.peerURLs)
+    _check_urls(urls)
+    if not r.isLearner and srv.settings.strict_reconfig_check:
+        if not _ready_to_add_voter(srv):
+            raise errors.ERR_MEMBER_NOT_ENOUGH_STARTED
+        if not all(_connected(srv, m.id) for m in _voters(srv)):
+            raise errors.ERR_UNHEALTHY
+    for m in srv.membership.members.values():
+        if set(m.peer_urls) & set(urls):
+            raise errors.ERR_PEER_URL_EXIST
+    if r.isLearner and sum(1 for m in srv.membership.members.values() if m.is_learner) >= MAX_LEARNERS:
+        raise errors.ERR_TOO_MANY_LEARNERS
+    # etcd mixes the time into a new member's id so a re-added URL gets a new id
+    member_id = compute_member_id(urls, "", int(time.time()))
+    while member_id in srv.membership.members or member_id in srv.membership.removed or member_id == 0:
+        member_id = (member_id + 1) & 0xFFFFFFFFFFFFFFFF
+    member = Member(member_id, "", urls, [], r.isLearner)
+    cc = raftpb.ConfChange(
+        type=raftpb.ConfChangeAddLearnerNode if r.isLearner else raftpb.ConfChangeAddNode,
+        node_id=member_id,
+        context=serverpb.ConfChangeContext(member=member.to_record()).SerializeToString(),
+    )
+    await srv.propose_conf_change(cc)
+    return pb.MemberAddResponse(
+        header=srv.header(),
+        member=pb.Member(ID=member_id, peerURLs=urls, isLearner=r.isLearner),
+        members=_members_pb(srv),
+    )
+
+
+async def member_remove(srv: EtcdServer, r: pb.MemberRemoveRequest) -> pb.MemberRemoveResponse:
+    member = srv.membership.members.get(r.ID)
+    if srv.settings.strict_reconfig_check and not (member is not None and member.is_learner):
+        # etcd checks the quorum before it looks the member up
+        if not _ready_to_remove_voter(srv, r.ID):
+            raise errors.ERR_MEMBER_NOT_ENOUGH_STARTED
+        if r.ID == srv.member_id or _connected(srv, r.ID):
+            voters = _voters(srv)
+            active = sum(1 for m in voters if _connected(srv, m.id))
+            if active - 1 < 1 + (len(voters) - 1) // 2:
+                raise errors.ERR_MEMBER_NOT_ENOUGH_STARTED
+    if member is None:
+        raise errors.ERR_MEMBER_NOT_FOUND
+    cc = raftpb.ConfChange(type=raftpb.ConfChangeRemoveNode, node_id=r.ID)
+    await srv.propose_conf_change(cc)
+    return pb.MemberRemoveResponse(header=srv.header(), members=_members_pb(srv))
+
+
+async def member_update(srv: EtcdServer, r: pb.MemberUpdateRequest) -> pb.MemberUpdateResponse:
+    urls = list(r.peerURLs)
+    _check_urls(urls)
+    member = srv.membership.members.get(r.ID)
+    if member is None:
+        raise errors.ERR_MEMBER_NOT_FOUND
+    for m in srv.membership.members.values():
+        if m.id != r.ID and set(m.peer_urls) & set(urls):
+            raise errors.ERR_PEER_URL_EXIST
+    updated = Member(member.id, member.name, urls, member.client_urls, member.is_learner)
+    cc = raftpb.ConfChange(
+        type=raftpb.ConfChangeUpdateNode,
+        node_id=r.ID,
+        context=serverpb.ConfChangeContext(member=updated.to_record()).SerializeToString(),
+    )
+    await srv.propose_conf_change(cc)
+    return pb.MemberUpdateResponse(header=srv.header(), members=_members_pb(srv))
+
+
+async def member_promote(srv: EtcdServer, r: pb.MemberPromoteRequest) -> pb.MemberPromoteResponse:
+    assert srv.raft is not None
+    if srv.role != StateType.LEADER:
+        raise errors.ERR_NOT_LEADER
+    status = srv.raft.node.status()
+    progress = status.progress.get(r.ID)
+    if progress is not None:
+        leader_match = status.progress[srv.member_id].match
+        if progress.match < leader_match * LEARNER_READY_PERCENT:
+            raise errors.ERR_LEARNER_NOT_READY
+    member = srv.membership.members.get(r.ID)
+    if member is None:
+        raise errors.ERR_MEMBER_NOT_FOUND
+    if not member.is_learner:
+        raise errors.ERR_MEMBER_NOT_LEARNER
+    cc = raftpb.ConfChange(
+        type=raftpb.ConfChangeAddNode,
+        node_id=r.ID,
+        context=serverpb.ConfChangeContext(member=member.to_record()).SerializeToString(),
+    )
+    await srv.propose_conf_change(cc)
+    return pb.MemberPromoteResponse(header=srv.header(), members=_members_pb(srv))
