@@ -473,6 +473,17 @@ def version_of(argv: list[str]) -> str:
     return first[0] if first else "unknown"
 
 
+def petcd_version() -> str:
+    """The commit, flagged when the working tree under petcd/ differs from it (what really ran)."""
+    head = version_of(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
+    try:
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "petcd"],
+                               capture_output=True, text=True, timeout=20, check=False).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        dirty = ""
+    return f"git {head}" + (" + uncommitted changes under petcd/" if dirty else "")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--loads", default="s,m,l", help="check perf loads, comma separated (s,m,l,xl)")
@@ -504,7 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    f"{platform.system()} {platform.release()}, Python {platform.python_version()}",
         "loadavg_start": loadavg(),
         "etcd_version": version_of(["/usr/bin/etcd", "--version"]),
-        "petcd_version": "git " + version_of(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]),
+        "petcd_version": petcd_version(),
         "command": "python " + shlex.join(["bench/kv_compare.py", *(sys.argv[1:] if argv is None else argv)]),
     }
     start_load = load1()

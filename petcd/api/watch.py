@@ -13,11 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 
-from petcd.mvcc.watch_sync import WatchSyncer
 from petcd.mvcc.watchable import (
     STREAM_CAPACITY,
     WatchableStore,
@@ -39,6 +38,8 @@ DEFAULT_PROGRESS_INTERVAL = 600.0
 # etcd fragments watch responses at the request limit plus gRPC's overhead allowance
 GRPC_OVERHEAD_BYTES = 512 * 1024
 REQUIRE_LEADER_KEY = "hasleader"
+# a stream that requires a leader ends after this many election timeouts without one (etcd)
+MAX_NO_LEADER_CHECKS = 3
 
 PERMISSION_DENIED_REASON = "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
 
@@ -49,45 +50,92 @@ _NOPUT = pb.WatchCreateRequest.NOPUT
 _NODELETE = pb.WatchCreateRequest.NODELETE
 
 
-def _varint_len(n: int) -> int:
-    size = 1
+def _varint(n: int) -> bytes:
+    if n < 0:
+        n += 1 << 64  # int64 on the wire: two's complement, ten bytes
+    out = bytearray()
     while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
         n >>= 7
-        size += 1
-    return size
+    out.append(n)
+    return bytes(out)
 
 
-def fragments(resp: pb.WatchResponse, limit: int) -> Iterator[pb.WatchResponse]:
-    """Split a response over several whose events add up to the original, each under limit bytes
-    where possible (a single event larger than limit goes alone), every one but the last marked
-    fragment=true. A response under the limit, or with fewer than two events, goes whole."""
-    if len(resp.events) < 2 or resp.ByteSize() < limit:
-        yield resp
-        return
-    shell = pb.WatchResponse()
-    shell.CopyFrom(resp)
-    del shell.events[:]
-    shell.fragment = True
-    base = shell.ByteSize()
-    events = list(resp.events)
-    i = 0
-    while i < len(events):
-        size = base
-        j = i
-        while j < len(events):
-            n = events[j].ByteSize()
-            cost = 1 + _varint_len(n) + n  # field tag, length, message
-            if j > i and size + cost >= limit:
-                break
-            size += cost
-            j += 1
-        part = pb.WatchResponse()
-        part.CopyFrom(shell)
-        part.events.extend(events[i:j])
-        if j == len(events):
-            part.fragment = False
-        yield part
-        i = j
+_CACHE_LIMIT = 4096
+
+
+class Encoder:
+    """WatchResponse wire bytes built from parts encoded once: the header once per revision, each
+    event once however many watchers receive it (a write watched by a thousand watchers costs one
+    encoding of its events, not a thousand). The bytes are what protobuf itself would produce."""
+
+    def __init__(self, header: Callable[[int], pb.ResponseHeader]) -> None:
+        self._header = header
+        self._headers: dict[tuple[int, int], bytes] = {}
+        self._events: dict[int, tuple[mvccpb.Event, bytes]] = {}
+
+    def header_field(self, rev: int, term: int) -> bytes:
+        key = (rev, term)
+        b = self._headers.get(key)
+        if b is None:
+            if len(self._headers) >= 64:
+                self._headers.clear()
+            h = self._header(rev).SerializeToString()
+            b = self._headers[key] = b"\x0a" + _varint(len(h)) + h
+        return b
+
+    def event_field(self, ev: mvccpb.Event) -> bytes:
+        hit = self._events.get(id(ev))
+        if hit is not None and hit[0] is ev:
+            return hit[1]
+        e = ev.SerializeToString()
+        b = b"\x5a" + _varint(len(e)) + e
+        if len(self._events) >= _CACHE_LIMIT:
+            self._events.clear()
+        self._events[id(ev)] = (ev, b)  # holding ev keeps its id from being reused
+        return b
+
+    def encode(
+        self, r: WatchResponse, term: int, events: list[mvccpb.Event], limit: int = 0
+    ) -> list[bytes]:
+        """The response as one message, or, with limit > 0, as etcd's fragments: when it is at
+        least limit bytes and has two or more events, several messages each under limit (an
+        event larger than limit alone), all but the last with fragment=true."""
+        head = [self.header_field(r.revision, term)]
+        if r.watch_id:
+            head.append(b"\x10" + _varint(r.watch_id))
+        if r.created:
+            head.append(b"\x18\x01")
+        if r.canceled or r.compact_revision:
+            head.append(b"\x20\x01")
+        if r.compact_revision:
+            head.append(b"\x28" + _varint(r.compact_revision))
+        if r.cancel_reason:
+            reason = r.cancel_reason.encode()
+            head.append(b"\x32" + _varint(len(reason)) + reason)
+        fields = [self.event_field(ev) for ev in events]
+        prefix = b"".join(head)
+        size = len(prefix) + sum(len(f) for f in fields)
+        if limit <= 0 or len(fields) < 2 or size < limit:
+            return [prefix + b"".join(fields)]
+        out: list[bytes] = []
+        more = prefix + b"\x38\x01"  # fragment = true (field 7 goes before the events)
+        i = 0
+        while i < len(fields):
+            total = len(more)
+            j = i
+            while j < len(fields):
+                if j > i and total + len(fields[j]) >= limit:
+                    break
+                total += len(fields[j])
+                j += 1
+            out.append((more if j < len(fields) else prefix) + b"".join(fields[i:j]))
+            i = j
+        return out
+
+
+def _passthrough(msg: bytes | pb.WatchResponse) -> bytes:
+    return msg if isinstance(msg, bytes) else msg.SerializeToString()
 
 
 class WatchServicer(pb_grpc.WatchServicer):
@@ -106,6 +154,7 @@ class WatchServicer(pb_grpc.WatchServicer):
         self.progress_interval = progress_interval
         self.capacity = capacity
         self.fragment_limit = server.settings.max_request_bytes + GRPC_OVERHEAD_BYTES
+        self.encoder = Encoder(server.header)
 
     async def Watch(
         self,
@@ -116,7 +165,9 @@ class WatchServicer(pb_grpc.WatchServicer):
         if md.get(REQUIRE_LEADER_KEY) == "true" and not self.server.leader:
             await context.abort(errors.ERR_NO_LEADER.code, errors.ERR_NO_LEADER.message)
         session = _Session(self, context)
-        await session.run(request_iterator)
+        await session.run(request_iterator, require_leader=md.get(REQUIRE_LEADER_KEY) == "true")
+        if session.lost_leader:
+            await context.abort(errors.ERR_NO_LEADER.code, errors.ERR_NO_LEADER.message)
 
 
 class _Session:
@@ -129,11 +180,17 @@ class _Session:
         self.ready = asyncio.Event()
         self.room = asyncio.Event()
         self.recv_failed = False
+        self.lost_leader = False
         self.stream: WatchStream = svc.watchable.new_stream(svc.capacity, self.ready.set)
 
-    async def run(self, request_iterator: AsyncIterator[pb.WatchRequest]) -> None:
-        recv = asyncio.create_task(self._recv(request_iterator))
-        ticker = asyncio.create_task(self._progress_ticker())
+    async def run(self, request_iterator: AsyncIterator[pb.WatchRequest], require_leader: bool = False) -> None:
+        tasks = [
+            asyncio.create_task(self._recv(request_iterator)),
+            asyncio.create_task(self._progress_ticker()),
+        ]
+        if require_leader:
+            tasks.append(asyncio.create_task(self._leader_monitor()))
+        recv = tasks[0]
         try:
             await self._send_loop()
             if recv.done() and not recv.cancelled():
@@ -141,12 +198,25 @@ class _Session:
                 if exc is not None:
                     raise exc
         finally:
-            recv.cancel()
-            ticker.cancel()
             self.stream.close()
-            for t in (recv, ticker):
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
+
+    async def _leader_monitor(self) -> None:
+        """End the stream once the member has had no leader for a few election timeouts, so a
+        client that asked for a leader (clientv3.WithRequireLeader) moves to another member."""
+        interval = self.server.settings.election_timeout_ms / 1000.0
+        misses = 0
+        while True:
+            await asyncio.sleep(interval)
+            misses = 0 if self.server.leader else misses + 1
+            if misses >= MAX_NO_LEADER_CHECKS:
+                self.lost_leader = True
+                self.ready.set()
+                return
 
     # -- receiving ------------------------------------------------------------------------------
 
@@ -206,55 +276,46 @@ class _Session:
     async def _send_loop(self) -> None:
         stream = self.stream
         write = self.context.write
+        svc = self.svc
+        encode = svc.encoder.encode
+        server = self.server
         while True:
             await self.ready.wait()
             self.ready.clear()
             batch = stream.drain()
             self.room.set()
             for r in batch:
-                opts = self._opts(r.watch_id)
-                msg = self._to_pb(r, opts)
-                if opts is not None and opts.fragment and r.events:
-                    for part in fragments(msg, self.svc.fragment_limit):
-                        await write(part)
-                else:
-                    await write(msg)
-            if self.recv_failed:
+                events = r.events
+                limit = 0
+                if events:
+                    w = stream.watchers.get(r.watch_id)
+                    if w is not None:
+                        if w.opts.prev_kv:
+                            events = svc.watchable.with_prev_kv(events)
+                        if w.opts.fragment:
+                            limit = svc.fragment_limit
+                for msg in encode(r, server.term, events, limit):
+                    # bytes go out as they are (see add_to_server)
+                    await write(msg)  # type: ignore[arg-type]
+            if self.recv_failed or self.lost_leader:
                 return
 
-    def _opts(self, watch_id: int) -> WatchOptions | None:
-        w = self.stream.watchers.get(watch_id)
-        return None if w is None else w.opts
 
-    def _to_pb(self, r: WatchResponse, opts: WatchOptions | None) -> pb.WatchResponse:
-        msg = pb.WatchResponse(
-            header=self.server.header(r.revision),
-            watch_id=r.watch_id,
-            created=r.created,
-            canceled=r.canceled or r.compact_revision != 0,
-            compact_revision=r.compact_revision,
-            cancel_reason=r.cancel_reason,
+def add_to_server(servicer: WatchServicer, grpc_server: grpc.aio.Server) -> None:
+    """add_WatchServicer_to_server, with a response serializer that sends the servicer's
+    pre-encoded bytes unchanged."""
+    handlers = {
+        "Watch": grpc.stream_stream_rpc_method_handler(
+            servicer.Watch,
+            request_deserializer=pb.WatchRequest.FromString,
+            response_serializer=_passthrough,
         )
-        if r.events:
-            events: list[mvccpb.Event] = r.events
-            if opts is not None and opts.prev_kv:
-                events = self.svc.watchable.with_prev_kv(events)
-            msg.events.extend(events)
-        return msg
+    }
+    grpc_server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("etcdserverpb.Watch", handlers),))
+    grpc_server.add_registered_method_handlers("etcdserverpb.Watch", handlers)  # type: ignore[attr-defined]
 
 
 def register(server: EtcdServer, grpc_server: grpc.aio.Server) -> None:
-    """Serve the Watch API of ``server`` on ``grpc_server``. Uses ``server.watchable`` (and
-    ``server.settings.watch_progress_notify_interval``) when the server provides them; otherwise
-    attaches a WatchableStore and starts its syncer here (needs the running loop)."""
-    watchable: WatchableStore | None = getattr(server, "watchable", None)
-    if watchable is None:
-        assert server.store is not None
-        watchable = WatchableStore(server.store)
-        syncer = WatchSyncer(watchable)
-        syncer.start()
-        server.watchable = watchable  # type: ignore[attr-defined]
-        server.watch_syncer = syncer  # type: ignore[attr-defined]
-    interval = float(getattr(server.settings, "watch_progress_notify_interval", DEFAULT_PROGRESS_INTERVAL))
-    servicer = WatchServicer(server, watchable, progress_interval=interval)
-    pb_grpc.add_WatchServicer_to_server(servicer, grpc_server)  # type: ignore[no-untyped-call]
+    """Serve the Watch API of ``server`` (its watchable store) on ``grpc_server``."""
+    interval = server.settings.watch_progress_notify_interval
+    add_to_server(WatchServicer(server, server.watchable, progress_interval=interval), grpc_server)

@@ -22,15 +22,6 @@ class Ranged(Protocol):
     def end(self) -> bytes: ...
 
 
-def in_range(k: bytes, key: bytes, end: bytes) -> bool:
-    """Is k inside the range (key, end) (store convention)?"""
-    if not end:
-        return k == key
-    if end == FROM_KEY:
-        return k >= key
-    return key <= k < end
-
-
 W = TypeVar("W", bound=Ranged)
 
 

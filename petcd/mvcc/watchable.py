@@ -316,12 +316,14 @@ class WatchableStore:
             chosen.append(w)
         if not chosen:
             return done
-        lo = min(w.min_rev for w in chosen)
+        # the window starts where the first watcher in line needs it; caught-up watchers go to
+        # the back of the line, so a watcher far behind does not hold up the others
+        lo = chosen[0].min_rev
         hi = min(cur, lo + self.batch_revs - 1)
         events = store.events(lo, hi + 1)
         group: WatcherGroup[Watcher] = WatcherGroup()
         for w in chosen:
-            if w.min_rev <= hi:
+            if lo <= w.min_rev <= hi:
                 group.add(w)
         batches: dict[Watcher, list[mvccpb.Event]] = {}
         for ev in events:

@@ -94,8 +94,14 @@ class PeerLink:
         self._channel = self._new_channel()
         self._task: asyncio.Task[None] | None = None
         self._snapshot_task: asyncio.Task[None] | None = None
+        self._snapshot_busy = False
+        self._halting = False
         self._logs = _LogLimiter(env.clock, cfg.log_interval)
-        self._header = peerpb.MessageBatch(cluster_id=env.cluster_id, sender_id=env.member_id, receiver_id=peer_id)
+        self._accepted = False
+        self._closed = False
+        self._header = peerpb.MessageBatch(
+            cluster_id=env.cluster_id, sender_id=env.member_id, receiver_id=peer_id
+        )
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -108,32 +114,46 @@ class PeerLink:
         return peer_grpc.RaftTransportStub(self._channel)  # type: ignore[no-untyped-call]
 
     def start(self) -> None:
-        if self._task is None:
+        if self._task is None and not self._closed:
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"peer-{self.peer_id:x}")
 
     async def close(self) -> None:
+        """Stop for good: cancel the stream and any snapshot transfer, close the channel."""
+        self._closed = True
+        await self._halt()
+
+    async def _halt(self) -> None:
         tasks = [t for t in (self._task, self._snapshot_task) if t is not None]
+        # the flag stops the loop even if a cancellation gets lost inside a library call
+        self._halting = True
         for t in tasks:
             t.cancel()
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
+        self._halting = False
         self._task = None
         self._set_down()
         await self._channel.close(None)
 
-    async def set_urls(self, urls: list[str]) -> None:
-        """Point the link at new URLs; queued messages stay and go to the new address."""
+    def set_urls(self, urls: list[str]) -> bool:
+        """Point the link at new URLs (queued messages stay); True if :meth:`restart` is due."""
         targets = [grpc_target(u) for u in urls]
         if not targets:
             raise ValueError(f"peer {self.peer_id:x} has no URLs")
-        if targets == self._targets:
-            return
-        running = self._task is not None
-        await self.close()
         self.urls = list(urls)
+        if targets == self._targets:
+            return False
         self._targets = targets
         self._url_index = 0
+        return True
+
+    async def restart(self) -> None:
+        """Drop the stream and channel and connect again at the current URLs."""
+        running = self._task is not None
+        await self._halt()
+        if self._closed:
+            return
         self._channel = self._new_channel()
         if running:
             self.start()
@@ -148,7 +168,10 @@ class PeerLink:
                 if hidden is not None:
                     log.warning(
                         "dropped message to peer %x: outgoing queue full (%d messages, %d bytes; %d more drops)",
-                        self.peer_id, len(self.queue), self.queue.nbytes, hidden,
+                        self.peer_id,
+                        len(self.queue),
+                        self.queue.nbytes,
+                        hidden,
                     )
                 # a peer that cannot keep up is as good as unreachable to the replication flow
                 self.env.report_unreachable(self.peer_id)
@@ -157,7 +180,7 @@ class PeerLink:
     async def _run(self) -> None:
         cfg = self.env.config
         delay = cfg.backoff_initial
-        while True:
+        while not self._halting:
             self._accepted = False
             try:
                 await self._stream_once()
@@ -165,6 +188,8 @@ class PeerLink:
                 raise
             except Exception as exc:
                 delay = self._on_failure(exc, delay)
+            if self._halting:
+                return
             if self._accepted:
                 delay = cfg.backoff_initial
             elif len(self._targets) > 1:
@@ -180,11 +205,11 @@ class PeerLink:
         call: SendCall = self._stub().Send()
         call.add_done_callback(lambda _c: self._wake.set())
         try:
-            await call.write(self._header)
-            md = await asyncio.wait_for(call.initial_metadata(), cfg.handshake_timeout)
-            if md is None or md.get(ACCEPTED_KEY) is None:
-                await call  # raises the receiver's error
-                raise StreamEnded("stream closed before it was accepted")
+            # bounded as a whole: a peer whose host drops packets stalls the connect, not the write.
+            # (asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # arrives as the handshake fails, and the link would never stop)
+            async with asyncio.timeout(cfg.handshake_timeout):
+                await self._handshake(call)
             self._accepted = True
             self._set_up()
             while True:
@@ -212,6 +237,13 @@ class PeerLink:
         finally:
             if not call.done():
                 call.cancel()
+
+    async def _handshake(self, call: SendCall) -> None:
+        await call.write(self._header)
+        md = await call.initial_metadata()
+        if md is None or md.get(ACCEPTED_KEY) is None:
+            await call  # raises the receiver's error
+            raise StreamEnded("stream closed before it was accepted")
 
     def _set_up(self) -> None:
         self.queue.set_up(True)
@@ -252,18 +284,22 @@ class PeerLink:
     # -- snapshots ----------------------------------------------------------------------
 
     def send_snapshot(self, msg: raftpb.Message) -> None:
-        if self._snapshot_task is not None and not self._snapshot_task.done():
+        if self._snapshot_busy:
             # raft waits for the report of the one in flight before it sends another
-            log.info("peer %x: snapshot already in flight; dropping MsgSnap at index %d",
-                     self.peer_id, msg.snapshot.metadata.index)
+            log.info(
+                "peer %x: snapshot already in flight; dropping MsgSnap at index %d",
+                self.peer_id,
+                msg.snapshot.metadata.index,
+            )
             return
+        self._snapshot_busy = True
         self._snapshot_task = asyncio.get_running_loop().create_task(
             self._send_snapshot(msg), name=f"peer-{self.peer_id:x}-snapshot"
         )
 
     @property
     def snapshot_in_flight(self) -> bool:
-        return self._snapshot_task is not None and not self._snapshot_task.done()
+        return self._snapshot_busy
 
     async def _send_snapshot(self, msg: raftpb.Message) -> None:
         cfg = self.env.config
@@ -290,8 +326,13 @@ class PeerLink:
         except asyncio.CancelledError:
             raise
         except grpc.aio.AioRpcError as exc:
-            log.warning("peer %x: snapshot at index %d failed: %s %s", self.peer_id, index, exc.code().name,
-                        exc.details())
+            log.warning(
+                "peer %x: snapshot at index %d failed: %s %s",
+                self.peer_id,
+                index,
+                exc.code().name,
+                exc.details(),
+            )
             if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 self.env.report_unreachable(self.peer_id)
         except (TimeoutError, SnapshotTransferError, OSError) as exc:
@@ -301,8 +342,12 @@ class PeerLink:
         finally:
             if failed:
                 self.stats.snapshots_failed += 1
-            # reported on cancellation too: raft must not wait forever for this snapshot
-            self.env.report_snapshot(self.peer_id, failed)
-            if path is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(self.env.snapshot_sent(path))
+            try:
+                if path is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(self.env.snapshot_sent(path))
+            finally:
+                # the next MsgSnap may follow the report at once: it must find the link free
+                self._snapshot_busy = False
+                # reported on cancellation too: raft must not wait forever for this snapshot
+                self.env.report_snapshot(self.peer_id, failed)

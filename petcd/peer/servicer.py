@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -28,11 +28,11 @@ class RaftTransportServicer(peer_grpc.RaftTransportServicer):
     def __init__(self, transport: PeerTransport) -> None:
         self.transport = transport
 
-    async def _refuse(self, context: grpc.aio.ServicerContext[object, object], r: Rejection, what: str) -> None:
+    async def _refuse(self, context: grpc.aio.ServicerContext[Any, Any], r: Rejection, what: str) -> None:
         log.warning("refused %s: %s", what, r.message)
         await context.abort(r.code, r.message)
 
-    async def Send(  # type: ignore[override]
+    async def Send(
         self, request_iterator: AsyncIterator[peerpb.MessageBatch], context: SendContext
     ) -> peerpb.SendAck:
         t = self.transport
@@ -43,7 +43,7 @@ class RaftTransportServicer(peer_grpc.RaftTransportServicer):
             async for batch in request_iterator:
                 r = t.check_request(batch.cluster_id, batch.sender_id, batch.receiver_id)
                 if r is not None:
-                    await self._refuse(context, r, f"message stream from {batch.sender_id:x}")  # type: ignore[arg-type]
+                    await self._refuse(context, r, f"message stream from {batch.sender_id:x}")
                 if not accepted:
                     # tells the sender its stream is live (see petcd.peer.link)
                     await context.send_initial_metadata(((ACCEPTED_KEY, f"{t.member_id:x}"),))
@@ -59,7 +59,7 @@ class RaftTransportServicer(peer_grpc.RaftTransportServicer):
                 t.inbound_closed(sender)
         return peerpb.SendAck(received=received)
 
-    async def SendSnapshot(  # type: ignore[override]
+    async def SendSnapshot(
         self, request_iterator: AsyncIterator[peerpb.SnapshotChunk], context: SnapshotContext
     ) -> peerpb.SnapshotAck:
         t = self.transport
@@ -70,9 +70,11 @@ class RaftTransportServicer(peer_grpc.RaftTransportServicer):
             raise AssertionError("unreachable")  # abort raises
         r = t.check_request(first.cluster_id, first.sender_id, first.receiver_id)
         if r is not None:
-            await self._refuse(context, r, f"snapshot from {first.sender_id:x}")  # type: ignore[arg-type]
+            await self._refuse(context, r, f"snapshot from {first.sender_id:x}")
         index = first.message.snapshot.metadata.index
-        log.info("receiving snapshot at index %d (%d bytes) from %x", index, first.total_size, first.sender_id)
+        log.info(
+            "receiving snapshot at index %d (%d bytes) from %x", index, first.total_size, first.sender_id
+        )
         try:
             msg, path = await receive_snapshot(first, it, t.snapshot_dir)
         except SnapshotTransferError as exc:
@@ -86,19 +88,19 @@ class RaftTransportServicer(peer_grpc.RaftTransportServicer):
         except Exception as exc:
             log.exception("installing snapshot at index %d from %x failed", index, first.sender_id)
             await asyncio.to_thread(path.unlink, True)
-            await context.abort(grpc.StatusCode.INTERNAL, f"installing snapshot at index {index} failed: {exc}")
+            await context.abort(
+                grpc.StatusCode.INTERNAL, f"installing snapshot at index {index} failed: {exc}"
+            )
         return peerpb.SnapshotAck(received_bytes=first.total_size)
 
-    async def Probe(  # type: ignore[override]
-        self, request: peerpb.ProbeRequest, context: ProbeContext
-    ) -> peerpb.ProbeResponse:
+    async def Probe(self, request: peerpb.ProbeRequest, context: ProbeContext) -> peerpb.ProbeResponse:
         t = self.transport
         # zero ids ask "who are you": a member joining by URL may not know them yet
         r = t.check_request(
             request.cluster_id or t.cluster_id, request.sender_id, request.receiver_id or t.member_id
         )
         if r is not None:
-            await self._refuse(context, r, f"probe from {request.sender_id:x}")  # type: ignore[arg-type]
+            await self._refuse(context, r, f"probe from {request.sender_id:x}")
         return peerpb.ProbeResponse(
             cluster_id=t.cluster_id,
             member_id=t.member_id,

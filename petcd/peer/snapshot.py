@@ -71,16 +71,20 @@ async def send_snapshot(
                 )
             else:
                 chunk = peerpb.SnapshotChunk(offset=offset, data=data)
-            await asyncio.wait_for(call.write(chunk), chunk_timeout)
+            async with asyncio.timeout(chunk_timeout):
+                await call.write(chunk)
             offset += len(data)
             if not data or offset >= size:
                 break
         if offset != size:
             raise SnapshotTransferError(
-                grpc.StatusCode.DATA_LOSS, f"snapshot file {path} changed size while sending ({offset} != {size})"
+                grpc.StatusCode.DATA_LOSS,
+                f"snapshot file {path} changed size while sending ({offset} != {size})",
             )
-        await asyncio.wait_for(call.done_writing(), chunk_timeout)
-        ack = await asyncio.wait_for(call, ack_timeout)
+        async with asyncio.timeout(chunk_timeout):
+            await call.done_writing()
+        async with asyncio.timeout(ack_timeout):
+            ack = await call
         if ack.received_bytes != size:
             raise SnapshotTransferError(
                 grpc.StatusCode.DATA_LOSS, f"receiver acknowledged {ack.received_bytes} of {size} bytes"
@@ -101,10 +105,13 @@ async def receive_snapshot(
     msg = first.message
     if msg.type != raftpb.MsgSnap:
         raise SnapshotTransferError(
-            grpc.StatusCode.INVALID_ARGUMENT, f"snapshot stream carries {raftpb.MessageType.Name(msg.type)}, not MsgSnap"
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"snapshot stream carries {raftpb.MessageType.Name(msg.type)}, not MsgSnap",
         )
     if first.offset != 0:
-        raise SnapshotTransferError(grpc.StatusCode.INVALID_ARGUMENT, "first snapshot chunk must start at offset 0")
+        raise SnapshotTransferError(
+            grpc.StatusCode.INVALID_ARGUMENT, "first snapshot chunk must start at offset 0"
+        )
     total = first.total_size
     md = msg.snapshot.metadata
     prefix = f"snap-{md.term:016x}-{md.index:016x}-from-{first.sender_id:x}-"

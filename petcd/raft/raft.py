@@ -411,10 +411,12 @@ class Raft:
             else:
                 self.become_follower(m.term, NONE)
         elif m.term < self.term:
-            if (self.check_quorum or self.pre_vote) and t in (raftpb.MsgHeartbeat, raftpb.MsgApp):
-                # A leader of an older term: tell it our term so it steps down. Needed because
-                # with CheckQuorum/PreVote our higher term may never reach it otherwise, and a
-                # node stuck at a higher term would never be able to rejoin.
+            if t in (raftpb.MsgHeartbeat, raftpb.MsgApp):
+                # A leader of an older term: tell it our term so it steps down, or a node stuck
+                # at a higher term could never rejoin. With CheckQuorum/PreVote our higher term
+                # may never reach it otherwise; without them too (the simulator's seed 5118: the
+                # node that raised the term campaigned only in a stale configuration that lacked
+                # the leader, so its vote requests never reached it).
                 self.send(new_message(raftpb.MsgAppResp, to=msg_from(m)))
             elif t == raftpb.MsgPreVote or t == raftpb.MsgVote:
                 # Reject explicitly so the (pre-)candidate learns our term (Raft §5.1). Ignoring a

@@ -21,6 +21,8 @@ from petcd.backend import Backend
 from petcd.lease import Lessor, min_lease_ttl
 from petcd.lease.expiry import run_expiry
 from petcd.mvcc import KVStore
+from petcd.mvcc.watch_sync import WatchSyncer
+from petcd.mvcc.watchable import WatchableStore
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.raftpb import raft_pb2 as raftpb
 from petcd.proto.serverpb import internal_pb2 as serverpb
@@ -71,6 +73,7 @@ class EtcdServer:
         self.driver: RaftDriver | None = None
         self.backend: Backend | None = None
         self.store: KVStore | None = None
+        self.watch_syncer: WatchSyncer | None = None
         self.alarms: dict[tuple[int, int], int] = {}  # (member id, alarm type) -> alarm type
         self.snapshot_index = 0
 
@@ -100,6 +103,9 @@ class EtcdServer:
             batch_interval=s.backend_batch_interval,
         )
         self.store = KVStore(self.backend)
+        self.watchable = WatchableStore(self.store)
+        self.watch_syncer = WatchSyncer(self.watchable)
+        self.watch_syncer.start()
         # the file size only changes when a batch commits; the quota check reads this copy
         self.db_size = self.backend.size()
         self.membership = Membership(self.backend, self.cluster_id)
@@ -163,6 +169,8 @@ class EtcdServer:
         if self.driver is not None:
             await self.driver.stop()
         self.wait.fail_all(errors.ERR_STOPPED)
+        if self.watch_syncer is not None:
+            await self.watch_syncer.stop()
         if self.backend is not None:
             self.backend.force_commit()
             self.backend.close()

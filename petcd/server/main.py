@@ -13,7 +13,9 @@ from collections.abc import Sequence
 import grpc
 
 from petcd.api.kv import KVServicer
+from petcd.api.lease import register as register_lease
 from petcd.api.maintenance import ClusterServicer, MaintenanceServicer
+from petcd.api.watch import register as register_watch
 from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from petcd.server.bootstrap import BootstrapError
 from petcd.server.config import ConfigError, ServerConfig, best_practice_warnings, load_config_or_exit
@@ -56,27 +58,9 @@ def build_grpc_server(srv: EtcdServer) -> grpc.aio.Server:
     pb_grpc.add_KVServicer_to_server(KVServicer(srv), server)
     pb_grpc.add_MaintenanceServicer_to_server(MaintenanceServicer(srv), server)
     pb_grpc.add_ClusterServicer_to_server(ClusterServicer(srv), server)
-    for register in _optional_services():
-        register(srv, server)
+    register_lease(srv, server)
+    register_watch(srv, server)
     return server
-
-
-def _optional_services() -> list[object]:
-    """Services whose modules may not be present in every build stage."""
-    out: list[object] = []
-    try:
-        from petcd.api.lease import register as register_lease
-
-        out.append(register_lease)
-    except ImportError:
-        pass
-    try:
-        from petcd.api.watch import register as register_watch
-
-        out.append(register_watch)
-    except ImportError:
-        pass
-    return out
 
 
 async def serve(cfg: ServerConfig) -> int:

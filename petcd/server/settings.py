@@ -35,6 +35,7 @@ class ServerSettings:
     # nanoseconds for periodic, a revision count for revision; 0 = off
     auto_compaction_retention_value: int = 0
     strict_reconfig_check: bool = True
+    watch_progress_notify_interval: float = 600.0
     max_wals: int = 5
     max_snapshots: int = 5
 

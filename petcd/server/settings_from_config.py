@@ -36,5 +36,6 @@ def settings_from_config(cfg: ServerConfig) -> ServerSettings:
         auto_compaction_retention_value=cfg.auto_compaction_retention_value,
         max_wals=cfg.max_wals,
         strict_reconfig_check=cfg.strict_reconfig_check,
+        watch_progress_notify_interval=cfg.experimental_watch_progress_notify_interval or 600.0,
         max_snapshots=cfg.max_snapshots,
     )

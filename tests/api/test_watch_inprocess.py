@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from petcd.api.kv import KVServicer
-from petcd.api.watch import PERMISSION_DENIED_REASON, WatchServicer
+from petcd.api.watch import PERMISSION_DENIED_REASON, WatchServicer, add_to_server
 from petcd.mvcc.watch_sync import WatchSyncer
 from petcd.mvcc.watchable import WatchableStore
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
@@ -41,9 +41,9 @@ class Env:
 class Stream:
     """A Watch call driven from the test's loop."""
 
-    def __init__(self, env: Env) -> None:
+    def __init__(self, env: Env, metadata: tuple[tuple[str, str], ...] = ()) -> None:
         self.reqs: asyncio.Queue[pb.WatchRequest | None] = asyncio.Queue()
-        self.call = env.watch.Watch(self._gen())
+        self.call = env.watch.Watch(self._gen(), metadata=metadata)
 
     async def _gen(self) -> AsyncIterator[pb.WatchRequest]:
         while True:
@@ -67,9 +67,11 @@ def run(
     permit: Callable[..., bool] | None = None,
     progress_interval: float = 600.0,
     capacity: int = 128,
+    **settings_kw: object,
 ) -> None:
     async def main() -> None:
-        settings = ServerSettings(
+        settings = ServerSettings(  # type: ignore[arg-type]
+            **settings_kw,
             name="m1",
             data_dir=str(tmp_path / "data"),
             member_id=MEMBER_ID,
@@ -86,7 +88,7 @@ def run(
         server = grpc.aio.server()
         pb_grpc.add_KVServicer_to_server(KVServicer(srv), server)  # type: ignore[no-untyped-call]
         servicer = WatchServicer(srv, watchable, progress_interval=progress_interval, capacity=capacity, permit=permit)
-        pb_grpc.add_WatchServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+        add_to_server(servicer, server)
         (port,) = free_ports(1)
         server.add_insecure_port(f"127.0.0.1:{port}")
         await server.start()
@@ -213,3 +215,26 @@ def test_tiny_buffers_lose_nothing(tmp_path: Path, capacity: int) -> None:
             s.call.cancel()
 
     run(tmp_path, body, capacity=capacity)
+
+
+def test_require_leader_stream_ends_without_leader(tmp_path: Path) -> None:
+    """A stream opened with hasleader=true ends with "no leader" after three election timeouts
+    without a leader, as etcd's do."""
+
+    async def body(env: Env) -> None:
+        plain = Stream(env)
+        s = Stream(env, metadata=(("hasleader", "true"),))
+        s.create(b"x")
+        plain.create(b"x")
+        assert (await s.next()).created and (await plain.next()).created
+        # the member loses its leader (what the raft driver records when no leader is known)
+        env.srv.leader = 0
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await s.next(timeout=5)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert err.value.details() == "etcdserver: no leader"
+        plain.create(b"y")
+        assert (await plain.next()).created  # a stream that did not ask for a leader goes on
+        plain.call.cancel()
+
+    run(tmp_path, body, heartbeat_interval_ms=20, election_timeout_ms=200)

@@ -490,3 +490,19 @@ def test_restore_catches_synced_watchers_up(tmp_path: Path, store: KVStore) -> N
         assert [evs(x) for x in events_of(s)] == [[("PUT", b"k", r4)]]
     finally:
         be2.close()
+
+
+def test_a_watcher_far_behind_does_not_hold_up_others(store: KVStore) -> None:
+    ws = WatchableStore(store, batch_revs=10)
+    first = put(store, (b"k", b"0"))
+    for i in range(200):
+        put(store, (b"k", b"%d" % i))
+    s = ws.new_stream(capacity=1000)
+    far = s.watch(b"k", start_rev=first)
+    near = s.watch(b"k", start_rev=store.rev - 2)
+    ws.sync_step()
+    ws.sync_step()
+    assert near.state is State.SYNCED
+    assert far.state is State.UNSYNCED
+    settle(ws)
+    assert far.state is State.SYNCED

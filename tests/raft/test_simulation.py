@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from petcd.proto.raftpb import raft_pb2 as raftpb
+from petcd.raft import Config, MemoryStorage, RawNode, StateType, new_message
 from tests.raft.sim import (
     Checker,
     InvariantViolation,
@@ -166,23 +167,47 @@ def test_simulator_catches_commit_by_counting_old_term_entries(monkeypatch: pyte
 
 # --- raft fixes found by the simulator -------------------------------------------------------
 
+def _node_at_term(i: int, term: int) -> RawNode:
+    """A voter of {1, 2, 3} restarted at `term`, without PreVote and CheckQuorum."""
+    st = MemoryStorage()
+    st.apply_snapshot(raftpb.Snapshot(metadata=raftpb.SnapshotMetadata(
+        index=1, term=1, conf_state=raftpb.ConfState(voters=[1, 2, 3]))))
+    st.set_hard_state(raftpb.HardState(term=term, commit=1))
+    return RawNode(Config(id=i, election_tick=10, heartbeat_tick=1, storage=st, applied=1,
+                          pre_vote=False, check_quorum=False))
+
+
+def test_lower_term_append_is_answered_with_our_term() -> None:
+    """Seed 5118 (without PreVote and CheckQuorum): a node at a higher term ignored the leader's
+    appends and heartbeats, and the only node that could have told the leader the higher term
+    campaigned in a stale configuration without it, so two members never caught up. The node
+    now answers with its term even without PreVote/CheckQuorum, and the stale leader steps down."""
+    leader, high = _node_at_term(1, 3), _node_at_term(2, 9)
+    leader.campaign()
+    rd = leader.ready()
+    leader.advance(rd)
+    leader.step(new_message(raftpb.MsgVoteResp, to=1, frm=3, term=4))
+    assert leader.status().raft_state == StateType.LEADER
+    rd = leader.ready()
+    app = next(m for m in rd.messages if m.to == 2 and m.type == raftpb.MsgApp)
+    leader.advance(rd)
+    high.step(app)
+    rd = high.ready()
+    resp = [m for m in rd.messages if m.to == 1]
+    assert len(resp) == 1 and resp[0].type == raftpb.MsgAppResp and resp[0].term == 9
+    high.advance(rd)
+    leader.step(resp[0])
+    st = leader.status()
+    assert st.raft_state == StateType.FOLLOWER and st.hard_state.term == 9
+
+
 def test_lower_term_vote_request_is_rejected_with_our_term() -> None:
     """Seeds 508 and 1571 (without PreVote): a candidate whose term fell behind asked a node at a
     higher term for its vote; the request was ignored, so the candidate never learnt the higher
     term and, being the only node able to win, the cluster never elected a leader. The node now
     rejects the request and tells its term, as in the Raft paper (§5.1), and the candidate moves
     to that term."""
-    from petcd.raft import Config, MemoryStorage, RawNode
-
-    def node(i: int, term: int) -> RawNode:
-        st = MemoryStorage()
-        st.apply_snapshot(raftpb.Snapshot(metadata=raftpb.SnapshotMetadata(
-            index=1, term=1, conf_state=raftpb.ConfState(voters=[1, 2, 3]))))
-        st.set_hard_state(raftpb.HardState(term=term, commit=1))
-        return RawNode(Config(id=i, election_tick=10, heartbeat_tick=1, storage=st, applied=1,
-                              pre_vote=False, check_quorum=False))
-
-    high, low = node(1, 9), node(2, 3)
+    high, low = _node_at_term(1, 9), _node_at_term(2, 3)
     low.campaign()  # term 4, asks 1 and 3
     rd = low.ready()
     req = next(m for m in rd.messages if m.to == 1)
