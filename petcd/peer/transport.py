@@ -67,7 +67,8 @@ class PeerTransport:
         on_snapshot(msg, path): a MsgSnap whose database file is complete and fsynced at ``path``
             (in ``snapshot_dir``; the callee takes ownership of the file); install it and step msg.
             Raising fails the transfer (the sender's raft gets report_snapshot(failed)).
-        report_unreachable(peer) / report_snapshot(peer, failed): to RawNode's methods of those names.
+        report_unreachable(peer) / report_snapshot(peer, failed): to RawNode's methods of those names;
+            always called from a fresh event-loop callback, never from inside send().
         snapshot_source(msg): the path of a stable copy of the backend to send with ``msg``; the
             transport deletes it afterwards unless ``config.delete_sent_snapshots`` is False.
         on_removed(peer): a peer answered PERMISSION_DENIED: this member was removed from the cluster.
@@ -88,8 +89,10 @@ class PeerTransport:
             config=self.config,
             clock=clock,
             rand=rand or random.Random(),
-            report_unreachable=report_unreachable,
-            report_snapshot=report_snapshot,
+            # deferred: send() runs inside the raft driver's Ready handling, and raft must not be
+            # re-entered from there
+            report_unreachable=lambda peer: _defer(report_unreachable, peer),
+            report_snapshot=lambda peer, failed: _defer(report_snapshot, peer, failed),
             snapshot_source=snapshot_source,
             snapshot_sent=self._snapshot_sent,
             on_removed=on_removed,
@@ -271,3 +274,7 @@ class PeerTransport:
         t = asyncio.get_running_loop().create_task(run())
         self._background.add(t)
         t.add_done_callback(self._background.discard)
+
+
+def _defer(fn: Callable[..., None], *args: object) -> None:
+    asyncio.get_running_loop().call_soon(fn, *args)

@@ -121,3 +121,28 @@ def test_a_lease_survives_a_crash_and_expires_after_it(kind: str, servers: Serve
         assert c.keys(b"r/")[0] == []
     finally:
         c.close()
+
+
+@pytest.mark.parametrize("kind", ["etcd", "target"])
+def test_keep_alive_keeps_a_lease_alive_across_a_restart(kind: str, servers: ServerGroup) -> None:
+    srv = servers.start("etcd") if kind == "etcd" else servers.start_target()
+    c = Client(srv)
+    lease = c.grant(3)
+    c.put(b"kar/k", lease)
+    for _ in range(3):
+        assert [(r.ID, r.TTL) for r in c.keep_alive(lease)] == [(lease, 3)]
+        time.sleep(0.5)
+    c.close()
+    srv.stop()
+    srv.start()
+    c = Client(srv)
+    try:
+        start = time.monotonic()
+        while time.monotonic() - start < 7.0:  # more than twice the TTL, kept alive all along
+            assert [(r.ID, r.TTL) for r in c.keep_alive(lease)] == [(lease, 3)]
+            time.sleep(0.5)
+        assert c.keys(b"kar/")[0] == [b"kar/k"]
+        c.wait_gone(lease)
+        assert c.keys(b"kar/")[0] == []
+    finally:
+        c.close()

@@ -142,6 +142,7 @@ def test_full_queue_drops_without_blocking(tmp_path: Path) -> None:
             took = time.perf_counter() - t0
             st = a.transport.stats()[b.id]
             assert st.messages_dropped == 9_900
+            await asyncio.sleep(0)
             assert b.id in a.unreachable  # a peer that cannot keep up is throttled by raft
             await until(lambda: len(b.received) == 100, what="the queued hundred")
             # the first hundred were queued; the rest dropped, never reordered
@@ -251,6 +252,8 @@ def test_unknown_peer_and_self_are_ignored(tmp_path: Path) -> None:
             a.transport.send([msg(0x77, a.id, 1), msg(a.id, a.id, 2)])
             snap = raftpb.Message(type=raftpb.MsgSnap, to=0x77)
             a.transport.send([snap])
+            assert a.snapshot_reports == []  # never from inside send(): raft may be mid-Ready
+            await asyncio.sleep(0)
             assert a.snapshot_reports == [(0x77, True)]
         finally:
             await a.close()
