@@ -178,12 +178,9 @@ class Backend:
             sync=True,
             lock=True,
         )
-        if reopen:
-            # The buckets exist: open them in a read txn, so the swap pays for no commit/fsync.
-            with env.begin() as txn:
-                dbs = {name: env.open_db(name, txn=txn, create=False) for name in ALL_BUCKETS}
-        else:
-            dbs = {name: env.open_db(name, create=True) for name in ALL_BUCKETS}
+        # Handles opened in a read-only txn do not outlive it here (mdb_cursor_open then fails
+        # with EINVAL), so open them in a write txn even when reopening after a swap.
+        dbs = {name: env.open_db(name, create=True) for name in ALL_BUCKETS}
         return env, dbs
 
     @property

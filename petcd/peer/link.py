@@ -96,6 +96,7 @@ class PeerLink:
         self._snapshot_task: asyncio.Task[None] | None = None
         self._snapshot_busy = False
         self._halting = False
+        self._full_reported = False
         self._logs = _LogLimiter(env.clock, cfg.log_interval)
         self._accepted = False
         self._closed = False
@@ -161,13 +162,16 @@ class PeerLink:
     # -- sending ------------------------------------------------------------------------
 
     def enqueue(self, msg: raftpb.Message) -> None:
-        if not self.queue.put(msg):
+        if self.queue.put(msg):
+            self._full_reported = False
+        else:
             self.stats.messages_dropped += 1
-            if self.queue.up:
+            if self.queue.up and not self._full_reported:
+                self._full_reported = True  # once per overflow, not once per dropped message
                 hidden = self._logs.allow("full")
                 if hidden is not None:
                     log.warning(
-                        "dropped message to peer %x: outgoing queue full (%d messages, %d bytes; %d more drops)",
+                        "dropping messages to peer %x: outgoing queue full (%d messages, %d bytes; %d overflows not logged)",
                         self.peer_id,
                         len(self.queue),
                         self.queue.nbytes,

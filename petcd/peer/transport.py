@@ -71,7 +71,8 @@ class PeerTransport:
             always called from a fresh event-loop callback, never from inside send().
         snapshot_source(msg): the path of a stable copy of the backend to send with ``msg``; the
             transport deletes it afterwards unless ``config.delete_sent_snapshots`` is False.
-        on_removed(peer): a peer answered PERMISSION_DENIED: this member was removed from the cluster.
+        on_removed(peer): a peer answered PERMISSION_DENIED: this member was removed from the cluster
+            (repeats on every retry, about every ``config.backoff_max`` seconds: make it idempotent).
         clock: for ``active_since`` and log rate limits; rand: backoff jitter.
         """
         self.member_id = member_id

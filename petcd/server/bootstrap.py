@@ -108,21 +108,19 @@ def open_raft(
     election_ticks: int,
     rand: random.Random,
 ) -> RaftSetup:
-    """Start raft on a data dir: bootstrap a new member or restart an existing one."""
+    """Start raft on a data dir: bootstrap a new member, join an existing cluster (member and
+    cluster ids already discovered), or restart from what is on disk."""
     paths.snap_dir.mkdir(parents=True, exist_ok=True)
     snapshotter = Snapshotter(str(paths.snap_dir))
     if not WAL.exists(str(paths.wal_dir)):
-        if initial_cluster_state == "existing":
-            raise BootstrapError(
-                "joining an existing cluster (--initial-cluster-state=existing) needs the cluster "
-                "transport, which this petcd build does not have yet; start with "
-                "--initial-cluster-state=new"
-            )
         os.makedirs(paths.member_dir, exist_ok=True)
         meta = serverpb.WalMetadata(member_id=member_id, cluster_id=cluster_id).SerializeToString()
         wal = WAL.create(str(paths.wal_dir), meta)
         storage = MemoryStorage()
         node = RawNode(raft_config(member_id, storage, 0, election_ticks, rand))
+        if initial_cluster_state == "existing":
+            # the leader sends the log (or a snapshot) from the start: nothing to bootstrap
+            return RaftSetup(node, storage, wal, snapshotter, member_id, cluster_id, None, False)
         contexts = {
             m.id: serverpb.ConfChangeContext(member=m.to_record()).SerializeToString() for m in initial_members
         }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -33,10 +34,11 @@ from petcd.server.bootstrap import Member, Paths, RaftSetup, open_raft
 from petcd.server.compactor import make_compactor, run_compactor
 from petcd.server.idgen import IdGenerator
 from petcd.server.membership import Membership
+from petcd.server.peering import Peering, discover_cluster
 from petcd.server.raftnode import RaftDriver
 from petcd.server.settings import ServerSettings
 from petcd.server.wait import Wait
-from petcd.wal import WalSnapshot
+from petcd.wal import WAL, WalSnapshot
 
 log = logging.getLogger("petcd.server")
 
@@ -74,6 +76,7 @@ class EtcdServer:
         self.backend: Backend | None = None
         self.store: KVStore | None = None
         self.watch_syncer: WatchSyncer | None = None
+        self.peering: Peering | None = None
         self.alarms: dict[tuple[int, int], int] = {}  # (member id, alarm type) -> alarm type
         self.snapshot_index = 0
 
@@ -82,10 +85,16 @@ class EtcdServer:
     async def start(self) -> None:
         s = self.settings
         rand = random.Random()
+        member_id, cluster_id = s.member_id, s.cluster_id
+        peers = s.initial_members
+        restarting = WAL.exists(str(self.paths.wal_dir))
+        if s.initial_cluster_state == "existing" and not restarting:
+            member_id, cluster_id, peers = await discover_cluster(s.initial_advertise_peer_urls, s.initial_members)
+            log.info("joining cluster %x as member %x", cluster_id, member_id)
         setup = open_raft(
             self.paths,
-            s.member_id,
-            s.cluster_id,
+            member_id,
+            cluster_id,
             s.initial_members,
             s.initial_cluster_state,
             s.election_ticks,
@@ -96,22 +105,13 @@ class EtcdServer:
         self.cluster_id = setup.cluster_id
         self.idgen = IdGenerator(self.member_id, int(time.time() * 1000))
         self.paths.snap_dir.mkdir(parents=True, exist_ok=True)
-        self.backend = Backend(
-            str(self.paths.db_path),
-            map_size=s.backend_map_size,
-            max_map_size=s.backend_max_map_size,
-            batch_interval=s.backend_batch_interval,
-        )
-        self.store = KVStore(self.backend)
-        self.watchable = WatchableStore(self.store)
+        self._open_state()
         self.watch_syncer = WatchSyncer(self.watchable)
         self.watch_syncer.start()
-        # the file size only changes when a batch commits; the quota check reads this copy
-        self.db_size = self.backend.size()
-        self.membership = Membership(self.backend, self.cluster_id)
-        self.alarms = self.membership.load_alarms()
-        self.kv = KVApplier(self.store, self._lease_lookup())
-        self.store.add_listener(lambda events, _rev: self.lessor.apply_changes(events))
+        self.peering = Peering(self)
+        if restarting:
+            peers = self.membership.ordered()  # the applied membership; replayed changes add more
+        await self.peering.start(list(peers))
         self.applied_index = max(self.store.consistent_index, setup.snapshot.metadata.index if setup.snapshot else 0)
         self.snapshot_index = setup.snapshot.metadata.index if setup.snapshot else 0
         self.driver = RaftDriver(
@@ -148,13 +148,30 @@ class EtcdServer:
         self._campaign_at = len(s.initial_members) if setup.is_new else setup.storage.last_index()
         self._campaign_pending = True
 
-    def _lease_lookup(self) -> Lessor:
-        assert self.backend is not None and self.store is not None
+    def _open_state(self) -> None:
+        """Open the backend and everything kept in it (at start, and after a snapshot
+        replaced the backend file)."""
         s = self.settings
+        self.backend = Backend(
+            str(self.paths.db_path),
+            map_size=s.backend_map_size,
+            max_map_size=s.backend_max_map_size,
+            batch_interval=s.backend_batch_interval,
+        )
+        self.store = KVStore(self.backend)
+        if self.watch_syncer is None:
+            self.watchable = WatchableStore(self.store)
+        else:
+            self.watchable.restore(self.store)
+        # the file size only changes when a batch commits; the quota check reads this copy
+        self.db_size = self.backend.size()
+        self.membership = Membership(self.backend, self.cluster_id)
+        self.alarms = self.membership.load_alarms()
         # etcd's minimum TTL: a lease must outlive one and a half election timeouts
         min_ttl = min_lease_ttl(s.election_ticks, s.heartbeat_interval_ms)
         self.lessor = Lessor(self.backend, self.clock, self.store, min_ttl=min_ttl)
-        return self.lessor
+        self.kv = KVApplier(self.store, self.lessor)
+        self.store.add_listener(lambda events, _rev: self.lessor.apply_changes(events))
 
     def _on_fatal(self, exc: BaseException) -> None:
         self.wait.fail_all(errors.ERR_STOPPED)
@@ -166,6 +183,8 @@ class EtcdServer:
         self._stopping = True
         for t in self._tasks:
             t.cancel()
+        if self.peering is not None:
+            await self.peering.stop()
         if self.driver is not None:
             await self.driver.stop()
         self.wait.fail_all(errors.ERR_STOPPED)
@@ -181,10 +200,8 @@ class EtcdServer:
     # -- raft plumbing ----------------------------------------------------------------
 
     def _send(self, msgs: Sequence[raftpb.Message]) -> None:
-        # a single-member cluster has no one to talk to; the cluster transport plugs in here
-        for m in msgs:
-            if m.to != self.member_id:
-                log.debug("dropping message to unknown peer %x", m.to)
+        if self.peering is not None:
+            self.peering.send(list(msgs))
 
     async def _apply_ready(self, rd: Ready) -> None:
         if rd.soft_state is not None:
@@ -203,7 +220,7 @@ class EtcdServer:
             if fut is not None and not fut.done():
                 fut.set_result(rs.index)
         if rd.snapshot is not None and rd.snapshot.metadata.index > self.applied_index:
-            self._apply_snapshot(rd.snapshot)
+            await self._apply_snapshot(rd.snapshot)
         if self._campaign_pending and self.applied_index >= self._campaign_at:
             self._campaign_pending = False
             voters = self.raft.node.status().config.voters if self.raft is not None else []
@@ -234,6 +251,8 @@ class EtcdServer:
         if ent.type == raftpb.EntryConfChange:
             cc = raftpb.ConfChange.FromString(ent.data)
             self.raft.node.apply_conf_change(cc)
+            if self.peering is not None:
+                self.peering.on_conf_change(cc)
             if ent.index > self.store.consistent_index:
                 self.membership.apply_conf_change(cc, ent.index, self.store)
                 self.on_conf_change(cc)
@@ -312,8 +331,26 @@ class EtcdServer:
         self.membership.save_alarms(self.alarms, index, self.store)
         return resp
 
-    def _apply_snapshot(self, snap: raftpb.Snapshot) -> None:
-        raise NotImplementedError("receiving a raft snapshot needs the cluster transport")
+    async def _apply_snapshot(self, snap: raftpb.Snapshot) -> None:
+        """Install a snapshot from the leader: its backend file replaces ours."""
+        assert self.peering is not None and self.backend is not None
+        index = snap.metadata.index
+        db = self.peering.take_snapshot_db(index)
+        if db is None:
+            raise RuntimeError(f"raft snapshot at index {index} arrived without its database file")
+        old = self.backend
+        self.backend = None
+        old.close()
+        await asyncio.to_thread(os.replace, db, self.paths.db_path)
+        was_leader = self.role == StateType.LEADER
+        self._open_state()
+        if was_leader:
+            self.lessor.promote(self.settings.election_timeout_ms / 1000.0)
+        assert self.store is not None
+        self.applied_index = max(self.store.consistent_index, index)
+        self.snapshot_index = index
+        self.peering.sync_members()
+        log.info("installed snapshot at index %d (store revision %d)", index, self.store.rev)
 
     def _notify_applied(self) -> None:
         if not self._applied_waiters:
@@ -455,7 +492,7 @@ class EtcdServer:
             self.wait.cancel(cc.id)
 
     def on_conf_change(self, cc: raftpb.ConfChange) -> None:
-        """Hook for the cluster transport: peers come and go with applied conf changes."""
+        """A newly applied conf change (not a replay)."""
         if cc.type == raftpb.ConfChangeRemoveNode and cc.node_id == self.member_id:
             log.warning("this member (%x) was removed from the cluster; stopping", self.member_id)
             asyncio.get_running_loop().create_task(self.stop())

@@ -16,6 +16,7 @@ from petcd.api.kv import KVServicer
 from petcd.api.lease import register as register_lease
 from petcd.api.maintenance import ClusterServicer, MaintenanceServicer
 from petcd.api.watch import register as register_watch
+from petcd.peer import add_to_server as add_peer_service
 from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from petcd.server.bootstrap import BootstrapError
 from petcd.server.config import ConfigError, ServerConfig, best_practice_warnings, load_config_or_exit
@@ -60,6 +61,8 @@ def build_grpc_server(srv: EtcdServer) -> grpc.aio.Server:
     pb_grpc.add_ClusterServicer_to_server(ClusterServicer(srv), server)
     register_lease(srv, server)
     register_watch(srv, server)
+    assert srv.peering is not None
+    add_peer_service(srv.peering.transport, server)
     return server
 
 

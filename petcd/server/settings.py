@@ -20,6 +20,7 @@ class ServerSettings:
     cluster_id: int
     initial_members: list[Member]
     advertise_client_urls: list[str] = field(default_factory=list)
+    initial_advertise_peer_urls: list[str] = field(default_factory=list)
     wal_dir: str = ""
     initial_cluster_state: str = "new"
     heartbeat_interval_ms: int = 100

@@ -22,6 +22,7 @@ def settings_from_config(cfg: ServerConfig) -> ServerSettings:
         cluster_id=cfg.initial_cluster_id,
         initial_members=members,
         advertise_client_urls=list(cfg.advertise_client_urls_str),
+        initial_advertise_peer_urls=list(cfg.initial_advertise_peer_urls_str),
         initial_cluster_state=cfg.initial_cluster_state,
         heartbeat_interval_ms=cfg.heartbeat_interval,
         election_timeout_ms=cfg.election_timeout,
