@@ -178,9 +178,10 @@ class Backend:
             sync=True,
             lock=True,
         )
-        # Handles opened in a read-only txn do not outlive it here (mdb_cursor_open then fails
-        # with EINVAL), so open them in a write txn even when reopening after a swap.
-        dbs = {name: env.open_db(name, create=True) for name in ALL_BUCKETS}
+        # Handles opened in a read-only txn do not outlive it (using them later fails with
+        # EINVAL). Reopening after defrag the buckets exist, and open_db(create=False) with no
+        # txn opens them without a write txn, so the swap pays for no commit and fsync.
+        dbs = {name: env.open_db(name, create=not reopen) for name in ALL_BUCKETS}
         return env, dbs
 
     @property

@@ -446,6 +446,7 @@ class EtcdServer:
             raise errors.ERR_REQUEST_TOO_LARGE
         fut = self.wait.register(req_id)
         deadline = self.clock() + self.settings.request_timeout
+        leader = self.leader
         try:
             while True:
                 try:
@@ -458,7 +459,7 @@ class EtcdServer:
             self.driver.notify()
             result = await _await_until(fut, max(0.0, deadline - self.clock()))
         except TimeoutError:
-            raise errors.ERR_TIMEOUT from None
+            raise self._timeout_error(leader) from None
         finally:
             self.wait.cancel(req_id)
         if isinstance(result, BaseException):
@@ -473,6 +474,7 @@ class EtcdServer:
         cc.id = self.idgen.next()
         fut = self.wait.register(cc.id)
         deadline = self.clock() + self.settings.request_timeout
+        leader = self.leader
         try:
             while True:
                 try:
@@ -487,7 +489,7 @@ class EtcdServer:
             self.driver.notify()
             await _await_until(fut, max(0.0, deadline - self.clock()))
         except TimeoutError:
-            raise errors.ERR_TIMEOUT from None
+            raise self._timeout_error(leader) from None
         finally:
             self.wait.cancel(cc.id)
 
@@ -496,6 +498,12 @@ class EtcdServer:
         if cc.type == raftpb.ConfChangeRemoveNode and cc.node_id == self.member_id:
             log.warning("this member (%x) was removed from the cluster; stopping", self.member_id)
             asyncio.get_running_loop().create_task(self.stop())
+
+    def _timeout_error(self, leader_at_start: int) -> errors.EtcdError:
+        # a proposal forwarded to a leader that then failed is lost; say so, as etcd does
+        if leader_at_start == 0 or leader_at_start != self.leader:
+            return errors.ERR_TIMEOUT_DUE_TO_LEADER_FAIL
+        return errors.ERR_TIMEOUT
 
     async def _await_leader(self, deadline: float) -> None:
         remaining = deadline - self.clock()
