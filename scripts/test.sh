@@ -12,7 +12,7 @@ fi
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 
 echo "== ruff"
-python3 -m ruff check petcd tests scripts
+python3 -m ruff check petcd tests scripts bench
 echo "== mypy --strict (raft, wal, mvcc)"
 python3 -m mypy --strict petcd/raft petcd/wal petcd/mvcc
 echo "== pytest"
