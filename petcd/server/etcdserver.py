@@ -36,6 +36,7 @@ from petcd.server.idgen import IdGenerator
 from petcd.server.membership import Membership
 from petcd.server.peering import Peering, discover_cluster
 from petcd.server.raftnode import RaftDriver
+from petcd.server.readindex import LinearizableReads
 from petcd.server.settings import ServerSettings
 from petcd.server.wait import Wait
 from petcd.wal import WAL, WalSnapshot
@@ -64,10 +65,7 @@ class EtcdServer:
         self.leader = 0
         self.role = StateType.FOLLOWER
         self._leader_changed = asyncio.Event()
-        self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self._read_waiters: list[asyncio.Future[None]] = []
-        self._read_states: dict[bytes, asyncio.Future[int]] = {}
-        self._read_wake = asyncio.Event()
+        self.reads = LinearizableReads(self)
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = False
         self.stopped = asyncio.Event()
@@ -125,7 +123,7 @@ class EtcdServer:
         )
         self.driver.on_fatal = self._on_fatal
         self.driver.start()
-        self._tasks.append(asyncio.create_task(self._read_index_loop(), name="read-index"))
+        self._tasks.append(asyncio.create_task(self.reads.run(), name="read-index"))
         self._tasks.append(asyncio.create_task(self._publish(), name="publish"))
         compactor = make_compactor(s.auto_compaction_mode, s.auto_compaction_retention_value, self.clock())
         if compactor is not None:
@@ -215,10 +213,7 @@ class EtcdServer:
         if rd.hard_state is not None:
             self.term = rd.hard_state.term
             self.committed_index = rd.hard_state.commit
-        for rs in rd.read_states:
-            fut = self._read_states.pop(rs.request_ctx, None)
-            if fut is not None and not fut.done():
-                fut.set_result(rs.index)
+        self.reads.on_read_states(rd.read_states)
         if rd.snapshot is not None and rd.snapshot.metadata.index > self.applied_index:
             await self._apply_snapshot(rd.snapshot)
         if self._campaign_pending and self.applied_index >= self._campaign_at:
@@ -235,7 +230,7 @@ class EtcdServer:
                 # one batch per round keeps applies flowing while old revisions are removed
                 self.store.compact_step()
             self._commit_backend()
-            self._notify_applied()
+            self.reads.on_applied(self.applied_index)
             await self._maybe_snapshot()
 
     async def _wait_backend_writable(self) -> None:
@@ -351,18 +346,6 @@ class EtcdServer:
         self.snapshot_index = index
         self.peering.sync_members()
         log.info("installed snapshot at index %d (store revision %d)", index, self.store.rev)
-
-    def _notify_applied(self) -> None:
-        if not self._applied_waiters:
-            return
-        keep = []
-        for idx, fut in self._applied_waiters:
-            if idx <= self.applied_index:
-                if not fut.done():
-                    fut.set_result(None)
-            else:
-                keep.append((idx, fut))
-        self._applied_waiters = keep
 
     async def _maybe_snapshot(self) -> None:
         assert self.raft is not None and self.backend is not None and self.driver is not None
@@ -517,64 +500,7 @@ class EtcdServer:
         """Return once this member has applied everything committed before the call."""
         if self._stopping:
             raise errors.ERR_STOPPED
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._read_waiters.append(fut)
-        self._read_wake.set()
-        try:
-            await _await_until(fut, self.settings.request_timeout)
-        except TimeoutError:
-            raise errors.ERR_TIMEOUT from None
-
-    async def _read_index_loop(self) -> None:
-        assert self.raft is not None and self.driver is not None
-        while True:
-            await self._read_wake.wait()
-            self._read_wake.clear()
-            waiters, self._read_waiters = self._read_waiters, []
-            if not waiters:
-                continue
-            try:
-                index = await self._read_index()
-                await self._wait_applied(index)
-            except Exception as exc:  # every waiter in the round gets the error
-                err = exc if isinstance(exc, errors.EtcdError) else errors.ERR_TIMEOUT
-                for w in waiters:
-                    if not w.done():
-                        w.set_exception(err)
-                continue
-            for w in waiters:
-                if not w.done():
-                    w.set_result(None)
-
-    async def _read_index(self) -> int:
-        assert self.raft is not None and self.driver is not None
-        deadline = self.clock() + self.settings.request_timeout
-        while True:
-            ctx = self.idgen.next().to_bytes(8, "big")
-            fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-            self._read_states[ctx] = fut
-            try:
-                self.raft.node.read_index(ctx)
-            except ProposalDroppedError:
-                self._read_states.pop(ctx, None)
-                await self._await_leader(deadline)
-                continue
-            self.driver.notify()
-            # a read index may be silently dropped (leader change); retry on a short timer
-            retry = min(max(deadline - self.clock(), 0.0), 0.5 + self.settings.election_timeout_ms / 1000.0)
-            try:
-                return await asyncio.wait_for(fut, retry)
-            except TimeoutError:
-                self._read_states.pop(ctx, None)
-                if self.clock() >= deadline:
-                    raise errors.ERR_TIMEOUT from None
-
-    async def _wait_applied(self, index: int) -> None:
-        if index <= self.applied_index:
-            return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._applied_waiters.append((index, fut))
-        await fut
+        await self.reads.wait()
 
     # -- KV API -----------------------------------------------------------------------
 

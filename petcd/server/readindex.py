@@ -1,0 +1,118 @@
+"""Linearizable reads without a log write (raft's ReadIndex), batched.
+
+A read first learns the leader's commit index through one ReadIndex round, then waits until
+this member has applied up to it, and only then reads its local store. Every read that
+arrives while a round is in flight joins the next round, so a burst of reads costs one round.
+A round whose answer never comes (its request died with a leader) is retried on a short
+timer until the request deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from petcd.raft import ProposalDroppedError, ReadState
+from petcd.server import errors
+
+if TYPE_CHECKING:
+    from petcd.server.etcdserver import EtcdServer
+
+
+class LinearizableReads:
+    def __init__(self, srv: EtcdServer) -> None:
+        self.srv = srv
+        self._waiters: list[asyncio.Future[None]] = []
+        self._states: dict[bytes, asyncio.Future[int]] = {}
+        self._applied: list[tuple[int, asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+
+    async def wait(self) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        self._wake.set()
+        handle = asyncio.get_running_loop().call_later(self.srv.settings.request_timeout, _expire, fut)
+        try:
+            await fut
+        except TimeoutError:
+            raise errors.ERR_TIMEOUT from None
+        finally:
+            handle.cancel()
+
+    def on_read_states(self, states: Sequence[ReadState]) -> None:
+        for rs in states:
+            fut = self._states.pop(rs.request_ctx, None)
+            if fut is not None and not fut.done():
+                fut.set_result(rs.index)
+
+    def on_applied(self, applied: int) -> None:
+        if not self._applied:
+            return
+        keep = []
+        for idx, fut in self._applied:
+            if idx <= applied:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                keep.append((idx, fut))
+        self._applied = keep
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            waiters, self._waiters = self._waiters, []
+            if not waiters:
+                continue
+            try:
+                index = await self._read_index()
+                await self._wait_applied(index)
+            except Exception as exc:  # every waiter in the round gets the error
+                err = exc if isinstance(exc, errors.EtcdError) else errors.ERR_TIMEOUT
+                for w in waiters:
+                    if not w.done():
+                        w.set_exception(err)
+                continue
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
+
+    async def _read_index(self) -> int:
+        srv = self.srv
+        assert srv.raft is not None and srv.driver is not None
+        deadline = srv.clock() + srv.settings.request_timeout
+        while True:
+            ctx = srv.idgen.next().to_bytes(8, "big")
+            fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            self._states[ctx] = fut
+            try:
+                srv.raft.node.read_index(ctx)
+            except ProposalDroppedError:
+                self._states.pop(ctx, None)
+                await srv._await_leader(deadline)
+                continue
+            srv.driver.notify()
+            # a read index may be silently dropped (leader change); retry on a short timer
+            retry = min(max(deadline - srv.clock(), 0.0), 0.5 + srv.settings.election_timeout_ms / 1000.0)
+            handle = asyncio.get_running_loop().call_later(retry, _expire, fut)
+            try:
+                return await fut
+            except TimeoutError:
+                self._states.pop(ctx, None)
+                if srv.clock() >= deadline:
+                    raise errors.ERR_TIMEOUT from None
+            finally:
+                handle.cancel()
+
+    async def _wait_applied(self, index: int) -> None:
+        if index <= self.srv.applied_index:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._applied.append((index, fut))
+        await fut
+
+
+def _expire(fut: asyncio.Future[object]) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())
