@@ -49,11 +49,8 @@ class MaintenanceServicer(pb_grpc.MaintenanceServicer):
     async def MoveLeader(
         self, request: pb.MoveLeaderRequest, context: grpc.aio.ServicerContext
     ) -> pb.MoveLeaderResponse:
-        if request.targetID not in self.server.membership.members:
-            raise errors.ERR_BAD_LEADER_TRANSFEREE
-        if request.targetID == self.server.leader:
-            return pb.MoveLeaderResponse(header=self.server.header())
-        raise errors.ERR_NOT_CAPABLE
+        await maintenance.move_leader(self.server, request.targetID)
+        return pb.MoveLeaderResponse(header=self.server.header())
 
     @unary
     async def Downgrade(self, request: pb.DowngradeRequest, context: grpc.aio.ServicerContext) -> pb.DowngradeResponse:

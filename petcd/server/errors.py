@@ -84,3 +84,4 @@ ERR_TIMEOUT_DUE_TO_CONNECTION_LOST = _e(_UN, "etcdserver: request timed out, pos
 ERR_UNHEALTHY = _e(_UN, "etcdserver: unhealthy cluster")
 ERR_CORRUPT = _e(grpc.StatusCode.DATA_LOSS, "etcdserver: corrupt cluster")
 ERR_BAD_LEADER_TRANSFEREE = _e(_FP, "etcdserver: bad leader transferee")
+ERR_TIMEOUT_LEADER_TRANSFER = _e(_UN, "etcdserver: request timed out, leader transfer took too long")

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from petcd import ETCD_API_VERSION
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.serverpb import internal_pb2 as serverpb
+from petcd.raft import StateType
 from petcd.server import errors
 from petcd.server.etcdserver import ALARM_NONE, EtcdServer
 
@@ -113,3 +114,22 @@ def member_list(srv: EtcdServer) -> pb.MemberListResponse:
     for m in srv.membership.ordered():
         resp.members.add(ID=m.id, name=m.name, peerURLs=m.peer_urls, clientURLs=m.client_urls, isLearner=m.is_learner)
     return resp
+
+
+async def move_leader(srv: EtcdServer, target: int) -> None:
+    """Hand leadership to target (a voter) and wait until it leads, as etcd's MoveLeader."""
+    assert srv.raft is not None and srv.driver is not None
+    if srv.role != StateType.LEADER:
+        raise errors.ERR_NOT_LEADER
+    member = srv.membership.members.get(target)
+    if member is None or member.is_learner:
+        raise errors.ERR_BAD_LEADER_TRANSFEREE
+    if target == srv.member_id:
+        return
+    srv.raft.node.transfer_leader(target)
+    srv.driver.notify()
+    deadline = srv.clock() + srv.settings.request_timeout
+    while srv.leader != target:
+        if srv.clock() >= deadline:
+            raise errors.ERR_TIMEOUT_LEADER_TRANSFER
+        await asyncio.sleep(0.02)

@@ -77,8 +77,7 @@ class Membership:
             if m is not None:
                 m.peer_urls = list(ctx.member.peer_urls)
                 self._save(m)
-        with store.write() as txn:
-            txn.set_consistent_index(index)
+        store.set_consistent_index(index)
 
     def set_attributes(self, member_id: int, name: str, client_urls: list[str]) -> None:
         m = self.members.get(member_id)
@@ -113,5 +112,4 @@ class Membership:
             self.backend.delete(ALARM, key)
         for member_id, alarm_type in alarms:
             self.backend.put(ALARM, f"{member_id:016x}/{alarm_type}".encode(), b"")
-        with store.write() as txn:
-            txn.set_consistent_index(index)
+        store.set_consistent_index(index)

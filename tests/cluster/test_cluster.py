@@ -131,3 +131,28 @@ def test_member_replacement_catches_up_from_a_snapshot(servers: ServerGroup) -> 
     # the replaced cluster takes writes through the new member too
     _put(new, b"data/new")
     assert _get(members[0], b"data/")[b"data/new"] == b"v"
+
+
+def test_move_leader(servers: ServerGroup) -> None:
+    members = servers.start_cluster("petcd", 3)
+    _put(members[0], b"ml/k")
+    leader = _leader(members)
+    follower = next(m for m in members if m is not leader)
+    target = follower.ids().member_id
+    ch, _, maint, _ = _stubs(follower)
+    with ch:
+        try:
+            maint.MoveLeader(pb.MoveLeaderRequest(targetID=target), timeout=CALL)
+            raise AssertionError("a follower accepted MoveLeader")
+        except grpc.RpcError as exc:
+            assert exc.details() == "etcdserver: not leader"
+    ch, _, maint, _ = _stubs(leader)
+    with ch:
+        try:
+            maint.MoveLeader(pb.MoveLeaderRequest(targetID=12345), timeout=CALL)
+            raise AssertionError("moved leadership to a non-member")
+        except grpc.RpcError as exc:
+            assert exc.details() == "etcdserver: bad leader transferee"
+        maint.MoveLeader(pb.MoveLeaderRequest(targetID=target), timeout=CALL)
+    assert _leader(members) is follower
+    _put(follower, b"ml/after")
