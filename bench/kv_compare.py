@@ -77,21 +77,48 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def server_pids(pid: int) -> list[int]:
+    """The server process and its children: petcd's client front-end processes count as the
+    server (etcd has no children, so this is just its own pid)."""
+    pids = [pid]
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+            pids.append(int(entry.name))
+    return pids
+
+
 def proc_status_kib(pid: int, field_name: str) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field_name + ":"):
-                return int(line.split()[1])
-    except FileNotFoundError:
-        return None
-    return None
+    """A /proc/<pid>/status size summed over the server's processes (VmHWM: the sum of each
+    process's own peak)."""
+    total = None
+    for p in server_pids(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith(field_name + ":"):
+                    total = (total or 0) + int(line.split()[1])
+        except FileNotFoundError:
+            continue
+    return total
 
 
 def proc_cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, in seconds (fields 14 and 15 of /proc/<pid>/stat)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2:].split()  # the command name may contain spaces
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """utime + stime of the server's processes, in seconds (fields 14-17 of /proc/<pid>/stat:
+    the process's own and that of its children that have exited)."""
+    total = 0
+    for p in server_pids(pid):
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text()
+        except FileNotFoundError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # the command name may contain spaces
+        total += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def ctl(server: Server, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:

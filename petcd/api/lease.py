@@ -60,6 +60,8 @@ class LeaseServicer(pb_grpc.LeaseServicer):
         return service.lease_leases(self.server)
 
 
-def register(server: service.LeaseServer, grpc_server: grpc.aio.Server) -> None:
+def register(server: service.LeaseServer, grpc_server: grpc.aio.Server) -> LeaseServicer:
     """Serve the Lease API of ``server`` on ``grpc_server``."""
-    pb_grpc.add_LeaseServicer_to_server(LeaseServicer(server), grpc_server)
+    servicer = LeaseServicer(server)
+    pb_grpc.add_LeaseServicer_to_server(servicer, grpc_server)
+    return servicer

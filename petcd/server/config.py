@@ -234,6 +234,8 @@ class ServerConfig:
     experimental_wait_cluster_ready_timeout: float  # seconds
     experimental_stop_grpc_service_on_defrag: bool
     experimental_backend_bbolt_freelist_type: str
+    # petcd
+    client_frontends: int
     # Unsafe
     force_new_cluster: bool
     # Other

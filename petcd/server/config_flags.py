@@ -256,6 +256,12 @@ _f("experimental-wait-cluster-ready-timeout", "duration", "5", "How long to wait
 _f("experimental-stop-grpc-service-on-defrag", "bool", "false", "Report NOT_SERVING on health while defragmenting.")
 _f("experimental-backend-bbolt-freelist-type", "string", "array", "Accepted for etcd 3.4 compatibility (bbolt only).")
 
+_g("petcd")
+_f("client-frontends", "int", "-1",
+   "Processes serving the client gRPC API beside the member, sharing its client ports "
+   "(-1: one per CPU, at most 4, none on a one-CPU machine; 0: the member serves clients itself).",
+   "-1")
+
 _g("Unsafe")
 _f("force-new-cluster", "bool", "false", "Restart as a one-member cluster keeping the data (unsafe).")
 

@@ -6,8 +6,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
+import socket
 import sys
+import tempfile
 from collections.abc import Sequence
 
 import grpc
@@ -16,7 +19,11 @@ from petcd.api.kv import KVServicer
 from petcd.api.lease import register as register_lease
 from petcd.api.maintenance import ClusterServicer, MaintenanceServicer
 from petcd.api.watch import register as register_watch
+from petcd.frontend.dispatch import Dispatcher, LinkServer
+from petcd.frontend.process import server_options
+from petcd.frontend.supervisor import FrontendError, FrontendSpec, FrontendSupervisor, claim_ports
 from petcd.peer import add_to_server as add_peer_service
+from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from petcd.server.bootstrap import BootstrapError
 from petcd.server.config import ConfigError, ServerConfig, best_practice_warnings, load_config_or_exit
@@ -43,27 +50,32 @@ def setup_logging(level: str) -> None:
     )
 
 
-def build_grpc_server(srv: EtcdServer) -> grpc.aio.Server:
+def build_grpc_server(srv: EtcdServer, dispatcher: Dispatcher) -> grpc.aio.Server:
+    """The member's own gRPC server: the client API (also fed to ``dispatcher`` for calls that
+    front-ends forward) and the peer service."""
     s = srv.settings
-    server = grpc.aio.server(
-        options=[
-            ("grpc.max_receive_message_length", s.max_recv_message_bytes),
-            ("grpc.max_send_message_length", 2**31 - 1),
-            ("grpc.max_concurrent_streams", 2**31 - 1),
-            # a second process on the same port must fail, as etcd's does
-            ("grpc.so_reuseport", 0),
-            ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.min_ping_interval_without_data_ms", 5000),
-        ]
-    )
-    pb_grpc.add_KVServicer_to_server(KVServicer(srv), server)
-    pb_grpc.add_MaintenanceServicer_to_server(MaintenanceServicer(srv), server)
-    pb_grpc.add_ClusterServicer_to_server(ClusterServicer(srv), server)
-    register_lease(srv, server)
+    # a second process on the same port must fail, as etcd's does: no SO_REUSEPORT here
+    server = grpc.aio.server(options=server_options(s.max_recv_message_bytes, 2**31 - 1, False))
+    kv, maint, cluster_ = KVServicer(srv), MaintenanceServicer(srv), ClusterServicer(srv)
+    pb_grpc.add_KVServicer_to_server(kv, server)
+    pb_grpc.add_MaintenanceServicer_to_server(maint, server)
+    pb_grpc.add_ClusterServicer_to_server(cluster_, server)
+    lease = register_lease(srv, server)
     register_watch(srv, server)
+    services = pb.DESCRIPTOR.services_by_name
+    for name, servicer in (("KV", kv), ("Maintenance", maint), ("Cluster", cluster_), ("Lease", lease)):
+        dispatcher.add_servicer(services[name], servicer)
     assert srv.peering is not None
     add_peer_service(srv.peering.transport, server)
     return server
+
+
+def frontend_count(requested: int) -> int:
+    """--client-frontends: -1 means one per CPU this process may use, at most 4, none on one CPU."""
+    if requested >= 0:
+        return requested
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 0 if cpus < 2 else min(cpus, 4)
 
 
 async def serve(cfg: ServerConfig) -> int:
@@ -74,18 +86,46 @@ async def serve(cfg: ServerConfig) -> int:
     except (BootstrapError, WALError) as exc:
         log.error("cannot start: %s", exc)
         return 1
-    server = build_grpc_server(srv)
-    urls = list(dict.fromkeys([*cfg.listen_client_urls_str, *cfg.listen_peer_urls_str]))
-    for url in urls:
-        addr = grpc_address(url)
-        try:
-            server.add_insecure_port(addr)
-        except RuntimeError:
-            log.error("listen tcp %s: bind: address already in use", addr)
-            await srv.stop()
-            return 1
-    await server.start()
-    log.info("serving client requests on %s", ", ".join(urls))
+    peer_addrs = [grpc_address(u) for u in cfg.listen_peer_urls_str]
+    client_addrs = [grpc_address(u) for u in cfg.listen_client_urls_str]
+    # TCP client addresses go to the front-ends; unix sockets and addresses shared with the peer
+    # URL stay with the member's own server
+    fronted = [a for a in dict.fromkeys(client_addrs) if not a.startswith("unix:") and a not in peer_addrs]
+    count = frontend_count(cfg.client_frontends) if fronted else 0
+    if count == 0:
+        fronted = []
+    direct = [a for a in dict.fromkeys([*client_addrs, *peer_addrs]) if a not in fronted]
+    dispatcher = Dispatcher()
+    server = build_grpc_server(srv, dispatcher)
+    sockdir = tempfile.mkdtemp(prefix="petcd-") if fronted else ""
+    guards: list[socket.socket] = []
+    supervisor: FrontendSupervisor | None = None
+    links: LinkServer | None = None
+    try:
+        if fronted:
+            guards = claim_ports(fronted)
+            server.add_insecure_port(f"unix:{sockdir}/member.sock")
+        for addr in direct:
+            try:
+                server.add_insecure_port(addr)
+            except RuntimeError:
+                raise FrontendError(f"listen tcp {addr}: bind: address already in use") from None
+        await server.start()
+        if fronted:
+            supervisor = FrontendSupervisor(FrontendSpec(
+                count=count, listen=tuple(fronted), link_path=f"{sockdir}/link.sock",
+                member_grpc_path=f"{sockdir}/member.sock", max_recv_bytes=settings.max_recv_message_bytes,
+                max_concurrent_streams=2**31 - 1, log_level=cfg.effective_log_level,
+            ))
+            links = LinkServer(dispatcher, supervisor.on_ready)
+            await links.start(f"{sockdir}/link.sock")
+            await supervisor.start()
+    except FrontendError as exc:
+        log.error("%s", exc)
+        await _shutdown(server, srv, supervisor, links, guards, sockdir)
+        return 1
+    log.info("serving client requests on %s (%s)", ", ".join(cfg.listen_client_urls_str),
+             f"{count} front-end processes" if fronted else "in the member process")
     log.info("member %x of cluster %x is ready (data dir %s)", srv.member_id, srv.cluster_id, settings.data_dir)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -96,10 +136,26 @@ async def serve(cfg: ServerConfig) -> int:
     for w in waiters:
         w.cancel()
     log.info("shutting down")
-    await server.stop(grace=1.0)
-    await srv.stop()
+    await _shutdown(server, srv, supervisor, links, guards, sockdir)
     failed = srv.driver is not None and srv.driver.fatal is not None
     return 1 if failed else 0
+
+
+async def _shutdown(
+    server: grpc.aio.Server, srv: EtcdServer, supervisor: FrontendSupervisor | None,
+    links: LinkServer | None, guards: list[socket.socket], sockdir: str,
+) -> None:
+    # front-ends first: they finish the calls in flight, which the member still answers
+    if supervisor is not None:
+        await supervisor.stop()
+    if links is not None:
+        await links.stop()
+    await server.stop(grace=1.0)
+    await srv.stop()
+    for g in guards:
+        g.close()
+    if sockdir:
+        shutil.rmtree(sockdir, ignore_errors=True)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

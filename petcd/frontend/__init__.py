@@ -1,0 +1,1 @@
+"""Client front-end processes: the client gRPC API served from several processes (see process.py)."""

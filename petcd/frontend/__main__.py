@@ -1,0 +1,3 @@
+from petcd.frontend.process import main
+
+main()

@@ -1,0 +1,229 @@
+"""A client front-end process: serves the client gRPC API on the client URLs, owns no data.
+
+Python's gRPC costs a few hundred microseconds of CPU per call, which on one core caps a member
+far below etcd. So the member starts front-end processes that share its client ports (the
+kernel spreads connections over them with SO_REUSEPORT) and do the per-call gRPC work in
+parallel. A front-end never interprets a request:
+
+- unary calls (Put, Range, Txn, LeaseGrant, MemberList, ...) go to the member as raw bytes over
+  the link (``petcd.frontend.link``), batched, and the member's answer goes back as raw bytes or
+  as the status it chose;
+- streaming calls (Watch, LeaseKeepAlive, Snapshot, ...) are relayed message by message over a
+  gRPC channel to the member's private Unix socket, statuses and cancellation included.
+
+A front-end exits when its link closes, and the kernel kills it if the member process dies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+import grpc
+
+from petcd.frontend import wire
+from petcd.frontend.link import LinkClosed, MemberLink
+from petcd.frontend.methods import METHODS, Arity, Method
+
+log = logging.getLogger("petcd.frontend")
+
+_CODES = {c.value[0]: c for c in grpc.StatusCode}
+# metadata gRPC manages itself; everything else reaches the member's servicers
+_NOT_FORWARDED = ("user-agent", "grpc-", ":")
+
+ServicerContext = grpc.aio.ServicerContext[Any, Any]
+
+
+def forwarded_metadata(context: ServicerContext) -> tuple[tuple[str, str | bytes], ...]:
+    md = context.invocation_metadata() or ()
+    return tuple((m.key, m.value) for m in md if not m.key.startswith(_NOT_FORWARDED))
+
+
+def _unary_handler(link: MemberLink, method: Method) -> Callable[[bytes, ServicerContext], Awaitable[bytes]]:
+    index = method.index
+
+    async def handle(request: bytes, context: ServicerContext) -> bytes:
+        md = forwarded_metadata(context)
+        try:
+            status, payload = await link.call(index, wire.encode_metadata(md) if md else b"", request)
+        except LinkClosed:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "petcd: the member process is gone")
+            raise
+        if status == 0:
+            return payload
+        await context.abort(_CODES.get(status, grpc.StatusCode.UNKNOWN), payload.decode("utf-8", "replace"))
+        raise AssertionError("abort returned")
+
+    return handle
+
+
+async def _relay_error(context: ServicerContext, exc: grpc.aio.AioRpcError) -> None:
+    code = exc.code()
+    if code == grpc.StatusCode.CANCELLED and context.cancelled():
+        return
+    await context.abort(code, exc.details() or "", exc.trailing_metadata() or ())
+
+
+async def _pump(requests: AsyncIterator[bytes], call: Any) -> None:
+    """Copy the client's messages to the member's call until the client half-closes."""
+    with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+        async for req in requests:
+            await call.write(req)
+        await call.done_writing()
+
+
+def _stream_handlers(channel: grpc.aio.Channel, method: Method) -> Callable[..., Any]:
+    path = method.path
+    if method.arity is Arity.UNARY_STREAM:
+        unary_stream = channel.unary_stream(path)
+
+        async def handle_us(request: bytes, context: ServicerContext) -> AsyncIterator[bytes]:
+            call = unary_stream(request, metadata=forwarded_metadata(context), timeout=context.time_remaining())
+            try:
+                async for resp in call:
+                    yield resp
+            except grpc.aio.AioRpcError as exc:
+                await _relay_error(context, exc)
+            finally:
+                call.cancel()
+
+        return handle_us
+
+    if method.arity is Arity.STREAM_STREAM:
+        stream_stream = channel.stream_stream(path)
+
+        async def handle_ss(requests: AsyncIterator[bytes], context: ServicerContext) -> AsyncIterator[bytes]:
+            call = stream_stream(metadata=forwarded_metadata(context), timeout=context.time_remaining())
+            pump = asyncio.create_task(_pump(requests, call))
+            try:
+                async for resp in call:
+                    yield resp
+            except grpc.aio.AioRpcError as exc:
+                await _relay_error(context, exc)
+            finally:
+                pump.cancel()
+                call.cancel()
+
+        return handle_ss
+
+    stream_unary = channel.stream_unary(path)
+
+    async def handle_su(requests: AsyncIterator[bytes], context: ServicerContext) -> bytes:
+        call = stream_unary(metadata=forwarded_metadata(context), timeout=context.time_remaining())
+        pump = asyncio.create_task(_pump(requests, call))
+        try:
+            return bytes(await call)
+        except grpc.aio.AioRpcError as exc:
+            await _relay_error(context, exc)
+            raise
+        finally:
+            pump.cancel()
+            call.cancel()
+
+    return handle_su
+
+
+def add_handlers(server: grpc.aio.Server, link: MemberLink, channel: grpc.aio.Channel) -> None:
+    """Serve every client method on ``server``: unary ones over the link, streams over the channel."""
+    by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
+    for m in METHODS:
+        handlers = by_service.setdefault(m.service, {})
+        if m.arity is Arity.UNARY_UNARY:
+            handlers[m.name] = grpc.unary_unary_rpc_method_handler(_unary_handler(link, m))
+        elif m.arity is Arity.UNARY_STREAM:
+            handlers[m.name] = grpc.unary_stream_rpc_method_handler(_stream_handlers(channel, m))
+        elif m.arity is Arity.STREAM_STREAM:
+            handlers[m.name] = grpc.stream_stream_rpc_method_handler(_stream_handlers(channel, m))
+        else:
+            handlers[m.name] = grpc.stream_unary_rpc_method_handler(_stream_handlers(channel, m))
+    for service, handlers in by_service.items():
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+        server.add_registered_method_handlers(service, handlers)
+
+
+def server_options(max_recv_bytes: int, max_streams: int, reuse_port: bool) -> list[tuple[str, int]]:
+    """gRPC server options shared by the member's own server and its front-ends."""
+    return [
+        ("grpc.max_receive_message_length", max_recv_bytes),
+        ("grpc.max_send_message_length", 2**31 - 1),
+        ("grpc.max_concurrent_streams", max_streams),
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+    ]
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask the kernel to kill us when the member exits (even by kill -9)."""
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the member died before prctl took effect
+        os._exit(0)
+
+
+async def serve(args: argparse.Namespace) -> int:
+    link = await MemberLink.connect(args.link, args.index)
+    channel = grpc.aio.insecure_channel(
+        f"unix:{args.member_grpc}",
+        options=[("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)],
+    )
+    server = grpc.aio.server(options=server_options(args.max_recv_bytes, args.max_concurrent_streams, True))
+    add_handlers(server, link, channel)
+    for addr in args.listen:
+        try:
+            server.add_insecure_port(addr)
+        except RuntimeError:
+            log.error("listen tcp %s: bind: address already in use", addr)
+            return 1
+    await server.start()
+    link.ready(args.index)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(link.closed.wait())]
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    for w in waiters:
+        w.cancel()
+    # on SIGTERM the member is stopping us first: let calls in flight finish
+    await server.stop(grace=None if link.closed.is_set() else 1.0)
+    link.close()
+    await channel.close()
+    return 0
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="petcd-frontend", description="petcd client front-end (started by petcd)")
+    p.add_argument("--link", required=True, help="the member's link socket")
+    p.add_argument("--member-grpc", required=True, help="the member's private gRPC socket")
+    p.add_argument("--listen", action="append", default=[], help="gRPC address to serve (repeatable)")
+    p.add_argument("--index", type=int, default=0)
+    p.add_argument("--parent", type=int, required=True)
+    p.add_argument("--max-recv-bytes", type=int, required=True)
+    p.add_argument("--max-concurrent-streams", type=int, default=2**31 - 1)
+    p.add_argument("--log-level", default="info")
+    return p.parse_args(list(argv))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    _die_with_parent(args.parent)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper(), logging.INFO),
+        format=f"%(asctime)s %(levelname)s %(name)s[{args.index}]: %(message)s",
+        stream=sys.stderr,
+    )
+    import uvloop
+
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(uvloop.run(serve(args)))

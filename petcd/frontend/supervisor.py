@@ -1,0 +1,180 @@
+"""The member's side of its front-end processes: claim the client ports, start, restart, stop.
+
+Ports: before any front-end starts, each client address is bound once *without* SO_REUSEPORT, so
+a port some other process listens on fails startup with etcd's "address already in use", then
+bound again *with* SO_REUSEPORT and kept (never listening) for the member's lifetime. That guard
+takes no connections, and it keeps any process that does not share the port group out of the
+port even while a crashed front-end is being restarted.
+
+Lifecycle: ``start`` launches the processes and returns once all of them report READY over their
+links; a front-end that exits later is restarted after a pause that grows while it keeps failing;
+``stop`` sends SIGTERM (they drain calls in flight) and SIGKILL to any left after a grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import socket
+import sys
+from dataclasses import dataclass
+
+log = logging.getLogger("petcd.frontend")
+
+RESTART_PAUSE_MIN = 0.5
+RESTART_PAUSE_MAX = 10.0
+
+
+class FrontendError(Exception):
+    pass
+
+
+def _split_host_port(addr: str) -> tuple[str, int]:
+    host, _, port = addr.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def claim_ports(addrs: list[str]) -> list[socket.socket]:
+    """Guard sockets for ``addrs`` (host:port); FrontendError if one is taken."""
+    guards: list[socket.socket] = []
+    try:
+        for addr in addrs:
+            host, port = _split_host_port(addr)
+            infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+            for family, socktype, proto, _, sockaddr in dict.fromkeys(
+                (i[0], i[1], i[2], "", i[4]) for i in infos
+            ):
+                for reuse in (False, True):
+                    s = socket.socket(family, socktype, proto)
+                    try:
+                        if family == socket.AF_INET6:
+                            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                        if reuse:
+                            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                        s.bind(sockaddr)
+                    except OSError as exc:
+                        s.close()
+                        if exc.errno == errno.EADDRINUSE:
+                            raise FrontendError(f"listen tcp {addr}: bind: address already in use") from None
+                        if exc.errno == errno.EADDRNOTAVAIL and family == socket.AF_INET6:
+                            break  # no IPv6 here; gRPC skips it too
+                        raise FrontendError(f"listen tcp {addr}: bind: {exc.strerror}") from None
+                    if reuse:
+                        guards.append(s)
+                    else:
+                        s.close()
+    except BaseException:
+        for g in guards:
+            g.close()
+        raise
+    return guards
+
+
+@dataclass(frozen=True, slots=True)
+class FrontendSpec:
+    count: int
+    listen: tuple[str, ...]  # gRPC addresses (host:port)
+    link_path: str
+    member_grpc_path: str
+    max_recv_bytes: int
+    max_concurrent_streams: int
+    log_level: str
+
+
+class FrontendSupervisor:
+    def __init__(self, spec: FrontendSpec) -> None:
+        self.spec = spec
+        self._procs: dict[int, asyncio.subprocess.Process] = {}
+        self._ready: dict[int, asyncio.Event] = {i: asyncio.Event() for i in range(spec.count)}
+        self._watchers: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    def on_ready(self, index: int) -> None:
+        """Called by the link server when front-end ``index`` is listening."""
+        if index in self._ready:
+            self._ready[index].set()
+
+    def _argv(self, index: int) -> list[str]:
+        s = self.spec
+        argv = [
+            sys.executable, "-m", "petcd.frontend",
+            f"--link={s.link_path}", f"--member-grpc={s.member_grpc_path}", f"--index={index}",
+            f"--parent={os.getpid()}", f"--max-recv-bytes={s.max_recv_bytes}",
+            f"--max-concurrent-streams={s.max_concurrent_streams}", f"--log-level={s.log_level}",
+        ]
+        argv += [f"--listen={a}" for a in s.listen]
+        return argv
+
+    async def _spawn(self, index: int) -> asyncio.subprocess.Process:
+        self._ready[index].clear()
+        proc = await asyncio.create_subprocess_exec(*self._argv(index), stdin=asyncio.subprocess.DEVNULL)
+        self._procs[index] = proc
+        return proc
+
+    async def start(self, timeout: float = 60.0) -> None:
+        for i in range(self.spec.count):
+            await self._spawn(i)
+
+        async def all_ready() -> None:
+            await asyncio.gather(*(e.wait() for e in self._ready.values()))
+
+        async def first_exit() -> int:
+            done, _ = await asyncio.wait(
+                [asyncio.create_task(p.wait()) for p in self._procs.values()],
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            return next(iter(done)).result()
+
+        ready = asyncio.create_task(all_ready())
+        exited = asyncio.create_task(first_exit())
+        done, _ = await asyncio.wait([ready, exited], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        exited.cancel()
+        if ready not in done:
+            await self.stop()
+            if exited in done:
+                raise FrontendError(f"a client front-end exited during startup (status {exited.result()})")
+            raise FrontendError(f"client front-ends not ready after {timeout:.0f}s")
+        self._watchers = [asyncio.create_task(self._watch(i)) for i in range(self.spec.count)]
+
+    async def _watch(self, index: int) -> None:
+        pause = RESTART_PAUSE_MIN
+        while not self._stopping:
+            rc = await self._procs[index].wait()
+            if self._stopping:
+                return
+            log.warning("client front-end %d exited with status %s; restarting in %.1fs", index, rc, pause)
+            await asyncio.sleep(pause)
+            if self._stopping:
+                return
+            proc = await self._spawn(index)
+            ready = asyncio.create_task(self._ready[index].wait())
+            exited = asyncio.create_task(proc.wait())
+            done, _ = await asyncio.wait([ready, exited], return_when=asyncio.FIRST_COMPLETED)
+            ready.cancel()
+            exited.cancel()
+            pause = RESTART_PAUSE_MIN if ready in done else min(pause * 2, RESTART_PAUSE_MAX)
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._procs.values() if p.returncode is None]
+
+    async def stop(self, grace: float = 3.0) -> None:
+        self._stopping = True
+        for w in self._watchers:
+            w.cancel()
+        live = [p for p in self._procs.values() if p.returncode is None]
+        for p in live:
+            with contextlib.suppress(ProcessLookupError):
+                p.terminate()
+        if live:
+            _, pending = await asyncio.wait([asyncio.create_task(p.wait()) for p in live], timeout=grace)
+            for p in live:
+                if p.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        p.kill()
+            if pending:
+                await asyncio.wait(pending, timeout=grace)
