@@ -18,9 +18,13 @@ import contextlib
 import errno
 import logging
 import os
+import re
+import shutil
 import socket
 import sys
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 log = logging.getLogger("petcd.frontend")
 
@@ -30,6 +34,27 @@ RESTART_PAUSE_MAX = 10.0
 
 class FrontendError(Exception):
     pass
+
+
+SOCKET_DIR_PREFIX = "petcd-sock-"
+_SOCKET_DIR = re.compile(re.escape(SOCKET_DIR_PREFIX) + r"(\d+)-")
+
+
+def make_socket_dir() -> str:
+    """A private (0700) directory for the link and member sockets, named after this process.
+
+    Unix socket paths are limited to ~107 bytes, so they live in the temp dir rather than the
+    data dir. Directories left by members that were killed (their pid is gone) are removed.
+    """
+    tmp = Path(tempfile.gettempdir())
+    for entry in tmp.glob(SOCKET_DIR_PREFIX + "*"):
+        m = _SOCKET_DIR.match(entry.name)
+        if m is None or not entry.is_dir() or entry.stat().st_uid != os.getuid():
+            continue
+        pid = int(m.group(1))
+        if pid != os.getpid() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(entry, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{SOCKET_DIR_PREFIX}{os.getpid()}-")
 
 
 def _split_host_port(addr: str) -> tuple[str, int]:

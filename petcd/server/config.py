@@ -482,6 +482,9 @@ def _finish(pv: ParsedValues) -> ServerConfig:
     for flag in ("tls-min-version", "tls-max-version"):
         if v[flag] not in ("", "TLS1.2", "TLS1.3"):
             raise verify_error(f"unexpected TLS version {go_quote(v[flag])} (must be one of: TLS1.2, TLS1.3)")
+    if v["client-frontends"] < -1:
+        raise verify_error(f"--client-frontends={v['client-frontends']}: want -1 (one per CPU), 0 (none) or "
+                           "a number of front-end processes")
     if v["logger"] == "capnslog":
         warnings.append("--logger=capnslog is deprecated (removed in etcd 3.5); petcd logs as with --logger=zap")
     if not 4 <= v["bcrypt-cost"] <= 31:

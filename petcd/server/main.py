@@ -10,7 +10,6 @@ import shutil
 import signal
 import socket
 import sys
-import tempfile
 from collections.abc import Sequence
 
 import grpc
@@ -21,7 +20,13 @@ from petcd.api.maintenance import ClusterServicer, MaintenanceServicer
 from petcd.api.watch import register as register_watch
 from petcd.frontend.dispatch import Dispatcher, LinkServer
 from petcd.frontend.process import server_options
-from petcd.frontend.supervisor import FrontendError, FrontendSpec, FrontendSupervisor, claim_ports
+from petcd.frontend.supervisor import (
+    FrontendError,
+    FrontendSpec,
+    FrontendSupervisor,
+    claim_ports,
+    make_socket_dir,
+)
 from petcd.peer import add_to_server as add_peer_service
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
@@ -97,7 +102,7 @@ async def serve(cfg: ServerConfig) -> int:
     direct = [a for a in dict.fromkeys([*client_addrs, *peer_addrs]) if a not in fronted]
     dispatcher = Dispatcher()
     server = build_grpc_server(srv, dispatcher)
-    sockdir = tempfile.mkdtemp(prefix="petcd-") if fronted else ""
+    sockdir = make_socket_dir() if fronted else ""
     guards: list[socket.socket] = []
     supervisor: FrontendSupervisor | None = None
     links: LinkServer | None = None

@@ -622,3 +622,13 @@ def test_url_rules() -> None:
         new_urls([])
     m = parse_url_map("b=http://b:1,a=http://a:1,b=http://a:2")
     assert [(n, [str(u) for u in us]) for n, us in m] == [("b", ["http://a:2", "http://b:1"]), ("a", ["http://a:1"])]
+
+
+def test_client_frontends_flag() -> None:
+    assert parse_config([], {}).client_frontends == -1
+    assert parse_config(["--client-frontends=0"], {}).client_frontends == 0
+    assert parse_config([], {"ETCD_CLIENT_FRONTENDS": "3"}).client_frontends == 3
+    e = err(["--client-frontends=-2"])
+    assert e.exit_code == 1
+    assert "--client-frontends=-2" in e.message
+    assert err(["--client-frontends=two"]).exit_code == 2
