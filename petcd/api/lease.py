@@ -59,9 +59,3 @@ class LeaseServicer(pb_grpc.LeaseServicer):
     ) -> pb.LeaseLeasesResponse:
         return service.lease_leases(self.server)
 
-
-def register(server: service.LeaseServer, grpc_server: grpc.aio.Server) -> LeaseServicer:
-    """Serve the Lease API of ``server`` on ``grpc_server``."""
-    servicer = LeaseServicer(server)
-    pb_grpc.add_LeaseServicer_to_server(servicer, grpc_server)
-    return servicer

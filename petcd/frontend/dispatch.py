@@ -18,6 +18,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import DecodeError
 from google.protobuf.message_factory import GetMessageClass
 
+from petcd.api.handlers import unmarshal_error
 from petcd.frontend import wire
 from petcd.frontend.methods import BY_PATH, DIGEST, METHODS, Arity
 
@@ -162,8 +163,8 @@ class _Link(asyncio.Protocol):
         try:
             ctx = ForwardedContext(wire.decode_metadata(md) if md else ())
             request = parse(payload)
-        except (DecodeError, wire.FrameError, UnicodeDecodeError):
-            self._send(call_id, _INTERNAL, b"Failed to deserialize request")
+        except (DecodeError, wire.FrameError, UnicodeDecodeError) as exc:
+            self._send(call_id, _INTERNAL, unmarshal_error(exc).encode())
             return
         try:
             response = await fn(request, ctx)

@@ -53,7 +53,12 @@ def _unary_handler(link: MemberLink, method: Method) -> Callable[[bytes, Service
     async def handle(request: bytes, context: ServicerContext) -> bytes:
         md = forwarded_metadata(context)
         try:
-            status, payload = await link.call(index, wire.encode_metadata(md) if md else b"", request)
+            encoded = wire.encode_metadata(md) if md else b""
+        except wire.FrameError as exc:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"petcd: {exc}")
+            raise
+        try:
+            status, payload = await link.call(index, encoded, request)
         except LinkClosed:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "petcd: the member process is gone")
             raise

@@ -1,7 +1,8 @@
 """The member's side of its front-end processes: claim the client ports, start, restart, stop.
 
-Ports: before any front-end starts, each client address is bound once *without* SO_REUSEPORT, so
-a port some other process listens on fails startup with etcd's "address already in use", then
+Ports: before any front-end starts, each client address is bound once *without* SO_REUSEPORT
+(with SO_REUSEADDR, so connections left in TIME_WAIT do not count), so a port some other process
+listens on fails startup with etcd's "address already in use", then
 bound again *with* SO_REUSEPORT and kept (never listening) for the member's lifetime. That guard
 takes no connections, and it keeps any process that does not share the port group out of the
 port even while a crashed front-end is being restarted.
@@ -77,6 +78,9 @@ def claim_ports(addrs: list[str]) -> list[socket.socket]:
                     try:
                         if family == socket.AF_INET6:
                             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                        # as gRPC and Go do: connections of a previous run in TIME_WAIT must not
+                        # block a restart; a socket still listening on the port does
+                        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                         if reuse:
                             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                         s.bind(sockaddr)

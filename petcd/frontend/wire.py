@@ -12,8 +12,8 @@ rather than per call -- the point of the front-ends.
 All integers are little-endian. ``method`` indexes the method table both sides derive from the
 same descriptors (checked by the hello frame). ``payload`` is the serialized request, or, in a
 response, the serialized response when ``status`` is 0 (OK) and the UTF-8 status details
-otherwise. ``metadata`` holds the call's invocation metadata as (u8 key length, u16 value
-length, key, value) entries.
+otherwise. ``metadata`` holds the call's invocation metadata as (u16 key length, u16 value
+length, key, value) entries; gRPC bounds a call's metadata to 8 KiB by default, far below these.
 
 Control frames use call id 0: the front-end's HELLO (payload: method-table digest, then its
 index as u16) and READY (its gRPC server is listening). The member never answers them.
@@ -26,7 +26,7 @@ from collections.abc import Iterable
 
 REQUEST = struct.Struct("<IIHH")
 RESPONSE = struct.Struct("<IIH")
-_MD_ENTRY = struct.Struct("<BH")
+_MD_ENTRY = struct.Struct("<HH")
 
 CONTROL_CALL_ID = 0
 HELLO = 0xFFFF
@@ -44,11 +44,13 @@ def encode_metadata(md: Iterable[tuple[str, str | bytes]]) -> bytes:
     for key, value in md:
         k = key.encode("ascii")
         v = value if isinstance(value, bytes) else value.encode("utf-8")
-        if len(k) > 0xFF or len(v) > 0xFFFF:
+        if len(k) > 0xFFFF or len(v) > 0xFFFF:
             raise FrameError(f"metadata entry {key!r} too large to forward")
         out += _MD_ENTRY.pack(len(k), len(v))
         out += k
         out += v
+    if len(out) > 0xFFFF:
+        raise FrameError(f"{len(out)} bytes of metadata are too many to forward")
     return bytes(out)
 
 

@@ -14,8 +14,9 @@ from collections.abc import Sequence
 
 import grpc
 
+from petcd.api.handlers import add_servicer
 from petcd.api.kv import KVServicer
-from petcd.api.lease import register as register_lease
+from petcd.api.lease import LeaseServicer
 from petcd.api.maintenance import ClusterServicer, MaintenanceServicer
 from petcd.api.watch import register as register_watch
 from petcd.frontend.dispatch import Dispatcher, LinkServer
@@ -29,7 +30,6 @@ from petcd.frontend.supervisor import (
 )
 from petcd.peer import add_to_server as add_peer_service
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
-from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from petcd.server.bootstrap import BootstrapError
 from petcd.server.config import ConfigError, ServerConfig, best_practice_warnings, load_config_or_exit
 from petcd.server.etcdserver import EtcdServer
@@ -61,14 +61,13 @@ def build_grpc_server(srv: EtcdServer, dispatcher: Dispatcher) -> grpc.aio.Serve
     s = srv.settings
     # a second process on the same port must fail, as etcd's does: no SO_REUSEPORT here
     server = grpc.aio.server(options=server_options(s.max_recv_message_bytes, 2**31 - 1, False))
-    kv, maint, cluster_ = KVServicer(srv), MaintenanceServicer(srv), ClusterServicer(srv)
-    pb_grpc.add_KVServicer_to_server(kv, server)
-    pb_grpc.add_MaintenanceServicer_to_server(maint, server)
-    pb_grpc.add_ClusterServicer_to_server(cluster_, server)
-    lease = register_lease(srv, server)
     register_watch(srv, server)
     services = pb.DESCRIPTOR.services_by_name
-    for name, servicer in (("KV", kv), ("Maintenance", maint), ("Cluster", cluster_), ("Lease", lease)):
+    for name, servicer in (
+        ("KV", KVServicer(srv)), ("Maintenance", MaintenanceServicer(srv)),
+        ("Cluster", ClusterServicer(srv)), ("Lease", LeaseServicer(srv)),
+    ):
+        add_servicer(server, services[name], servicer)
         dispatcher.add_servicer(services[name], servicer)
     assert srv.peering is not None
     add_peer_service(srv.peering.transport, server)
