@@ -57,7 +57,9 @@ class TreeIndex:
 
     def put(self, key: bytes, rev: int) -> None:
         self._key_index_for_put(key).put(rev)
-        self._newest = max(self._newest, main_of(rev))
+        main = main_of(rev)
+        if main > self._newest:
+            self._newest = main
 
     def tombstone(self, key: bytes, rev: int) -> None:
         ki = self._map.get(key)

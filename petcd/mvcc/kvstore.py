@@ -12,7 +12,9 @@ How it works
   The index is rebuilt from the key bucket when the store opens.
 * The meta bucket holds the consistent index and term (written in the same backend batch as the
   data of the entry they cover: the backend commits only between entries), and the scheduled and
-  finished compaction revisions.
+  finished compaction revisions. The consistent index is written once when a batch first records
+  one, and rewritten with the latest value by a commit hook just before the batch commits, rather
+  than once per applied entry.
 * compact(R) makes reads below R fail at once, compacts the index and records R as scheduled;
   the superseded records are then deleted in batches by compact_step(), so the server can
   interleave them with other work, and R is recorded as finished at the end. On open, a
@@ -78,14 +80,15 @@ class WriteTxn:
     def __init__(self, store: KVStore) -> None:
         self._store = store
         self.begin_rev = store._rev
-        self._kvs: list[mvccpb.KeyValue] = []  # deletes have create_revision == 0
-        self._events: list[mvccpb.Event] | None = None
+        # the changes, built as events from the start: each KeyValue is written in place inside
+        # its Event rather than copied into one later (a put's largest cost otherwise)
+        self._events: list[mvccpb.Event] = []
         self._ended = False
 
     @property
     def rev(self) -> int:
         """The revision reads in this txn see: begin_rev + 1 once it has changed something."""
-        return self.begin_rev + 1 if self._kvs else self.begin_rev
+        return self.begin_rev + 1 if self._events else self.begin_rev
 
     def range(self, key: bytes, end: bytes = b"", opts: RangeOptions | None = None) -> RangeResult:
         """As KVStore.range, seeing this txn's own changes."""
@@ -95,20 +98,25 @@ class WriteTxn:
         """Put key = value; keeps the create revision and bumps the version of a live key, starts a
         new generation (version 1) otherwise. Returns the new KeyValue."""
         store = self._store
+        events = self._events
         main = self.begin_rev + 1
-        rev = pack(main, len(self._kvs))
+        rev = pack(main, len(events))
         found = store._index.get(key, main)
         if found is None:
             create, ver = main, 1
         else:
             create, ver = main_of(found[1]), found[2] + 1
-        kv = mvccpb.KeyValue(
-            key=key, value=value, create_revision=create, mod_revision=main, version=ver, lease=lease
-        )
+        ev = mvccpb.Event(type=_EVENT_PUT)
+        kv = ev.kv
+        kv.key = key
+        kv.value = value
+        kv.create_revision = create
+        kv.mod_revision = main
+        kv.version = ver
+        kv.lease = lease
         store._be.put(KEY, rev_to_bytes(rev), kv.SerializeToString(), append=True)
         store._index.put(key, rev)
-        self._kvs.append(kv)
-        self._events = None
+        events.append(ev)
         return kv
 
     def delete_range(self, key: bytes, end: bytes = b"") -> list[mvccpb.KeyValue]:
@@ -120,14 +128,16 @@ class WriteTxn:
         prev = store._read_kvs([r for _, r in live])
         main = self.begin_rev + 1
         be = store._be
+        events = self._events
         for k, _ in live:
-            rev = pack(main, len(self._kvs))
-            tomb = mvccpb.KeyValue(key=k)
+            rev = pack(main, len(events))
+            ev = mvccpb.Event(type=_EVENT_DELETE)
+            tomb = ev.kv
+            tomb.key = k
             be.put(KEY, rev_to_bytes(rev, tombstone=True), tomb.SerializeToString(), append=True)
             store._index.tombstone(k, rev)
-            tomb.mod_revision = main
-            self._kvs.append(tomb)
-        self._events = None
+            tomb.mod_revision = main  # in the event only: the stored tombstone holds just the key
+            events.append(ev)
         return prev
 
     def set_consistent_index(self, index: int, term: int | None = None) -> None:
@@ -137,11 +147,6 @@ class WriteTxn:
     def changes(self) -> list[mvccpb.Event]:
         """The txn's changes as watch events, in order: PUT with the new KeyValue, DELETE with a
         KeyValue holding the key and the delete's mod revision."""
-        if self._events is None:
-            self._events = [
-                mvccpb.Event(type=_EVENT_PUT if kv.create_revision else _EVENT_DELETE, kv=kv)
-                for kv in self._kvs
-            ]
         return self._events
 
     def end(self) -> None:
@@ -169,10 +174,14 @@ class KVStore:
         self._compact_rev = 0
         self._consistent_index = 0
         self._term = 0
+        # True while the open backend batch holds a consistent index that the commit hook must
+        # bring up to date (see set_consistent_index)
+        self._ci_pending = False
         self._txn: WriteTxn | None = None
         self._job: _CompactJob | None = None
         self._listeners: list[Callable[[list[mvccpb.Event], int], None]] = []
         self._restore()
+        backend.add_commit_hook(self._save_consistent_index)
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -206,10 +215,22 @@ class KVStore:
         """Record the raft index (and term) of the entry being applied; written to the meta
         bucket in the backend batch that holds the entry's data."""
         self._consistent_index = index
-        self._be.put(META, CONSISTENT_INDEX_KEY, _U64.pack(index))
+        if not self._ci_pending:
+            # The first one of a batch is written now (which opens the batch if none is open,
+            # so a commit is sure to follow); later ones only in _save_consistent_index, which
+            # runs just before that commit. The backend commits only between entries, so the
+            # committed value always covers exactly the data committed with it.
+            self._be.put(META, CONSISTENT_INDEX_KEY, _U64.pack(index))
+            self._ci_pending = True
         if term is not None and term != self._term:
             self._term = term
             self._be.put(META, TERM_KEY, _U64.pack(term))
+
+    def _save_consistent_index(self) -> None:
+        """Backend commit hook: the batch about to commit gets the latest consistent index."""
+        if self._ci_pending:
+            self._ci_pending = False
+            self._be.put(META, CONSISTENT_INDEX_KEY, _U64.pack(self._consistent_index))
 
     # -- restore -------------------------------------------------------------------------------
 
@@ -317,10 +338,10 @@ class KVStore:
 
     def _end(self, txn: WriteTxn) -> None:
         self._txn = None
-        if txn._kvs:
+        events = txn._events
+        if events:
             self._rev = txn.begin_rev + 1
             if self._listeners:
-                events = txn.changes
                 for listener in self._listeners:
                     listener(events, self._rev)
 

@@ -184,7 +184,9 @@ def step_leader(r: Raft, m: raftpb.Message) -> None:
                 other.recent_active = False
         return
     if t == raftpb.MsgProp:
-        _step_prop(r, m)
+        if not m.entries:
+            raise AssertionError(f"{r.id:x} stepped empty MsgProp")
+        propose(r, list(m.entries))
         return
     if t == raftpb.MsgReadIndex:
         if r.tracker.is_singleton() and r.id in r.tracker.voters:
@@ -275,16 +277,14 @@ def step_leader(r: Raft, m: raftpb.Message) -> None:
         _step_transfer(r, m, frm)
 
 
-def _step_prop(r: Raft, m: raftpb.Message) -> None:
-    if not m.entries:
-        raise AssertionError(f"{r.id:x} stepped empty MsgProp")
+def propose(r: Raft, ents: list[raftpb.Entry]) -> None:
+    """Append proposed entries (a MsgProp's, or RawNode.propose's without building one)."""
     if r.id not in r.tracker.progress:
         # Removed from the configuration while leading.
         raise ProposalDroppedError(f"{r.id:x} is not a member any more")
     if r.lead_transferee != NONE:
         raise ProposalDroppedError(
             f"{r.id:x} leadership transfer to {r.lead_transferee:x} in progress; dropping proposal")
-    ents = list(m.entries)
     for i, e in enumerate(ents):
         if e.type != raftpb.EntryConfChange:
             continue

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from petcd.proto.raftpb import raft_pb2 as raftpb
 
+from . import leader
 from .config import Config
 from .errors import ProposalDroppedError, RaftError, ReadyNotAdvancedError, StepLocalMsgError
 from .progress import Progress
@@ -110,7 +111,13 @@ class RawNode:
     def propose(self, data: bytes) -> None:
         """Propose ``data`` for the log. Raises ProposalDroppedError (NoLeaderError if no leader
         is known). Success only means the proposal was appended or forwarded, not committed."""
-        self.raft.step(new_message(raftpb.MsgProp, frm=self.raft.id, entries=[raftpb.Entry(data=data)]))
+        r = self.raft
+        if r.state == StateType.LEADER:
+            # What stepping a local MsgProp does on a leader, without building the message: this
+            # runs once per client write.
+            leader.propose(r, [raftpb.Entry(data=data)])
+            return
+        r.step(new_message(raftpb.MsgProp, frm=r.id, entries=[raftpb.Entry(data=data)]))
 
     def propose_conf_change(self, cc: raftpb.ConfChange) -> None:
         """Propose a single-member change; it takes effect when applied (apply_conf_change).

@@ -75,7 +75,18 @@ class ProgressTracker:
             yield id_, self.progress[id_]
 
     def committed(self) -> int:
-        return majority_committed(self.voters, {i: p.match for i, p in self.progress.items()})
+        """majority_committed over the members' match indexes; runs once per proposal, hence
+        without building the mapping."""
+        voters, progress = self.voters, self.progress
+        n = len(voters)
+        if n == 1:
+            for v in voters:
+                pr = progress.get(v)
+                return pr.match if pr is not None else 0
+        if n == 0:
+            return 0
+        srt = sorted([progress[v].match if v in progress else 0 for v in voters], reverse=True)
+        return srt[n // 2]
 
     def quorum_active(self) -> bool:
         votes = {i: p.recent_active for i, p in self.progress.items() if not p.is_learner}

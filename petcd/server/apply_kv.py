@@ -99,9 +99,8 @@ class KVApplier:
     def put(self, p: pb.PutRequest, index: int) -> pb.PutResponse:
         with self.store.write() as txn:
             txn.set_consistent_index(index)
-            resp = self._put(txn, p)
-        resp.header.revision = self.store.rev
-        return resp
+            # _put already set the header's revision: the txn's, which the store now has
+            return self._put(txn, p)
 
     def delete_range(self, d: pb.DeleteRangeRequest, index: int) -> pb.DeleteRangeResponse:
         with self.store.write() as txn:

@@ -58,7 +58,7 @@ class EtcdServer:
         self.settings = settings
         self.clock = clock
         self.paths = Paths.of(settings.data_dir, settings.wal_dir)
-        self.wait = Wait()
+        self.wait = Wait(clock)
         self.applied_index = 0
         self.committed_index = 0
         self.term = 0
@@ -243,34 +243,38 @@ class EtcdServer:
 
     def _apply_entry(self, ent: raftpb.Entry) -> None:
         assert self.raft is not None and self.store is not None
+        # fields read once: each read of a protobuf field builds a new Python object
+        index = ent.index
+        data = ent.data
         if ent.type == raftpb.EntryConfChange:
-            cc = raftpb.ConfChange.FromString(ent.data)
+            cc = raftpb.ConfChange.FromString(data)
             self.raft.node.apply_conf_change(cc)
             if self.peering is not None:
                 self.peering.on_conf_change(cc)
-            if ent.index > self.store.consistent_index:
-                self.membership.apply_conf_change(cc, ent.index, self.store)
+            if index > self.store.consistent_index:
+                self.membership.apply_conf_change(cc, index, self.store)
                 self.on_conf_change(cc)
             if cc.id:
                 self.wait.trigger(cc.id, None)
-        elif not ent.data:
+        elif not data:
             # the new leader's empty entry: everything of earlier terms is applied, so the
             # lessor can take over the clocks (extended by an election timeout)
             if self.role == StateType.LEADER and ent.term == self.term:
                 self.lessor.promote(self.settings.election_timeout_ms / 1000.0)
-        elif ent.index > self.store.consistent_index:
-            req = serverpb.InternalRequest.FromString(ent.data)
+        elif index > self.store.consistent_index:
+            req = serverpb.InternalRequest.FromString(data)
             try:
-                result: Any = self._apply_request(req, ent.index)
+                result: Any = self._apply_request(req, index)
             except errors.EtcdError as exc:
                 result = exc
-            if req.header.id:
-                self.wait.trigger(req.header.id, result)
-        self.applied_index = ent.index
+            req_id = req.header.id
+            if req_id:
+                self.wait.trigger(req_id, result)
+        self.applied_index = index
 
     def _apply_request(self, req: serverpb.InternalRequest, index: int) -> Any:
         kind = req.WhichOneof("request")
-        capped = any(a == ALARM_NOSPACE for a in self.alarms.values())
+        capped = ALARM_NOSPACE in self.alarms.values()
         if kind == "put":
             if capped:
                 raise errors.ERR_NO_SPACE
@@ -440,7 +444,8 @@ class EtcdServer:
                 except ProposalDroppedError:
                     raise errors.ERR_TOO_MANY_REQUESTS from None
             self.driver.notify()
-            result = await _await_until(fut, max(0.0, deadline - self.clock()))
+            self.wait.expire_at(req_id, deadline)
+            result = await fut
         except TimeoutError:
             raise self._timeout_error(leader) from None
         finally:
@@ -470,7 +475,8 @@ class EtcdServer:
                 except ConfChangeError as exc:
                     raise errors.EtcdError(errors.ERR_MEMBER_NOT_ENOUGH_STARTED.code, f"etcdserver: {exc}") from None
             self.driver.notify()
-            await _await_until(fut, max(0.0, deadline - self.clock()))
+            self.wait.expire_at(cc.id, deadline)
+            await fut
         except TimeoutError:
             raise self._timeout_error(leader) from None
         finally:
@@ -560,8 +566,7 @@ class EtcdServer:
         return resp
 
     def _check_quota(self, cost: int) -> None:
-        assert self.backend is not None
-        if any(a == ALARM_NOSPACE for a in self.alarms.values()):
+        if ALARM_NOSPACE in self.alarms.values():
             raise errors.ERR_NO_SPACE
         if self.db_size + cost > self.settings.quota_backend_bytes:
             # raise the alarm through raft so every member agrees, then refuse
@@ -576,20 +581,6 @@ class EtcdServer:
             await self.propose(req)
         except errors.EtcdError as exc:
             log.warning("proposal failed: %s", exc.message)
-
-
-def _expire(fut: asyncio.Future[Any]) -> None:
-    if not fut.done():
-        fut.set_exception(TimeoutError())
-
-
-async def _await_until(fut: asyncio.Future[Any], timeout: float) -> Any:
-    """Await fut for at most timeout seconds: one timer, no extra task (the write path's cost)."""
-    handle = asyncio.get_running_loop().call_later(timeout, _expire, fut)
-    try:
-        return await fut
-    finally:
-        handle.cancel()
 
 
 def _fill_txn_headers(resp: pb.TxnResponse, srv: EtcdServer) -> None:

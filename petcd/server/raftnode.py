@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
+import threading
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from petcd.proto.raftpb import raft_pb2 as raftpb
 from petcd.raft import MemoryStorage, RawNode, Ready
@@ -32,6 +34,78 @@ log = logging.getLogger("petcd.raft")
 
 ApplyFn = Callable[[Ready], Awaitable[None]]
 SendFn = Callable[[Sequence[raftpb.Message]], None]
+T = TypeVar("T")
+
+
+class IoThread:
+    """One thread that runs blocking storage work in submission order (WAL writes must stay in
+    order), awaited from the loop.
+
+    Leaner than ThreadPoolExecutor + run_in_executor, whose futures, work items and callback
+    chains cost more than the rest of handling a small Ready: here a job is one queue put, and
+    its result comes back with one call_soon_threadsafe. A job whose awaiting future was
+    cancelled before it started is skipped, as the executor would. The thread is a daemon
+    started with the first job; stop() lets queued jobs finish, joins it, and refuses new jobs.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._jobs: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any],
+                                            Callable[..., Any], tuple[Any, ...]] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    def run(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        if self._stopped:
+            raise RuntimeError("the I/O thread is stopped")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._main, name=self._name, daemon=True)
+            self._thread.start()
+        self._jobs.put((loop, fut, fn, args))
+        return fut
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _main(self) -> None:
+        jobs = self._jobs
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            loop, fut, fn, args = job
+            if fut.cancelled():
+                continue
+            try:
+                result = fn(*args)
+            except BaseException as exc:  # handed to the awaiting task
+                _deliver(loop, _set_exception, fut, exc)
+            else:
+                _deliver(loop, _set_result, fut, result)
+
+
+def _deliver(loop: asyncio.AbstractEventLoop, cb: Callable[[asyncio.Future[Any], Any], None],
+             fut: asyncio.Future[Any], value: Any) -> None:
+    try:
+        loop.call_soon_threadsafe(cb, fut, value)
+    except RuntimeError:
+        pass  # the loop is closed: nobody waits any more
+
+
+def _set_result(fut: asyncio.Future[Any], value: Any) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+def _set_exception(fut: asyncio.Future[Any], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
 
 
 class RaftDriver:
@@ -56,7 +130,7 @@ class RaftDriver:
         self._stopped = False
         self._tasks: list[asyncio.Task[None]] = []
         # one thread: WAL writes must stay in order
-        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="petcd-wal")
+        self._io = IoThread("petcd-wal")
         self.fatal: BaseException | None = None
         self.on_fatal: Callable[[BaseException], None] | None = None
 
@@ -77,7 +151,7 @@ class RaftDriver:
                 await t
             except (asyncio.CancelledError, Exception):
                 pass
-        self._io.shutdown(wait=True)
+        self._io.stop()
 
     async def _ticker(self) -> None:
         while not self._stopped:
@@ -103,14 +177,13 @@ class RaftDriver:
                 self.on_fatal(exc)
 
     async def _handle(self, rd: Ready) -> None:
-        loop = asyncio.get_running_loop()
         snap = rd.snapshot
         has_snap = snap is not None and snap.metadata.index > 0
         if has_snap:
             assert snap is not None
-            await loop.run_in_executor(self._io, self._save_snapshot, snap)
+            await self._io.run(self._save_snapshot, snap)
         if rd.hard_state is not None or rd.entries:
-            await loop.run_in_executor(self._io, self.wal.save, rd.hard_state, rd.entries, rd.must_sync)
+            await self._io.run(self.wal.save, rd.hard_state, rd.entries, rd.must_sync)
         if has_snap:
             assert snap is not None
             self.storage.apply_snapshot(snap)
@@ -130,4 +203,4 @@ class RaftDriver:
 
     async def run_io(self, fn: Callable[[], None]) -> None:
         """Run blocking storage work (snapshot, WAL release) in WAL order."""
-        await asyncio.get_running_loop().run_in_executor(self._io, fn)
+        await self._io.run(fn)
