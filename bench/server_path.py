@@ -18,6 +18,7 @@ import time
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.server.bootstrap import Member
 from petcd.server.etcdserver import EtcdServer
+from petcd.server.main import tune_gc
 from petcd.server.settings import ServerSettings
 
 
@@ -50,8 +51,12 @@ def main() -> None:
     ap.add_argument("--puts", type=int, default=20000)
     ap.add_argument("--concurrency", type=int, default=256)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--default-gc", action="store_true", help="keep Python's GC thresholds (petcd tunes them)")
     ns = ap.parse_args()
     import uvloop
+
+    if not ns.default_gc:
+        tune_gc()
 
     if ns.profile:
         prof = cProfile.Profile()

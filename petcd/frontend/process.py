@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import gc
 import logging
 import os
 import signal
@@ -230,5 +231,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     import uvloop
 
+    gc.set_threshold(50_000, 20, 10)  # as the member does (see petcd.server.main.tune_gc)
     with contextlib.suppress(KeyboardInterrupt):
         sys.exit(uvloop.run(serve(args)))
