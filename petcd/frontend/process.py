@@ -86,6 +86,23 @@ async def _pump(requests: AsyncIterator[bytes], call: Any) -> None:
         await call.done_writing()
 
 
+async def _relay_responses(
+    call: Any, context: ServicerContext, pump: asyncio.Task[None] | None
+) -> AsyncIterator[bytes]:
+    """The member's responses on ``call``, then its status; the call (and the task copying the
+    client's messages to it) is cancelled however the client's call ends. Callers close it with
+    ``contextlib.aclosing`` so that happens at once, not when the generator is collected."""
+    try:
+        async for resp in call:
+            yield resp
+    except grpc.aio.AioRpcError as exc:
+        await _relay_error(context, exc)
+    finally:
+        if pump is not None:
+            pump.cancel()
+        call.cancel()
+
+
 def _stream_handlers(channel: grpc.aio.Channel, method: Method) -> Callable[..., Any]:
     path = method.path
     if method.arity is Arity.UNARY_STREAM:
@@ -93,13 +110,9 @@ def _stream_handlers(channel: grpc.aio.Channel, method: Method) -> Callable[...,
 
         async def handle_us(request: bytes, context: ServicerContext) -> AsyncIterator[bytes]:
             call = unary_stream(request, metadata=forwarded_metadata(context), timeout=context.time_remaining())
-            try:
-                async for resp in call:
+            async with contextlib.aclosing(_relay_responses(call, context, None)) as responses:
+                async for resp in responses:
                     yield resp
-            except grpc.aio.AioRpcError as exc:
-                await _relay_error(context, exc)
-            finally:
-                call.cancel()
 
         return handle_us
 
@@ -109,14 +122,9 @@ def _stream_handlers(channel: grpc.aio.Channel, method: Method) -> Callable[...,
         async def handle_ss(requests: AsyncIterator[bytes], context: ServicerContext) -> AsyncIterator[bytes]:
             call = stream_stream(metadata=forwarded_metadata(context), timeout=context.time_remaining())
             pump = asyncio.create_task(_pump(requests, call))
-            try:
-                async for resp in call:
+            async with contextlib.aclosing(_relay_responses(call, context, pump)) as responses:
+                async for resp in responses:
                     yield resp
-            except grpc.aio.AioRpcError as exc:
-                await _relay_error(context, exc)
-            finally:
-                pump.cancel()
-                call.cancel()
 
         return handle_ss
 
