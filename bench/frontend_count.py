@@ -13,7 +13,6 @@ each per write, so it shows where the CPU goes and which count the machine favou
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import shutil
 import sys
@@ -27,15 +26,9 @@ for path in (REPO, REPO / "bench"):  # the repo for tests.harness, bench/ for kv
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from kv_compare import loadavg, proc_cpu_seconds, run_check_perf  # noqa: E402
+from kv_compare import loadavg, proc_cpu_seconds, proc_own_cpu_seconds, run_check_perf  # noqa: E402
 
 from tests.harness.procs import Server  # noqa: E402
-
-
-def own_cpu_seconds(pid: int) -> float:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def children_cpu_seconds() -> float:
@@ -63,9 +56,9 @@ def measure(root: Path, count: int, load: str, round_: int) -> Row:
     try:
         assert server.pid is not None
         pid = server.pid
-        member0, all0, client0 = own_cpu_seconds(pid), proc_cpu_seconds(pid), children_cpu_seconds()
+        member0, all0, client0 = proc_own_cpu_seconds(pid), proc_cpu_seconds(pid), children_cpu_seconds()
         res = run_check_perf(server, load)
-        member = own_cpu_seconds(pid) - member0
+        member = proc_own_cpu_seconds(pid) - member0
         total = proc_cpu_seconds(pid) - all0
         client = children_cpu_seconds() - client0
     finally:

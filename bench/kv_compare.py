@@ -107,18 +107,25 @@ def proc_status_kib(pid: int, field_name: str) -> int | None:
     return total
 
 
+def _stat_ticks(pid: int, children: bool) -> int:
+    """utime + stime (fields 14-15 of /proc/<pid>/stat), plus cutime + cstime (16-17: children
+    that have exited) when ``children``; 0 if the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return 0
+    fields = stat[stat.rindex(")") + 2:].split()  # the command name may contain spaces
+    return sum(int(f) for f in fields[11:15 if children else 13])
+
+
+def proc_own_cpu_seconds(pid: int) -> float:
+    """CPU seconds of one process alone (for petcd: the member without its front-ends)."""
+    return _stat_ticks(pid, False) / os.sysconf("SC_CLK_TCK")
+
+
 def proc_cpu_seconds(pid: int) -> float:
-    """utime + stime of the server's processes, in seconds (fields 14-17 of /proc/<pid>/stat:
-    the process's own and that of its children that have exited)."""
-    total = 0
-    for p in server_pids(pid):
-        try:
-            stat = Path(f"/proc/{p}/stat").read_text()
-        except FileNotFoundError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()  # the command name may contain spaces
-        total += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
-    return total / os.sysconf("SC_CLK_TCK")
+    """CPU seconds of the server's processes, with those of their children that have exited."""
+    return sum(_stat_ticks(p, True) for p in server_pids(pid)) / os.sysconf("SC_CLK_TCK")
 
 
 def ctl(server: Server, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
@@ -478,7 +485,35 @@ def render(
                  if k in kvs and get(kvs[k]).loadavg_before else "" for k in cols]
         if any(cells):
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    header = [
+    return "\n".join(run_header(meta) + lines) + "\n"
+
+
+# --- the run's description, shared with watch_compare.py ----------------------------------------
+def parse_kinds(ap: argparse.ArgumentParser, text: str) -> list[Kind]:
+    kinds: list[Kind] = []
+    for k in text.split(","):
+        if k not in ("etcd", "petcd"):
+            ap.error(f"--kinds: unknown kind {k!r}")
+        kinds.append("etcd" if k == "etcd" else "petcd")
+    return kinds
+
+
+def run_meta(script: str, argv: Sequence[str] | None) -> dict[str, str]:
+    """What a report says about the run: date, machine, versions, command (load at the end is
+    added by the caller)."""
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "machine": f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {cpu_model()}, "
+                   f"{platform.system()} {platform.release()}, Python {platform.python_version()}",
+        "loadavg_start": loadavg(),
+        "etcd_version": version_of(["/usr/bin/etcd", "--version"]),
+        "petcd_version": petcd_version(),
+        "command": "python " + shlex.join([script, *(sys.argv[1:] if argv is None else argv)]),
+    }
+
+
+def run_header(meta: dict[str, str]) -> list[str]:
+    return [
         f"- date: {meta['date']}",
         f"- machine: {meta['machine']}",
         f"- load average: {meta['loadavg_start']} at start, {meta['loadavg_end']} at end"
@@ -487,7 +522,6 @@ def render(
         f"- command: `{meta['command']}`",
         "",
     ]
-    return "\n".join(header + lines) + "\n"
 
 
 # --- main -------------------------------------------------------------------------------------------
@@ -528,23 +562,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep data dirs and server logs")
     args = ap.parse_args(argv)
 
-    kinds: list[Kind] = []
-    for k in args.kinds.split(","):
-        if k not in ("etcd", "petcd"):
-            ap.error(f"--kinds: unknown kind {k!r}")
-        kinds.append("etcd" if k == "etcd" else "petcd")
+    kinds = parse_kinds(ap, args.kinds)
     loads = [x for x in args.loads.split(",") if x]
     root = args.workdir or Path(tempfile.mkdtemp(prefix="petcd-kvbench-"))
     root.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-        "machine": f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {cpu_model()}, "
-                   f"{platform.system()} {platform.release()}, Python {platform.python_version()}",
-        "loadavg_start": loadavg(),
-        "etcd_version": version_of(["/usr/bin/etcd", "--version"]),
-        "petcd_version": petcd_version(),
-        "command": "python " + shlex.join(["bench/kv_compare.py", *(sys.argv[1:] if argv is None else argv)]),
-    }
+    meta = run_meta("bench/kv_compare.py", argv)
     start_load = load1()
     perf: dict[tuple[str, str], PerfResult] = {}
     kvs: dict[str, KvResult] = {}

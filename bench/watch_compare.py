@@ -35,9 +35,6 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
-import os
-import platform
-import shlex
 import shutil
 import sys
 import tempfile
@@ -55,20 +52,20 @@ if str(REPO) not in sys.path:  # `python bench/watch_compare.py` puts bench/, no
     sys.path.insert(0, str(REPO))
 
 from bench.kv_compare import (  # noqa: E402
-    cpu_model,
     fmt_num,
     load1,
     loadavg,
-    petcd_version,
+    parse_kinds,
     prefix_end,
     proc_cpu_seconds,
     proc_status_kib,
     ratio,
-    version_of,
+    run_header,
+    run_meta,
 )
 from petcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc  # noqa: E402
 from petcd.proto.mvccpb import kv_pb2  # noqa: E402
-from tests.harness.procs import Kind, Server  # noqa: E402
+from tests.harness.procs import Server  # noqa: E402
 
 PREFIX = b"bench/watch/"
 BASE_PREFIX = b"bench/base/"
@@ -625,16 +622,7 @@ def render(kinds: Sequence[str], results: dict[str, KindResult], meta: dict[str,
         lines.append(f"| watch {layout} | " + " | ".join(
             la(rs[k].watch[i]) if k in rs and i < len(rs[k].watch) else "" for k in cols) + " |")
     lines.append("| keep-alive | " + " | ".join(la(rs[k].keepalive) if k in rs else "" for k in cols) + " |")
-    header = [
-        f"- date: {meta['date']}",
-        f"- machine: {meta['machine']}",
-        f"- load average: {meta['loadavg_start']} at start, {meta['loadavg_end']} at end"
-        + (" (shared machine: other work was running)" if meta.get("shared") == "yes" else ""),
-        f"- etcd: {meta['etcd_version']}; petcd: {meta['petcd_version']}",
-        f"- command: `{meta['command']}`",
-        "",
-    ]
-    return "\n".join(header + lines) + "\n"
+    return "\n".join(run_header(meta) + lines) + "\n"
 
 
 def verdict(w: WatchResult) -> str:
@@ -669,11 +657,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep data dirs and server logs")
     args = ap.parse_args(argv)
 
-    kinds: list[Kind] = []
-    for k in args.kinds.split(","):
-        if k not in ("etcd", "petcd"):
-            ap.error(f"--kinds: unknown kind {k!r}")
-        kinds.append("etcd" if k == "etcd" else "petcd")
+    kinds = parse_kinds(ap, args.kinds)
     layouts = [x for x in args.layouts.split(",") if x]
     for spec in layouts:
         try:
@@ -681,15 +665,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError:
             ap.error(f"--layouts: bad layout {spec!r} (expected SxW or SxW@C)")
     root = Path(tempfile.mkdtemp(prefix="petcd-watchbench-"))
-    meta = {
-        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-        "machine": f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {cpu_model()}, "
-                   f"{platform.system()} {platform.release()}, Python {platform.python_version()}",
-        "loadavg_start": loadavg(),
-        "etcd_version": version_of(["/usr/bin/etcd", "--version"]),
-        "petcd_version": petcd_version(),
-        "command": "python " + shlex.join(["bench/watch_compare.py", *(sys.argv[1:] if argv is None else argv)]),
-    }
+    meta = run_meta("bench/watch_compare.py", argv)
     start_load = load1()
     results: dict[str, KindResult] = {}
     servers: list[Server] = []

@@ -33,6 +33,7 @@ import grpc
 from petcd.frontend import wire
 from petcd.frontend.link import LinkClosed, MemberLink
 from petcd.frontend.methods import METHODS, Arity, Method
+from petcd.frontend.supervisor import bind_error
 
 log = logging.getLogger("petcd.frontend")
 
@@ -128,21 +129,7 @@ def _stream_handlers(channel: grpc.aio.Channel, method: Method) -> Callable[...,
 
         return handle_ss
 
-    stream_unary = channel.stream_unary(path)
-
-    async def handle_su(requests: AsyncIterator[bytes], context: ServicerContext) -> bytes:
-        call = stream_unary(metadata=forwarded_metadata(context), timeout=context.time_remaining())
-        pump = asyncio.create_task(_pump(requests, call))
-        try:
-            return bytes(await call)
-        except grpc.aio.AioRpcError as exc:
-            await _relay_error(context, exc)
-            raise
-        finally:
-            pump.cancel()
-            call.cancel()
-
-    return handle_su
+    raise ValueError(f"{path}: no {method.arity.value} method in the etcd API to relay")
 
 
 def add_handlers(server: grpc.aio.Server, link: MemberLink, channel: grpc.aio.Channel) -> None:
@@ -154,10 +141,8 @@ def add_handlers(server: grpc.aio.Server, link: MemberLink, channel: grpc.aio.Ch
             handlers[m.name] = grpc.unary_unary_rpc_method_handler(_unary_handler(link, m))
         elif m.arity is Arity.UNARY_STREAM:
             handlers[m.name] = grpc.unary_stream_rpc_method_handler(_stream_handlers(channel, m))
-        elif m.arity is Arity.STREAM_STREAM:
-            handlers[m.name] = grpc.stream_stream_rpc_method_handler(_stream_handlers(channel, m))
         else:
-            handlers[m.name] = grpc.stream_unary_rpc_method_handler(_stream_handlers(channel, m))
+            handlers[m.name] = grpc.stream_stream_rpc_method_handler(_stream_handlers(channel, m))
     for service, handlers in by_service.items():
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
         server.add_registered_method_handlers(service, handlers)
@@ -197,7 +182,7 @@ async def serve(args: argparse.Namespace) -> int:
         try:
             server.add_insecure_port(addr)
         except RuntimeError:
-            log.error("listen tcp %s: bind: address already in use", addr)
+            log.error("%s", bind_error(addr))
             return 1
     await server.start()
     link.ready(args.index)

@@ -27,6 +27,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from petcd.server.config_go import split_host_port
+
 log = logging.getLogger("petcd.frontend")
 
 RESTART_PAUSE_MIN = 0.5
@@ -58,9 +60,9 @@ def make_socket_dir() -> str:
     return tempfile.mkdtemp(prefix=f"{SOCKET_DIR_PREFIX}{os.getpid()}-")
 
 
-def _split_host_port(addr: str) -> tuple[str, int]:
-    host, _, port = addr.rpartition(":")
-    return host.strip("[]"), int(port)
+def bind_error(addr: str, reason: str = "address already in use") -> str:
+    """etcd's message for a listen address it cannot bind."""
+    return f"listen tcp {addr}: bind: {reason}"
 
 
 def claim_ports(addrs: list[str]) -> list[socket.socket]:
@@ -68,8 +70,8 @@ def claim_ports(addrs: list[str]) -> list[socket.socket]:
     guards: list[socket.socket] = []
     try:
         for addr in addrs:
-            host, port = _split_host_port(addr)
-            infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+            host, port = split_host_port(addr)
+            infos = socket.getaddrinfo(host or None, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
             for family, socktype, proto, _, sockaddr in dict.fromkeys(
                 (i[0], i[1], i[2], "", i[4]) for i in infos
             ):
@@ -87,10 +89,10 @@ def claim_ports(addrs: list[str]) -> list[socket.socket]:
                     except OSError as exc:
                         s.close()
                         if exc.errno == errno.EADDRINUSE:
-                            raise FrontendError(f"listen tcp {addr}: bind: address already in use") from None
+                            raise FrontendError(bind_error(addr)) from None
                         if exc.errno == errno.EADDRNOTAVAIL and family == socket.AF_INET6:
                             break  # no IPv6 here; gRPC skips it too
-                        raise FrontendError(f"listen tcp {addr}: bind: {exc.strerror}") from None
+                        raise FrontendError(bind_error(addr, exc.strerror or str(exc))) from None
                     if reuse:
                         guards.append(s)
                     else:

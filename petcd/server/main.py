@@ -26,6 +26,7 @@ from petcd.frontend.supervisor import (
     FrontendError,
     FrontendSpec,
     FrontendSupervisor,
+    bind_error,
     claim_ports,
     make_socket_dir,
 )
@@ -117,7 +118,7 @@ async def serve(cfg: ServerConfig) -> int:
             try:
                 server.add_insecure_port(addr)
             except RuntimeError:
-                raise FrontendError(f"listen tcp {addr}: bind: address already in use") from None
+                raise FrontendError(bind_error(addr)) from None
         await server.start()
         if fronted:
             supervisor = FrontendSupervisor(FrontendSpec(
