@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.raftpb import raft_pb2 as raftpb
@@ -23,6 +22,8 @@ from petcd.raft import StateType
 from petcd.server import errors
 from petcd.server.bootstrap import Member
 from petcd.server.config_cluster import compute_member_id
+from petcd.server.config_go import GoValueError, new_urls
+from petcd.server.maintenance import member_list
 
 if TYPE_CHECKING:
     from petcd.server.etcdserver import EtcdServer
@@ -32,25 +33,19 @@ MAX_LEARNERS = 1
 LEARNER_READY_PERCENT = 0.9
 
 
-def _check_urls(urls: list[str]) -> None:
-    if not urls:
-        raise errors.ERR_MEMBER_BAD_URLS
-    for url in urls:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https", "unix", "unixs") or not parts.netloc or parts.path not in ("", "/"):
-            raise errors.ERR_MEMBER_BAD_URLS
-        try:
-            if parts.scheme in ("http", "https") and parts.port is None:
-                raise errors.ERR_MEMBER_BAD_URLS
-        except ValueError:
-            raise errors.ERR_MEMBER_BAD_URLS from None
+def _peer_urls(raw: list[str]) -> list[str]:
+    """etcd's types.NewURLs: the URLs validated, normalized and sorted."""
+    try:
+        return [str(u) for u in new_urls(raw)]
+    except GoValueError:
+        raise errors.ERR_MEMBER_BAD_URLS from None
 
 
-def _members_pb(srv: EtcdServer) -> list[pb.Member]:
-    return [
-        pb.Member(ID=m.id, name=m.name, peerURLs=m.peer_urls, clientURLs=m.client_urls, isLearner=m.is_learner)
-        for m in srv.membership.ordered()
-    ]
+def _check_urls_unused(srv: EtcdServer, urls: list[str], member_id: int = 0) -> None:
+    """No member but member_id may already use one of urls."""
+    for m in srv.membership.members.values():
+        if m.id != member_id and set(m.peer_urls) & set(urls):
+            raise errors.ERR_PEER_URL_EXIST
 
 
 def _voters(srv: EtcdServer) -> list[Member]:
@@ -63,12 +58,14 @@ def _started(m: Member) -> bool:
 
 
 def _connected(srv: EtcdServer, member_id: int) -> bool:
-    """Whether the leader hears from member_id (always true for this member)."""
-    assert srv.raft is not None
-    if member_id == srv.member_id:
-        return True
-    pr = srv.raft.node.status().progress.get(member_id)
-    return pr is None or pr.recent_active
+    """Whether this member's stream to member_id is up (always true for itself), as etcd asks
+    its transport; etcd also wants the stream up for 5 s, which petcd does not."""
+    assert srv.peering is not None
+    return member_id == srv.member_id or srv.peering.transport.active_since(member_id) is not None
+
+
+def _has_quorum(members: int, started: int) -> bool:
+    return started >= members // 2 + 1
 
 
 def _ready_to_add_voter(srv: EtcdServer) -> bool:
@@ -77,26 +74,38 @@ def _ready_to_add_voter(srv: EtcdServer) -> bool:
     started = sum(1 for m in voters if _started(m))
     if started == 1 and members == 2:
         return True  # a lone member may always add a second one
-    return started >= members // 2 + 1
+    return _has_quorum(members, started)
 
 
 def _ready_to_remove_voter(srv: EtcdServer, member_id: int) -> bool:
     rest = [m for m in _voters(srv) if m.id != member_id]
-    started = sum(1 for m in rest if _started(m))
-    return started >= len(rest) // 2 + 1
+    return _has_quorum(len(rest), sum(1 for m in rest if _started(m)))
+
+
+def _ready_to_promote(srv: EtcdServer) -> bool:
+    # the learner counts as a started voter of the future quorum
+    voters = _voters(srv)
+    return _has_quorum(len(voters) + 1, sum(1 for m in voters if _started(m)) + 1)
+
+
+async def _propose(srv: EtcdServer, cc_type: raftpb.ConfChangeType, member: Member) -> None:
+    cc = raftpb.ConfChange(
+        type=cc_type,
+        node_id=member.id,
+        context=serverpb.ConfChangeContext(member=member.to_record()).SerializeToString(),
+    )
+    await srv.propose_conf_change(cc)
 
 
 async def member_add(srv: EtcdServer, r: pb.MemberAddRequest) -> pb.MemberAddResponse:
-    urls = list(r.peerURLs)
-    _check_urls(urls)
-    if not r.isLearner and srv.settings.strict_reconfig_check:
-        if not _ready_to_add_voter(srv):
+    urls = _peer_urls(list(r.peerURLs))
+    if srv.settings.strict_reconfig_check:
+        if not r.isLearner and not _ready_to_add_voter(srv):
             raise errors.ERR_MEMBER_NOT_ENOUGH_STARTED
+        # etcd asks this of learners too
         if not all(_connected(srv, m.id) for m in _voters(srv)):
             raise errors.ERR_UNHEALTHY
-    for m in srv.membership.members.values():
-        if set(m.peer_urls) & set(urls):
-            raise errors.ERR_PEER_URL_EXIST
+    _check_urls_unused(srv, urls)
     if r.isLearner and sum(1 for m in srv.membership.members.values() if m.is_learner) >= MAX_LEARNERS:
         raise errors.ERR_TOO_MANY_LEARNERS
     # etcd mixes the time into a new member's id so a re-added URL gets a new id
@@ -104,16 +113,11 @@ async def member_add(srv: EtcdServer, r: pb.MemberAddRequest) -> pb.MemberAddRes
     while member_id in srv.membership.members or member_id in srv.membership.removed or member_id == 0:
         member_id = (member_id + 1) & 0xFFFFFFFFFFFFFFFF
     member = Member(member_id, "", urls, [], r.isLearner)
-    cc = raftpb.ConfChange(
-        type=raftpb.ConfChangeAddLearnerNode if r.isLearner else raftpb.ConfChangeAddNode,
-        node_id=member_id,
-        context=serverpb.ConfChangeContext(member=member.to_record()).SerializeToString(),
-    )
-    await srv.propose_conf_change(cc)
+    await _propose(srv, raftpb.ConfChangeAddLearnerNode if r.isLearner else raftpb.ConfChangeAddNode, member)
     return pb.MemberAddResponse(
         header=srv.header(),
         member=pb.Member(ID=member_id, peerURLs=urls, isLearner=r.isLearner),
-        members=_members_pb(srv),
+        members=member_list(srv).members,
     )
 
 
@@ -123,35 +127,27 @@ async def member_remove(srv: EtcdServer, r: pb.MemberRemoveRequest) -> pb.Member
         # etcd checks the quorum before it looks the member up
         if not _ready_to_remove_voter(srv, r.ID):
             raise errors.ERR_MEMBER_NOT_ENOUGH_STARTED
+        # a member this one has no stream to is not part of the active quorum
         if r.ID == srv.member_id or _connected(srv, r.ID):
             voters = _voters(srv)
             active = sum(1 for m in voters if _connected(srv, m.id))
             if active - 1 < 1 + (len(voters) - 1) // 2:
-                raise errors.ERR_MEMBER_NOT_ENOUGH_STARTED
+                raise errors.ERR_UNHEALTHY
     if member is None:
         raise errors.ERR_MEMBER_NOT_FOUND
-    cc = raftpb.ConfChange(type=raftpb.ConfChangeRemoveNode, node_id=r.ID)
-    await srv.propose_conf_change(cc)
-    return pb.MemberRemoveResponse(header=srv.header(), members=_members_pb(srv))
+    await srv.propose_conf_change(raftpb.ConfChange(type=raftpb.ConfChangeRemoveNode, node_id=r.ID))
+    return pb.MemberRemoveResponse(header=srv.header(), members=member_list(srv).members)
 
 
 async def member_update(srv: EtcdServer, r: pb.MemberUpdateRequest) -> pb.MemberUpdateResponse:
-    urls = list(r.peerURLs)
-    _check_urls(urls)
+    urls = _peer_urls(list(r.peerURLs))
     member = srv.membership.members.get(r.ID)
     if member is None:
         raise errors.ERR_MEMBER_NOT_FOUND
-    for m in srv.membership.members.values():
-        if m.id != r.ID and set(m.peer_urls) & set(urls):
-            raise errors.ERR_PEER_URL_EXIST
+    _check_urls_unused(srv, urls, r.ID)
     updated = Member(member.id, member.name, urls, member.client_urls, member.is_learner)
-    cc = raftpb.ConfChange(
-        type=raftpb.ConfChangeUpdateNode,
-        node_id=r.ID,
-        context=serverpb.ConfChangeContext(member=updated.to_record()).SerializeToString(),
-    )
-    await srv.propose_conf_change(cc)
-    return pb.MemberUpdateResponse(header=srv.header(), members=_members_pb(srv))
+    await _propose(srv, raftpb.ConfChangeUpdateNode, updated)
+    return pb.MemberUpdateResponse(header=srv.header(), members=member_list(srv).members)
 
 
 async def member_promote(srv: EtcdServer, r: pb.MemberPromoteRequest) -> pb.MemberPromoteResponse:
@@ -164,15 +160,12 @@ async def member_promote(srv: EtcdServer, r: pb.MemberPromoteRequest) -> pb.Memb
         leader_match = status.progress[srv.member_id].match
         if progress.match < leader_match * LEARNER_READY_PERCENT:
             raise errors.ERR_LEARNER_NOT_READY
+    if srv.settings.strict_reconfig_check and not _ready_to_promote(srv):
+        raise errors.ERR_MEMBER_NOT_ENOUGH_STARTED
     member = srv.membership.members.get(r.ID)
     if member is None:
         raise errors.ERR_MEMBER_NOT_FOUND
     if not member.is_learner:
         raise errors.ERR_MEMBER_NOT_LEARNER
-    cc = raftpb.ConfChange(
-        type=raftpb.ConfChangeAddNode,
-        node_id=r.ID,
-        context=serverpb.ConfChangeContext(member=member.to_record()).SerializeToString(),
-    )
-    await srv.propose_conf_change(cc)
-    return pb.MemberPromoteResponse(header=srv.header(), members=_members_pb(srv))
+    await _propose(srv, raftpb.ConfChangeAddNode, member)
+    return pb.MemberPromoteResponse(header=srv.header(), members=member_list(srv).members)

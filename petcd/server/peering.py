@@ -71,16 +71,12 @@ class Peering:
 
     def on_conf_change(self, cc: raftpb.ConfChange) -> None:
         """Keep the peer set in step with applied membership (replays included)."""
-        if cc.type in (raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode, raftpb.ConfChangeUpdateNode):
-            if cc.context:
-                urls = list(serverpb.ConfChangeContext.FromString(cc.context).member.peer_urls)
-                if cc.type == raftpb.ConfChangeUpdateNode:
-                    self.transport.update_peer(cc.node_id, urls)
-                else:
-                    self.transport.add_peer(cc.node_id, urls)
-        elif cc.type == raftpb.ConfChangeRemoveNode:
-            self.transport.remove_peer(cc.node_id)
-            self.transport.mark_removed([cc.node_id])
+        if cc.type == raftpb.ConfChangeRemoveNode:
+            self.transport.remove_peer(cc.node_id)  # also refuses it from now on
+        elif cc.context:
+            # add, add learner or update: add_peer updates the URLs of a known peer
+            urls = list(serverpb.ConfChangeContext.FromString(cc.context).member.peer_urls)
+            self.transport.add_peer(cc.node_id, urls)
 
     def sync_members(self) -> None:
         """After a snapshot replaced the membership: peers are exactly the members."""
@@ -148,13 +144,11 @@ class Peering:
 
     def take_snapshot_db(self, index: int) -> Path | None:
         """The received backend file for the snapshot at index; stale ones are removed."""
-        found = None
+        want = snapshot_db_path(self.snap_dir, index)
         for p in self.snap_dir.glob("*.snap.db"):
-            if p.name == snapshot_db_path(self.snap_dir, index).name:
-                found = p
-            else:
+            if p != want:
                 p.unlink(missing_ok=True)
-        return found
+        return want if want.exists() else None
 
 
 async def discover_cluster(own_peer_urls: list[str], peers: list[Member], timeout: float = 10.0) -> tuple[int, int, list[Member]]:

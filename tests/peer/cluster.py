@@ -4,11 +4,11 @@ recording what its callbacks receive."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import random
-import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import grpc
 from petcd.peer import MAX_MESSAGE_BYTES, PeerConfig, PeerTransport, add_to_server, server_options
 from petcd.proto.raftpb import raft_pb2 as raftpb
 from tests.harness import free_ports
+from tests.harness.waiting import until
 
 CLUSTER = 0xC1A5
 FAST = PeerConfig(backoff_initial=0.02, backoff_max=0.2, log_interval=0.0)
@@ -131,12 +132,14 @@ async def start_members(root: Path, n: int, **kw: Any) -> list[Member]:
     return members
 
 
-async def until(pred: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
+@contextlib.asynccontextmanager
+async def closing(*members: Member) -> AsyncIterator[None]:
+    """Close every member on the way out, whatever the body did."""
+    try:
+        yield
+    finally:
+        for m in members:
+            await m.close()
 
 
 async def connected(a: Member, b: Member) -> None:

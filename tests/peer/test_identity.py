@@ -11,7 +11,7 @@ from petcd.peer import channel_options, grpc_target
 from petcd.proto.peerpb import peer_pb2 as peerpb
 from petcd.proto.peerpb import peer_pb2_grpc as peer_grpc
 from tests.harness import free_ports
-from tests.peer.cluster import CLUSTER, Member, connected, msg, run, start_members, until
+from tests.peer.cluster import CLUSTER, Member, closing, connected, msg, run, start_members, until
 
 
 async def raw_send(url: str, cluster_id: int, sender_id: int, receiver_id: int) -> grpc.aio.AioRpcError:
@@ -34,7 +34,7 @@ async def raw_send(url: str, cluster_id: int, sender_id: int, receiver_id: int) 
 def test_wrong_cluster_and_wrong_receiver_are_failed_precondition(tmp_path: Path) -> None:
     async def body() -> None:
         (b,) = await start_members(tmp_path, 1)
-        try:
+        async with closing(b):
             exc = await raw_send(b.url, 0xD1FF, 0x5, b.id)
             assert exc.code() == grpc.StatusCode.FAILED_PRECONDITION
             text = exc.details() or ""
@@ -45,8 +45,6 @@ def test_wrong_cluster_and_wrong_receiver_are_failed_precondition(tmp_path: Path
             text = exc.details() or ""
             assert "member ID mismatch" in text and "abc" in text and f"member {b.id:x}" in text, text
             assert b.received == []
-        finally:
-            await b.close()
 
     run(body)
 
@@ -60,14 +58,11 @@ def test_transport_of_another_cluster_never_gets_through(tmp_path: Path) -> None
         await b.serve()
         await b.transport.start()
         await a.transport.start()
-        try:
+        async with closing(a, b):
             a.transport.send([msg(b.id, a.id, 1)])
             await until(lambda: b.id in a.unreachable, what="report_unreachable")
             assert a.transport.active_since(b.id) is None
             assert b.received == []
-        finally:
-            await a.close()
-            await b.close()
 
     run(body)
 
@@ -75,7 +70,7 @@ def test_transport_of_another_cluster_never_gets_through(tmp_path: Path) -> None
 def test_removed_member_is_permission_denied(tmp_path: Path) -> None:
     async def body() -> None:
         a, b = await start_members(tmp_path, 2)
-        try:
+        async with closing(a, b):
             await connected(a, b)
             a.transport.send([msg(b.id, a.id, 1)])
             await until(lambda: b.received_from(a.id) == [1], what="first message")
@@ -92,8 +87,5 @@ def test_removed_member_is_permission_denied(tmp_path: Path) -> None:
             # b stopped talking to a, and a removed id cannot be added back by a replayed conf change
             assert a.id not in b.transport.peers()
             assert not b.transport.add_peer(a.id, [a.url])
-        finally:
-            await a.close()
-            await b.close()
 
     run(body)

@@ -14,7 +14,7 @@ from petcd.proto.peerpb import peer_pb2 as peerpb
 from petcd.proto.peerpb import peer_pb2_grpc as peer_grpc
 from petcd.proto.raftpb import raft_pb2 as raftpb
 from tests.harness import free_ports
-from tests.peer.cluster import CLUSTER, Member, connected, msg, run, start_members, until
+from tests.peer.cluster import CLUSTER, Member, closing, connected, msg, run, start_members, until
 
 
 def snap_msg(to: int, frm: int, index: int = 42) -> raftpb.Message:
@@ -32,7 +32,7 @@ def test_snapshot_arrives_intact_and_is_reported(tmp_path: Path) -> None:
         a, b = await start_members(tmp_path, 2)
         a.snapshot_payload = os.urandom(5 * 1024 * 1024 + 123)  # not a whole number of chunks
         want = hashlib.sha256(a.snapshot_payload).hexdigest()
-        try:
+        async with closing(a, b):
             await connected(a, b)
             a.transport.send([snap_msg(b.id, a.id)])
             await until(lambda: a.snapshot_reports == [(b.id, False)], timeout=10, what="report_snapshot")
@@ -48,9 +48,6 @@ def test_snapshot_arrives_intact_and_is_reported(tmp_path: Path) -> None:
             assert a.transport.stats()[b.id].snapshots_sent == 1
             # messages keep flowing on the stream meanwhile
             assert a.transport.active_since(b.id) is not None
-        finally:
-            await a.close()
-            await b.close()
 
     run(body)
 
@@ -60,7 +57,7 @@ def test_failing_receiver_reports_snapshot_failed(tmp_path: Path) -> None:
         a, b = await start_members(tmp_path, 2)
         a.snapshot_payload = os.urandom(2 * 1024 * 1024)
         b.install_error = RuntimeError("disk full")
-        try:
+        async with closing(a, b):
             await connected(a, b)
             a.transport.send([snap_msg(b.id, a.id)])
             await until(lambda: a.snapshot_reports == [(b.id, True)], timeout=10, what="failed report")
@@ -73,9 +70,6 @@ def test_failing_receiver_reports_snapshot_failed(tmp_path: Path) -> None:
             await until(lambda: len(a.snapshot_reports) == 2, timeout=10, what="second report")
             assert a.snapshot_reports[1] == (b.id, False)
             assert b.installed[0][0].snapshot.metadata.index == 43
-        finally:
-            await a.close()
-            await b.close()
 
     run(body)
 
@@ -87,12 +81,10 @@ def test_snapshot_to_down_peer_fails(tmp_path: Path) -> None:
         a.transport.add_peer(2, [f"http://127.0.0.1:{ports[1]}"])
         a.snapshot_payload = b"x" * 1000
         await a.transport.start()
-        try:
+        async with closing(a):
             a.transport.send([snap_msg(2, a.id)])
             await until(lambda: a.snapshot_reports == [(2, True)], what="failed report")
             assert 2 in a.unreachable
-        finally:
-            await a.close()
 
     run(body)
 
@@ -102,7 +94,7 @@ def test_one_snapshot_in_flight_per_peer(tmp_path: Path) -> None:
         a, b = await start_members(tmp_path, 2)
         a.snapshot_payload = b"y" * 3000
         b.install_gate = asyncio.Event()
-        try:
+        async with closing(a, b):
             await connected(a, b)
             a.transport.send([snap_msg(b.id, a.id, index=50)])
             await until(lambda: len(a.sources) == 1, what="first transfer started")
@@ -112,9 +104,6 @@ def test_one_snapshot_in_flight_per_peer(tmp_path: Path) -> None:
             b.install_gate.set()
             await until(lambda: a.snapshot_reports == [(b.id, False)], what="report")
             assert [m.snapshot.metadata.index for m, _, _ in b.installed] == [50]
-        finally:
-            await a.close()
-            await b.close()
 
     run(body)
 
@@ -142,7 +131,7 @@ def test_malformed_transfers_are_refused(tmp_path: Path) -> None:
                 data=data,
             )
 
-        try:
+        async with closing(b):
             gap = await send(
                 [
                     head(10, b"abcd"),
@@ -158,8 +147,6 @@ def test_malformed_transfers_are_refused(tmp_path: Path) -> None:
             assert wrong.code() == grpc.StatusCode.FAILED_PRECONDITION
             assert b.installed == []
             assert list((b.root / "snap-in").iterdir()) == []
-        finally:
-            await b.close()
 
     run(body)
 
@@ -172,10 +159,8 @@ def test_leftover_partial_files_are_removed_at_start(tmp_path: Path) -> None:
         (d / "snap-1-2-from-3-xyz.part").write_bytes(b"half")
         (d / "keep.db").write_bytes(b"installed by the server")
         await m.transport.start()
-        try:
+        async with closing(m):
             assert sorted(p.name for p in d.iterdir()) == ["keep.db"]
-        finally:
-            await m.close()
 
     run(body)
 
@@ -189,7 +174,7 @@ def test_fits_a_server_with_the_client_api_message_limit(tmp_path: Path) -> None
     async def body() -> None:
         a, b = await start_members(tmp_path, 2, config=cfg, server_max_receive=limit)
         a.snapshot_payload = os.urandom(3 * 1024 * 1024)
-        try:
+        async with closing(a, b):
             await connected(a, b)
             big = [msg(b.id, a.id, i, payload=os.urandom(1_572_864)) for i in range(1, 4)]
             small = [msg(b.id, a.id, i) for i in range(4, 200)]
@@ -200,8 +185,5 @@ def test_fits_a_server_with_the_client_api_message_limit(tmp_path: Path) -> None
             await until(lambda: a.snapshot_reports == [(b.id, False)], timeout=10, what="snapshot")
             assert b.installed[0][2] == hashlib.sha256(a.snapshot_payload).hexdigest()
             assert a.transport.stats()[b.id].stream_failures == 0
-        finally:
-            await a.close()
-            await b.close()
 
     run(body)

@@ -11,13 +11,13 @@ import grpc
 from petcd.peer import PeerConfig
 from petcd.proto.raftpb import raft_pb2 as raftpb
 from tests.harness import free_ports
-from tests.peer.cluster import FAST, Member, connected, msg, run, start_members, until
+from tests.peer.cluster import FAST, Member, closing, connected, msg, run, start_members, until
 
 
 def test_messages_flow_both_ways_in_order(tmp_path: Path) -> None:
     async def body() -> None:
         a, b, c = await start_members(tmp_path, 3)
-        try:
+        async with closing(a, b, c):
             for x in (a, b, c):
                 for y in (a, b, c):
                     if x is not y:
@@ -40,9 +40,6 @@ def test_messages_flow_both_ways_in_order(tmp_path: Path) -> None:
             assert b.transport.stats()[a.id].messages_received == 300
             assert a.id in b.transport.inbound_peers()
             assert a.unreachable == [] and b.unreachable == []
-        finally:
-            for m in (a, b, c):
-                await m.close()
 
     run(body)
 
@@ -53,7 +50,7 @@ def test_many_sends_go_out_in_few_batches_under_the_byte_cap(tmp_path: Path) -> 
 
     async def body() -> None:
         a, b = await start_members(tmp_path, 2, config=cfg)
-        try:
+        async with closing(a, b):
             await connected(a, b)
             # 1000 small messages in one go: the writer finds them all queued
             a.transport.send([msg(b.id, a.id, i) for i in range(1, 1001)])
@@ -69,9 +66,6 @@ def test_many_sends_go_out_in_few_batches_under_the_byte_cap(tmp_path: Path) -> 
             assert 200 * 4000 // cap <= len(big) <= 200 * 4000 // cap + 4, len(big)
             assert all(sum(m.ByteSize() for m in batch) <= cap for batch in big)
             assert [m.index for batch in big for m in batch] == [2000 + i for i in range(200)]
-        finally:
-            await a.close()
-            await b.close()
 
     run(body)
 
@@ -86,7 +80,7 @@ def test_down_peer_is_reported_unreachable_and_recovers(tmp_path: Path) -> None:
         await a.serve()
         await a.transport.start()
         await b.transport.start()
-        try:
+        async with closing(a, b):
             slowest = 0.0
             # b's server is not up: sends never wait, the peer is reported unreachable
             for i in range(1, 51):
@@ -123,9 +117,6 @@ def test_down_peer_is_reported_unreachable_and_recovers(tmp_path: Path) -> None:
             await until(lambda: 200 in b.received_from(a.id), what="delivery after second recovery")
             assert slowest < 0.05, slowest
             assert a.transport.stats()[b.id].stream_failures >= 2
-        finally:
-            await a.close()
-            await b.close()
 
     run(body)
 
@@ -135,7 +126,7 @@ def test_full_queue_drops_without_blocking(tmp_path: Path) -> None:
 
     async def body() -> None:
         a, b = await start_members(tmp_path, 2, config=cfg)
-        try:
+        async with closing(a, b):
             await connected(a, b)
             t0 = time.perf_counter()
             a.transport.send([msg(b.id, a.id, i) for i in range(1, 10_001)])
@@ -151,9 +142,6 @@ def test_full_queue_drops_without_blocking(tmp_path: Path) -> None:
             # the stream is still fine afterwards
             a.transport.send([msg(b.id, a.id, 20_000)])
             await until(lambda: b.received_from(a.id)[-1] == 20_000, what="later message")
-        finally:
-            await a.close()
-            await b.close()
 
     run(body)
 
@@ -165,16 +153,13 @@ def test_queue_while_down_keeps_the_newest(tmp_path: Path) -> None:
         b = Member(2, ports[1], tmp_path)
         a.transport.add_peer(b.id, [b.url])
         await a.transport.start()
-        try:
+        async with closing(a, b):
             a.transport.send([msg(b.id, a.id, i) for i in range(1, 1001)])
             assert a.transport.stats()[b.id].messages_dropped == 1000 - FAST.max_queue_messages_down
             await b.serve()
             await b.transport.start()
             await until(lambda: len(b.received) == FAST.max_queue_messages_down, what="kept messages")
             assert b.received_from(a.id) == list(range(1001 - FAST.max_queue_messages_down, 1001))
-        finally:
-            await a.close()
-            await b.close()
 
     run(body)
 
@@ -182,7 +167,7 @@ def test_queue_while_down_keeps_the_newest(tmp_path: Path) -> None:
 def test_update_peer_moves_the_stream(tmp_path: Path) -> None:
     async def body() -> None:
         a, b = await start_members(tmp_path, 2)
-        try:
+        async with closing(a, b):
             await connected(a, b)
             await b.halt_server()
             b.port = free_ports(1)[0]
@@ -193,9 +178,6 @@ def test_update_peer_moves_the_stream(tmp_path: Path) -> None:
             await connected(a, b)
             a.transport.send([msg(b.id, a.id, 7)])
             await until(lambda: 7 in b.received_from(a.id), what="delivery at the new URL")
-        finally:
-            await a.close()
-            await b.close()
 
     run(body)
 
@@ -209,13 +191,10 @@ def test_second_url_used_when_first_is_dead(tmp_path: Path) -> None:
         await b.serve()
         await b.transport.start()
         await a.transport.start()
-        try:
+        async with closing(a, b):
             await connected(a, b)
             a.transport.send([msg(b.id, a.id, 1)])
             await until(lambda: b.received_from(a.id) == [1], what="delivery via second URL")
-        finally:
-            await a.close()
-            await b.close()
 
     run(body)
 
@@ -223,7 +202,7 @@ def test_second_url_used_when_first_is_dead(tmp_path: Path) -> None:
 def test_probe_reports_identity_and_version(tmp_path: Path) -> None:
     async def body() -> None:
         a, b = await start_members(tmp_path, 2)
-        try:
+        async with closing(a, b):
             r = await a.transport.probe(b.id)
             assert (r.cluster_id, r.member_id, r.cluster_version) == (0xC1A5, b.id, "3.5.0")
             assert r.server_version and r.rtt >= 0
@@ -237,9 +216,6 @@ def test_probe_reports_identity_and_version(tmp_path: Path) -> None:
                 assert "bad" in (exc.details() or "") and "c1a5" in (exc.details() or "")
             else:
                 raise AssertionError("probe from another cluster was answered")
-        finally:
-            await a.close()
-            await b.close()
 
     run(body)
 
@@ -247,7 +223,7 @@ def test_probe_reports_identity_and_version(tmp_path: Path) -> None:
 def test_unknown_peer_and_self_are_ignored(tmp_path: Path) -> None:
     async def body() -> None:
         (a,) = await start_members(tmp_path, 1)
-        try:
+        async with closing(a):
             assert not a.transport.add_peer(a.id, [a.url])
             a.transport.send([msg(0x77, a.id, 1), msg(a.id, a.id, 2)])
             snap = raftpb.Message(type=raftpb.MsgSnap, to=0x77)
@@ -255,8 +231,6 @@ def test_unknown_peer_and_self_are_ignored(tmp_path: Path) -> None:
             assert a.snapshot_reports == []  # never from inside send(): raft may be mid-Ready
             await asyncio.sleep(0)
             assert a.snapshot_reports == [(0x77, True)]
-        finally:
-            await a.close()
 
     run(body)
 
@@ -273,7 +247,7 @@ def test_a_failing_step_does_not_cut_the_stream(tmp_path: Path) -> None:
                 got.append(m.index)
 
         b.transport._on_messages = on_messages
-        try:
+        async with closing(a, b):
             await connected(a, b)
             a.transport.send([msg(b.id, a.id, 1)])
             await until(lambda: got == [1], what="first")
@@ -282,9 +256,6 @@ def test_a_failing_step_does_not_cut_the_stream(tmp_path: Path) -> None:
             a.transport.send([msg(b.id, a.id, 3)])
             await until(lambda: got == [1, 3], what="after the failure")
             assert a.transport.stats()[b.id].stream_failures == 0
-        finally:
-            await a.close()
-            await b.close()
 
     run(body)
 
