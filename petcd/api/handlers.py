@@ -2,14 +2,14 @@
 
 The generated ``add_*Servicer_to_server`` functions let a parse error escape as UNKNOWN
 ("Unexpected <class 'DecodeError'>"); etcd answers INTERNAL "grpc: error unmarshalling request:
-...". Registering from the descriptors instead gives every unary method a parser that turns the
-failure into that status, the same text the front-end link uses.
+...". Registering from the descriptors instead gives every unary method a parser that hands the
+failure to the method's ``unary`` wrapper, which answers with that status (the text the
+front-end link uses too).
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -17,16 +17,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import DecodeError
 from google.protobuf.message_factory import GetMessageClass
 
-
-def unmarshal_error(exc: Exception) -> str:
-    return f"grpc: error unmarshalling request: {exc}"
-
-
-class _Undecodable:
-    __slots__ = ("error",)
-
-    def __init__(self, error: Exception) -> None:
-        self.error = error
+from petcd.api.grpcerr import Undecodable
 
 
 def _lenient(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
@@ -34,19 +25,9 @@ def _lenient(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
         try:
             return parse(data)
         except DecodeError as exc:
-            return _Undecodable(exc)
+            return Undecodable(exc)
 
     return deserialize
-
-
-def _checked(fn: Callable[[Any, Any], Awaitable[Any]]) -> Callable[[Any, Any], Awaitable[Any]]:
-    @functools.wraps(fn)
-    async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        if type(request) is _Undecodable:
-            await context.abort(grpc.StatusCode.INTERNAL, unmarshal_error(request.error))
-        return await fn(request, context)
-
-    return handle
 
 
 def add_servicer(server: grpc.aio.Server, service: ServiceDescriptor, servicer: object) -> None:
@@ -57,8 +38,10 @@ def add_servicer(server: grpc.aio.Server, service: ServiceDescriptor, servicer: 
         serialize = GetMessageClass(m.output_type).SerializeToString
         fn = getattr(servicer, m.name)
         if not m.client_streaming and not m.server_streaming:
+            if not getattr(fn, "petcd_unary", False):
+                raise TypeError(f"{service.full_name}.{m.name} is not wrapped by petcd.api.grpcerr.unary")
             handlers[m.name] = grpc.unary_unary_rpc_method_handler(
-                _checked(fn), request_deserializer=_lenient(parse), response_serializer=serialize)
+                fn, request_deserializer=_lenient(parse), response_serializer=serialize)
         elif not m.client_streaming:
             handlers[m.name] = grpc.unary_stream_rpc_method_handler(
                 fn, request_deserializer=parse, response_serializer=serialize)

@@ -50,7 +50,7 @@ class MaintenanceServicer(pb_grpc.MaintenanceServicer):
         self, request: pb.MoveLeaderRequest, context: grpc.aio.ServicerContext
     ) -> pb.MoveLeaderResponse:
         await maintenance.move_leader(self.server, request.targetID)
-        return pb.MoveLeaderResponse(header=self.server.header())
+        return pb.MoveLeaderResponse()  # etcd answers without a header
 
     @unary
     async def Downgrade(self, request: pb.DowngradeRequest, context: grpc.aio.ServicerContext) -> pb.DowngradeResponse:

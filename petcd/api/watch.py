@@ -162,10 +162,11 @@ class WatchServicer(pb_grpc.WatchServicer):
         context: grpc.aio.ServicerContext[pb.WatchRequest, pb.WatchResponse],
     ) -> None:
         md = dict(context.invocation_metadata() or ())
-        if md.get(REQUIRE_LEADER_KEY) == "true" and not self.server.leader:
+        require_leader = md.get(REQUIRE_LEADER_KEY) == "true"
+        if require_leader and not self.server.leader:
             await context.abort(errors.ERR_NO_LEADER.code, errors.ERR_NO_LEADER.message)
         session = _Session(self, context)
-        await session.run(request_iterator, require_leader=md.get(REQUIRE_LEADER_KEY) == "true")
+        await session.run(request_iterator, require_leader=require_leader)
         if session.lost_leader:
             await context.abort(errors.ERR_NO_LEADER.code, errors.ERR_NO_LEADER.message)
 

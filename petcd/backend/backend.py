@@ -409,13 +409,15 @@ class Backend:
     def get_many(self, bucket: bytes, keys: Iterable[bytes]) -> list[bytes | None]:
         """The values of keys (None where missing) from one consistent view, as read() gives;
         the hot path of MVCC reads, so it avoids the context-manager machinery."""
-        db = self._dbs[bucket]
         wtxn = self._wtxn
         if wtxn is not None and self._owner == threading.get_ident():
             get = wtxn.get
+            db = self._dbs[bucket]
             return [get(k, db=db) for k in keys]
         env = self._reader_enter()
         try:
+            # looked up only now: a defrag swap that _reader_enter waited for replaces the handles
+            db = self._dbs[bucket]
             txn = env.begin()
             try:
                 get = txn.get

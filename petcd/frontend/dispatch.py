@@ -18,7 +18,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import DecodeError
 from google.protobuf.message_factory import GetMessageClass
 
-from petcd.api.handlers import unmarshal_error
+from petcd.api.grpcerr import unmarshal_error
 from petcd.frontend import wire
 from petcd.frontend.methods import BY_PATH, DIGEST, METHODS, Arity
 

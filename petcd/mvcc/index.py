@@ -33,10 +33,6 @@ class TreeIndex:
     def __len__(self) -> int:
         return len(self._map)
 
-    @property
-    def live_count(self) -> int:
-        return len(self._live)
-
     def key_index(self, key: bytes) -> KeyIndex | None:
         return self._map.get(key)
 

@@ -71,6 +71,7 @@ from .types import (
     StateType,
     msg_from,
     new_message,
+    payload_size,
     vote_resp_type,
 )
 
@@ -314,10 +315,7 @@ class Raft:
         return self.raft_log.maybe_commit(self.tracker.committed(), self.term)
 
     def increase_uncommitted_size(self, ents: list[raftpb.Entry]) -> bool:
-        # payload_size(e), inlined: this runs once per proposal
-        s = 0
-        for e in ents:
-            s += len(e.data)
+        s = payload_size(ents)
         # An empty uncommitted tail accepts a proposal of any size, and empty entries (a new
         # leader's entry) are always accepted; otherwise the bound is enforced.
         if self.uncommitted_size > 0 and s > 0 and self.uncommitted_size + s > self.max_uncommitted_size:
@@ -328,9 +326,7 @@ class Raft:
     def reduce_uncommitted_size(self, ents: list[raftpb.Entry]) -> None:
         if self.uncommitted_size == 0:
             return  # followers never track it
-        s = 0
-        for e in ents:
-            s += len(e.data)  # payload_size(e), inlined
+        s = payload_size(ents)
         self.uncommitted_size = 0 if s > self.uncommitted_size else self.uncommitted_size - s
 
     def advance(self, applied_cursor: int, last_entry: raftpb.Entry | None, snap_index: int,

@@ -22,12 +22,17 @@ class VoteResult(enum.Enum):
     WON = 2
 
 
-def majority_committed(voters: frozenset[int] | set[int], match: Mapping[int, int]) -> int:
-    """The largest index acknowledged by a majority of ``voters`` (0 for no voters)."""
+def majority_committed(voters: frozenset[int] | set[int], progress: Mapping[int, Progress]) -> int:
+    """The largest index acknowledged by a majority of ``voters`` (by their Progress.match; 0 for
+    no voters). Reads the progress map directly: this runs once per proposal."""
     n = len(voters)
+    if n == 1:
+        for v in voters:
+            pr = progress.get(v)
+            return pr.match if pr is not None else 0
     if n == 0:
         return 0
-    srt = sorted((match.get(v, 0) for v in voters), reverse=True)
+    srt = sorted([progress[v].match if v in progress else 0 for v in voters], reverse=True)
     return srt[n // 2]
 
 
@@ -75,18 +80,7 @@ class ProgressTracker:
             yield id_, self.progress[id_]
 
     def committed(self) -> int:
-        """majority_committed over the members' match indexes; runs once per proposal, hence
-        without building the mapping."""
-        voters, progress = self.voters, self.progress
-        n = len(voters)
-        if n == 1:
-            for v in voters:
-                pr = progress.get(v)
-                return pr.match if pr is not None else 0
-        if n == 0:
-            return 0
-        srt = sorted([progress[v].match if v in progress else 0 for v in voters], reverse=True)
-        return srt[n // 2]
+        return majority_committed(self.voters, self.progress)
 
     def quorum_active(self) -> bool:
         votes = {i: p.recent_active for i, p in self.progress.items() if not p.is_learner}

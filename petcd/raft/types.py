@@ -119,9 +119,13 @@ def vote_resp_type(t: raftpb.MessageType) -> raftpb.MessageType:
     raise ValueError(f"not a vote message: {raftpb.MessageType.Name(t)}")
 
 
-def payload_size(e: raftpb.Entry) -> int:
-    """Size counted against max_uncommitted_entries_size: the payload only."""
-    return len(e.data)
+def payload_size(ents: list[raftpb.Entry]) -> int:
+    """Size counted against max_uncommitted_entries_size: the payloads only. A plain loop, not
+    sum() over a generator: this runs once per proposal."""
+    s = 0
+    for e in ents:
+        s += len(e.data)
+    return s
 
 
 def limit_size(ents: list[raftpb.Entry], max_size: int) -> list[raftpb.Entry]:
@@ -142,10 +146,6 @@ def is_empty_snap(s: raftpb.Snapshot | None) -> bool:
 
 def hard_state_equal(a: raftpb.HardState, b: raftpb.HardState) -> bool:
     return a.term == b.term and a.vote == b.vote and a.commit == b.commit
-
-
-def is_empty_hard_state(s: raftpb.HardState) -> bool:
-    return s.term == 0 and s.vote == 0 and s.commit == 0
 
 
 def describe_message(m: raftpb.Message) -> str:

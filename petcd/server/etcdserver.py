@@ -16,7 +16,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from petcd.backend import Backend
 from petcd.lease import Lessor, min_lease_ttl
@@ -42,6 +42,7 @@ from petcd.server.wait import Wait
 from petcd.wal import WAL, WalSnapshot
 
 log = logging.getLogger("petcd.server")
+_P = TypeVar("_P")  # what a proposal hands raft: entry data or a ConfChange
 
 # room for the rest of a proposal beyond the request itself
 _GRPC_OVERHEAD = 512 * 1024
@@ -431,25 +432,7 @@ class EtcdServer:
         data = req.SerializeToString()
         if len(data) > self.settings.max_request_bytes:
             raise errors.ERR_REQUEST_TOO_LARGE
-        fut = self.wait.register(req_id)
-        deadline = self.clock() + self.settings.request_timeout
-        leader = self.leader
-        try:
-            while True:
-                try:
-                    self.raft.node.propose(data)
-                    break
-                except NoLeaderError:
-                    await self._await_leader(deadline)
-                except ProposalDroppedError:
-                    raise errors.ERR_TOO_MANY_REQUESTS from None
-            self.driver.notify()
-            self.wait.expire_at(req_id, deadline)
-            result = await fut
-        except TimeoutError:
-            raise self._timeout_error(leader) from None
-        finally:
-            self.wait.cancel(req_id)
+        result = await self._propose_and_wait(req_id, self.raft.node.propose, data)
         if isinstance(result, BaseException):
             raise result
         return result
@@ -460,13 +443,19 @@ class EtcdServer:
         if self._stopping:
             raise errors.ERR_STOPPED
         cc.id = self.idgen.next()
-        fut = self.wait.register(cc.id)
+        await self._propose_and_wait(cc.id, self.raft.node.propose_conf_change, cc)
+
+    async def _propose_and_wait(self, req_id: int, submit: Callable[[_P], None], payload: _P) -> Any:
+        """submit(payload) to raft, waiting for a leader while there is none, then wait until the
+        apply loop triggers req_id; one request timeout covers both."""
+        assert self.driver is not None
+        fut = self.wait.register(req_id)
         deadline = self.clock() + self.settings.request_timeout
         leader = self.leader
         try:
             while True:
                 try:
-                    self.raft.node.propose_conf_change(cc)
+                    submit(payload)
                     break
                 except NoLeaderError:
                     await self._await_leader(deadline)
@@ -475,12 +464,12 @@ class EtcdServer:
                 except ConfChangeError as exc:
                     raise errors.EtcdError(errors.ERR_MEMBER_NOT_ENOUGH_STARTED.code, f"etcdserver: {exc}") from None
             self.driver.notify()
-            self.wait.expire_at(cc.id, deadline)
-            await fut
+            self.wait.expire_at(req_id, deadline)
+            return await fut
         except TimeoutError:
             raise self._timeout_error(leader) from None
         finally:
-            self.wait.cancel(cc.id)
+            self.wait.cancel(req_id)
 
     def on_conf_change(self, cc: raftpb.ConfChange) -> None:
         """A newly applied conf change (not a replay)."""
