@@ -22,6 +22,7 @@ from petcd.server.bootstrap import Member
 from petcd.server.etcdserver import EtcdServer
 from petcd.server.settings import ServerSettings
 from tests.harness import free_ports
+from tests.harness.waiting import until
 
 MEMBER_ID = 0xAB1
 
@@ -106,14 +107,6 @@ def run(
             await srv.stop()
 
     asyncio.run(main())
-
-
-async def until(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def test_closing_releases_watchers(tmp_path: Path) -> None:

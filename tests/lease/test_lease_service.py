@@ -5,7 +5,6 @@ proposed by the leader and cleared by a keep-alive."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from petcd.server import errors
 from petcd.server.bootstrap import Member
 from petcd.server.etcdserver import EtcdServer
 from petcd.server.settings import ServerSettings
+from tests.harness.waiting import until
 
 MEMBER_ID = 0x51A5E
 
@@ -45,14 +45,6 @@ def run(tmp_path: Path, body: Callable[[EtcdServer], Awaitable[None]]) -> None:
             await srv.stop()
 
     asyncio.run(main())
-
-
-async def until(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def record(srv: EtcdServer, lease_id: int) -> leasepb.Lease | None:

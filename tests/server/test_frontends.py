@@ -31,6 +31,7 @@ from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from petcd.proto.v3electionpb import v3election_pb2 as elpb
 from petcd.proto.v3electionpb import v3election_pb2_grpc as elpb_grpc
 from tests.harness import Server, ServerGroup, free_ports, server_group
+from tests.harness.waiting import wait_until
 
 SMALL_REQUEST = 1024
 MAX_TXN_OPS = 4
@@ -83,14 +84,6 @@ def started_by(member: int) -> list[int]:
         if st is not None and st[0] != "Z" and "petcd.frontend" in argv and flag in argv:
             found.append(pid)
     return found
-
-
-def wait_until(pred: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.05)
 
 
 def member_pid(server: Server) -> int:
