@@ -1,0 +1,114 @@
+"""The one clock interface every time-dependent part of petcd is given.
+
+Core code never reads the wall clock or sleeps on the real loop by itself: it is handed a
+:class:`Clock`. :class:`LoopClock` is the real one (the running asyncio loop's monotonic
+time); tests and the simulator pass :class:`ManualClock`, whose time moves only when told.
+``wall()`` is for the few things that are wall-clock by nature (lease ids seeded from the
+time, as etcd's, and the periodic compactor's retention in hours).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+
+class TimerHandle(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Monotonic seconds."""
+        ...
+
+    def wall(self) -> float:
+        """Seconds since the epoch."""
+        ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+    def call_later(self, seconds: float, fn: Callable[[], None]) -> TimerHandle: ...
+
+
+class LoopClock:
+    """Real time: the running loop's clock (monotonic) and its timers."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def wall(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    def call_later(self, seconds: float, fn: Callable[[], None]) -> TimerHandle:
+        return asyncio.get_running_loop().call_later(seconds, fn)
+
+
+class _ManualTimer:
+    __slots__ = ("cancelled", "fn")
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self.fn = fn
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class ManualClock:
+    """Virtual time for tests and the simulator: ``advance(dt)`` moves time and fires the
+    timers and sleeps that fall due, in deadline order (ties in scheduling order)."""
+
+    def __init__(self, start: float = 0.0, wall_offset: float = 1_700_000_000.0) -> None:
+        self._now = start
+        self._wall_offset = wall_offset
+        self._timers: list[tuple[float, int, _ManualTimer]] = []
+        self._seq = itertools.count()
+
+    def now(self) -> float:
+        return self._now
+
+    def wall(self) -> float:
+        return self._now + self._wall_offset
+
+    def call_later(self, seconds: float, fn: Callable[[], None]) -> TimerHandle:
+        timer = _ManualTimer(fn)
+        heapq.heappush(self._timers, (self._now + max(0.0, seconds), next(self._seq), timer))
+        return timer
+
+    async def sleep(self, seconds: float) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def wake() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        handle = self.call_later(seconds, wake)
+        try:
+            await fut
+        finally:
+            handle.cancel()
+
+    def next_deadline(self) -> float | None:
+        while self._timers and self._timers[0][2].cancelled:
+            heapq.heappop(self._timers)
+        return self._timers[0][0] if self._timers else None
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward by ``seconds``, firing every timer due on the way."""
+        target = self._now + seconds
+        while True:
+            due = self.next_deadline()
+            if due is None or due > target:
+                break
+            _, _, timer = heapq.heappop(self._timers)
+            self._now = max(self._now, due)
+            timer.fn()
+        self._now = target
