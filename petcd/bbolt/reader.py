@@ -114,24 +114,28 @@ class BoltReader:
             start += 8
         return list(struct.unpack_from(f"<{count}Q", r.buf, start))
 
-    def _walk(self, r: _Region, pages: list[tuple[int, int]] | None) -> Iterator[tuple[int, bytes, bytes]]:
-        """(flags, key, value) of the leaves under a page, in key order. pages collects the
-        (page id, overflow) of every page visited, for check()."""
+    def _walk(
+        self, r: _Region, pages: list[tuple[int, int]] | None = None
+    ) -> Iterator[tuple[int, memoryview, memoryview]]:
+        """(flags, key, value) of the leaves under a page, in key order, as views into the file
+        (valid until close). pages collects the (page id, overflow) of every page visited."""
         page_id, flags, count, overflow = self._header(r)
         if pages is not None and r.buf is self._buf:
             pages.append((page_id, overflow))
         base = r.off + PAGE_HEADER.size
         buf = r.buf
         if flags & LEAF_PAGE:
-            for i in range(count):
-                eoff = base + i * LEAF_ELEMENT.size
-                eflags, pos, ksize, vsize = LEAF_ELEMENT.unpack_from(buf, eoff)
+            esize = LEAF_ELEMENT.size
+            elems = buf[base : base + count * esize]
+            eoff = base
+            for eflags, pos, ksize, vsize in LEAF_ELEMENT.iter_unpack(elems):
                 k = eoff + pos
-                yield eflags, bytes(buf[k : k + ksize]), bytes(buf[k + ksize : k + ksize + vsize])
+                v = k + ksize
+                yield eflags, buf[k:v], buf[v : v + vsize]
+                eoff += esize
         elif flags & BRANCH_PAGE:
-            for i in range(count):
-                eoff = base + i * BRANCH_ELEMENT.size
-                _, _, child = BRANCH_ELEMENT.unpack_from(buf, eoff)
+            elems = buf[base : base + count * BRANCH_ELEMENT.size]
+            for _, _, child in BRANCH_ELEMENT.iter_unpack(elems):
                 yield from self._walk(self._page(child), pages)
         else:
             raise BoltFormatError(f"bbolt: page {page_id} has flags {flags:#x}, not a branch or leaf page")
@@ -144,7 +148,7 @@ class BoltReader:
 
     def _items(self, r: _Region, pages: list[tuple[int, int]] | None = None) -> Iterator[Item]:
         for flags, k, v in self._walk(r, pages):
-            yield Item(k, v, bool(flags & BUCKET_LEAF_FLAG))
+            yield Item(bytes(k), bytes(v), bool(flags & BUCKET_LEAF_FLAG))
 
     # -- buckets -------------------------------------------------------------------------------
 
@@ -169,9 +173,15 @@ class BoltReader:
 
     def pairs(self, *path: bytes) -> Iterator[tuple[bytes, bytes]]:
         """(key, value) of the bucket's plain items (nested buckets left out), in key order."""
-        for it in self._items(self._find(path)):
-            if not it.is_bucket:
-                yield it.key, it.value
+        for flags, k, v in self._walk(self._find(path)):
+            if not flags & BUCKET_LEAF_FLAG:
+                yield bytes(k), bytes(v)
+
+    def views(self, *path: bytes) -> Iterator[tuple[bool, memoryview, memoryview]]:
+        """(is a nested bucket, key, value) of the bucket's items as views into the mapped file,
+        without copying; the views are valid until close()."""
+        for flags, k, v in self._walk(self._find(path)):
+            yield bool(flags & BUCKET_LEAF_FLAG), k, v
 
     def size(self) -> int:
         """The database size as bbolt reports it (tx.Size): high-water mark x page size."""
@@ -195,9 +205,9 @@ class BoltReader:
         def visit(r: _Region) -> None:
             pages: list[tuple[int, int]] = []
             nested: list[bytes] = []
-            for it in self._items(r, pages):
-                if it.is_bucket:
-                    nested.append(it.value)
+            for flags, _k, v in self._walk(r, pages):
+                if flags & BUCKET_LEAF_FLAG:
+                    nested.append(bytes(v))
             for pid, overflow in pages:
                 if pid > self.meta.pgid:
                     problems.append(f"page {pid}: out of bounds: {self.meta.pgid}")
@@ -221,8 +231,12 @@ class BoltReader:
         return problems
 
     def close(self) -> None:
-        self._buf.release()
-        self._mmap.close()
+        try:
+            self._buf.release()
+            self._mmap.close()
+        except BufferError:
+            # views from views() still alive: the map goes when the last of them does
+            pass
 
     def __enter__(self) -> BoltReader:
         return self

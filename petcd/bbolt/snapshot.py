@@ -23,6 +23,7 @@ from typing import BinaryIO
 
 from petcd.backend import ALL_BUCKETS, KEY, MEMBERS, Backend, ReadTx
 from petcd.bbolt.etcd_layout import from_etcd_bucket, to_etcd_bucket
+from petcd.bbolt.export import export_in_child
 from petcd.bbolt.reader import BoltReader
 from petcd.bbolt.writer import Bucket, write_bolt
 from petcd.proto.serverpb import internal_pb2 as serverpb
@@ -43,29 +44,47 @@ def _scan(tx: ReadTx, bucket: bytes) -> Iterator[tuple[bytes, bytes]]:
         start = items[-1][0] + b"\x00"
 
 
+def write_etcd_tx(tx: ReadTx, f: BinaryIO) -> int:
+    """Write what a read transaction of petcd's backend sees as an etcd 3.5 bbolt database to f
+    (seekable, from its current position); returns the database size."""
+    members = [serverpb.MemberRecord.FromString(v) for _k, v in tx.range(MEMBERS)]
+    buckets = [(name, Bucket(to_etcd_bucket(name, _scan(tx, name), members))) for name in sorted(ALL_BUCKETS)]
+    return write_bolt(f, buckets)
+
+
 def write_etcd_db(backend: Backend, f: BinaryIO) -> int:
-    """Write the backend's committed state as an etcd 3.5 bbolt database to f (seekable, from its
-    current position); returns the database size."""
+    """write_etcd_tx over one consistent view of the backend (committed state, or the open batch
+    on its owner thread)."""
     with backend.read() as tx:
-        members = [serverpb.MemberRecord.FromString(v) for _k, v in tx.range(MEMBERS)]
-        buckets = [
-            (name, Bucket(to_etcd_bucket(name, _scan(tx, name), members))) for name in sorted(ALL_BUCKETS)
-        ]
-        return write_bolt(f, buckets)
+        return write_etcd_tx(tx, f)
 
 
 class EtcdSnapshot:
     """An etcd-format snapshot of a backend, written to an unlinked temporary file and read back
-    in chunks: `db_size` database bytes, then the 32-byte sha256 of them."""
+    in chunks: `db_size` database bytes, then the 32-byte sha256 of them.
 
-    def __init__(self, backend: Backend, tmp_dir: str | None = None) -> None:
+    in_child=True (the default) converts in a child process that reads the LMDB file itself
+    (petcd.bbolt.export), so the member's GIL and event loop are not held for the conversion; it
+    sees committed state only (as Backend.snapshot_to). in_child=False converts on this thread
+    through backend.read()."""
+
+    def __init__(self, backend: Backend, tmp_dir: str | None = None, in_child: bool = True) -> None:
         directory = tmp_dir if tmp_dir is not None else os.path.dirname(os.path.abspath(backend.path))
-        self._file = tempfile.TemporaryFile(dir=directory, prefix="etcd-snapshot-")
-        try:
-            self.db_size = write_etcd_db(backend, self._file)
-        except BaseException:
-            self._file.close()
-            raise
+        if in_child:
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix="etcd-snapshot-")
+            os.close(fd)
+            try:
+                self.db_size = export_in_child(backend.path, tmp)
+                self._file: BinaryIO = open(tmp, "rb")  # closed by close()
+            finally:
+                os.unlink(tmp)  # the open file keeps its data until closed
+        else:
+            self._file = tempfile.TemporaryFile(dir=directory, prefix="etcd-snapshot-")
+            try:
+                self.db_size = write_etcd_db(backend, self._file)
+            except BaseException:
+                self._file.close()
+                raise
         self.size = self.db_size + SHA256_SIZE
 
     def chunks(self, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
@@ -95,11 +114,11 @@ class EtcdSnapshot:
 
 
 def stream_etcd_snapshot(
-    backend: Backend, chunk_size: int = CHUNK_SIZE, tmp_dir: str | None = None
+    backend: Backend, chunk_size: int = CHUNK_SIZE, tmp_dir: str | None = None, in_child: bool = True
 ) -> Iterator[bytes]:
     """The Snapshot RPC's blobs: the backend as an etcd bbolt database in chunks, then the sha256
-    (see EtcdSnapshot for the sizes the RPC's remaining_bytes needs)."""
-    with EtcdSnapshot(backend, tmp_dir) as snap:
+    (see EtcdSnapshot, whose db_size the RPC's remaining_bytes needs)."""
+    with EtcdSnapshot(backend, tmp_dir, in_child) as snap:
         yield from snap.chunks(chunk_size)
 
 

@@ -42,12 +42,16 @@ def db_status(path: str | os.PathLike[str]) -> DBStatus:
             h = crc32c.crc32c(name, h)
             is_key = name == b"key"
             last = b""
-            for it in db.items(name):
-                h = crc32c.crc32c(it.key, h)
-                if not it.is_bucket:
-                    h = crc32c.crc32c(it.value, h)
-                last = it.key
+            crc = crc32c.crc32c
+            k: memoryview | None = None
+            for is_bucket, k, v in db.views(name):
+                h = crc(k, h)
+                if not is_bucket:
+                    h = crc(v, h)
                 total += 1
+            if k is not None:
+                last = bytes(k[:8])
+            del k
             if is_key and last:
-                revision = int.from_bytes(last[:8], "big", signed=True)
+                revision = int.from_bytes(last, "big", signed=True)
         return DBStatus(h, revision, total, db.size())
