@@ -2,8 +2,10 @@
 
 Builds a petcd backend of --mb megabytes of key records (mvccpb.KeyValue values of --value-size
 bytes, as petcd's store writes them), then times, each --repeat times:
-  export   petcd LMDB -> etcd bbolt snapshot file (write_etcd_db + sha256 trailer, what the
-           Snapshot RPC streams)
+  export   petcd LMDB -> etcd bbolt snapshot file, in this process (save_etcd_snapshot:
+           write_etcd_db + the sha256 trailer)
+  stream   what the Snapshot RPC would do: EtcdSnapshot (conversion in a child process) read
+           back in 32 KiB chunks with the sha256
   status   petcdutl's snapshot status over that file (bbolt check + CRC-32C of every bucket)
   etcdutl  real etcdutl 3.5.1 snapshot status over the same file (for the ratio)
   import   etcd bbolt -> petcd LMDB (petcdutl snapshot restore's backend step)
@@ -29,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from petcd.backend import KEY, Backend  # noqa: E402
-from petcd.bbolt import BoltReader, db_status, import_etcd_db, save_etcd_snapshot  # noqa: E402
+from petcd.bbolt import BoltReader, EtcdSnapshot, db_status, import_etcd_db, save_etcd_snapshot  # noqa: E402
 from petcd.mvcc.revision import pack, rev_to_bytes  # noqa: E402
 from petcd.proto.mvccpb import kv_pb2 as mvccpb  # noqa: E402
 
@@ -81,6 +83,13 @@ def main() -> None:
         results: dict[str, float] = {}
         results["export"] = timed(lambda: save_etcd_snapshot(be, snap), args.repeat)
         db_bytes = snap.stat().st_size - 32
+
+        def stream() -> None:
+            with EtcdSnapshot(be, tmp_dir=str(work)) as s:
+                for _ in s.chunks():
+                    pass
+
+        results["stream"] = timed(stream, args.repeat)
         results["status"] = timed(lambda: db_status(snap), args.repeat)
         results["etcdutl"] = timed(
             lambda: subprocess.run([etcdutl, "snapshot", "status", str(snap)], check=True, capture_output=True),

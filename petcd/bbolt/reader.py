@@ -38,6 +38,9 @@ class Item:
     is_bucket: bool
 
 
+_LMDB_MAGIC = struct.pack("<I", 0xBEEFC0DE)  # an LMDB meta page's magic, after its 16-byte header
+
+
 class _Region:
     """A page's bytes: in the file (page id) or inside an inline bucket's value."""
 
@@ -80,6 +83,10 @@ class BoltReader:
         except BoltFormatError as e:
             errors.append(str(e))
         if not metas:
+            if self._buf[16:20] == _LMDB_MAGIC:
+                raise BoltFormatError(
+                    "invalid database (an LMDB file, such as petcd's own backend, not a bbolt one)"
+                )
             raise BoltFormatError(errors[0] if errors else "invalid database")
         meta = max(metas, key=lambda m: m.txid)
         if meta.pgid * meta.page_size > len(self._buf):

@@ -149,3 +149,12 @@ def test_check_finds_unreachable_pages(tmp_path: Path) -> None:
         assert db.check() == [f"page {pgid}: unreachable unfreed"]
     with pytest.raises(BoltFormatError, match=r"integrity check failed\. 1 errors found"):
         db_status(path)
+
+
+def test_an_lmdb_file_is_named_as_such(tmp_path: Path) -> None:
+    from petcd.backend import KEY, Backend
+
+    with Backend(str(tmp_path / "lmdb")) as be:
+        be.put(KEY, b"k", b"v")
+    with pytest.raises(BoltFormatError, match=r"invalid database \(an LMDB file"):
+        BoltReader(tmp_path / "lmdb")
