@@ -4,7 +4,7 @@ Both keep etcd's ten buckets under etcd's names. Most hold the same bytes:
 
 | bucket | etcd 3.5 | petcd | mapping |
 |---|---|---|---|
-| key | 17-byte revision (+ `t` for a tombstone) -> mvccpb.KeyValue | same | as is |
+| key | 17-byte revision (+ `t` for a tombstone) -> mvccpb.KeyValue | same | as is (etcd 3.6's empty revision-bump marker dropped) |
 | lease | 8-byte big-endian id -> leasepb.Lease | same | as is |
 | meta | consistent_index, term (u64 BE), scheduledCompactRev, finishedCompactRev (revision bytes), confState (JSON raftpb.ConfState) | no confState (the raft snapshot holds the conf state) | confState made from the members on export, dropped on import |
 | members | hex id without padding -> JSON membership.Member | 16-digit hex id -> serverpb.MemberRecord | re-keyed, JSON <-> protobuf |
@@ -25,6 +25,7 @@ from typing import Any, cast
 from petcd.backend.buckets import (
     ALARM,
     ALL_BUCKETS,
+    KEY,
     MEMBERS,
     MEMBERS_REMOVED,
     META,
@@ -145,6 +146,12 @@ def from_etcd_bucket(name: bytes, pairs: Pairs) -> Iterator[tuple[bytes, bytes]]
     elif name == META:
         for k, v in pairs:
             if k != CONF_STATE_KEY:
+                yield k, v
+    elif name == KEY:
+        for k, v in pairs:
+            # etcd 3.6's restore --bump-revision leaves an empty record at the bumped revision;
+            # its scheduled compaction covers that revision, so the store's revision survives
+            if v:
                 yield k, v
     else:
         yield from pairs

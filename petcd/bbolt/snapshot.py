@@ -15,6 +15,7 @@ bounded whatever the size.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -27,6 +28,8 @@ from petcd.bbolt.export import export_in_child
 from petcd.bbolt.reader import BoltReader
 from petcd.bbolt.writer import Bucket, write_bolt
 from petcd.proto.serverpb import internal_pb2 as serverpb
+
+log = logging.getLogger("petcd.bbolt")
 
 SHA256_SIZE = 32
 CHUNK_SIZE = 32 * 1024  # etcd's snapshot chunk
@@ -146,6 +149,9 @@ def import_etcd_db(db: BoltReader, backend: Backend, batch_limit: int = 10000) -
     batch), converting each bucket (etcd_layout); returns the pairs written per bucket."""
     written: dict[bytes, int] = {}
     for name in db.buckets():
+        if name not in ALL_BUCKETS:
+            log.warning("bucket %r is not part of etcd 3.5's layout; not copied", name)
+            continue
         pairs = from_etcd_bucket(name, db.pairs(name))
         n = 0
         # revision keys arrive in order: LMDB's append mode fills pages completely
@@ -155,7 +161,6 @@ def import_etcd_db(db: BoltReader, backend: Backend, batch_limit: int = 10000) -
             n += 1
             if n % batch_limit == 0:
                 backend.force_commit()
-        if name in ALL_BUCKETS:
-            written[name] = n
+        written[name] = n
     backend.force_commit()
     return written

@@ -16,7 +16,7 @@ from petcd.bbolt import BoltReader
 from petcd.mvcc.revision import bytes_to_rev, main_of
 from petcd.proto.mvccpb import kv_pb2 as mvccpb
 from tests.bbolt.etcd351 import Etcd351, etcdctl, etcdutl, fill, keyspace, leases, petcdutl, restore_args
-from tests.harness import Server, server_group
+from tests.harness import LOOPBACK, Server, free_ports, server_group
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +75,8 @@ def test_status_errors_match_etcdutl(tmp_path: Path) -> None:
         assert (ours.returncode, ours.stderr) == (theirs.returncode, theirs.stderr), args
 
 
-def _start_petcd(root: Path, restore: list[str]) -> tuple[Server, list[str]]:
-    server = Server("petcd", root, name="p1")
+def _start_petcd(root: Path, restore: list[str], extra_args: tuple[str, ...] = ()) -> tuple[Server, list[str]]:
+    server = Server("petcd", root, name="p1", extra_args=extra_args)
     return server, [*restore, *restore_args(server)]
 
 
@@ -177,3 +177,49 @@ def test_restore_skip_hash_check_takes_a_file_without_trailer(
         petcdutl("snapshot", "restore", *args)
         petcd.start()
         assert keyspace(petcd) == (rev, kvs)
+
+
+def test_restore_with_a_separate_wal_dir(
+    saved: tuple[Path, int, list[dict[str, object]], list[str]], tmp_path: Path
+) -> None:
+    path, rev, kvs, _ = saved
+    wal_dir = tmp_path / "wal"
+    with server_group(tmp_path) as group:
+        petcd, args = _start_petcd(tmp_path / "p", [str(path), f"--wal-dir={wal_dir}"],
+                                   extra_args=(f"--wal-dir={wal_dir}",))
+        group.servers.append(petcd)
+        petcdutl("snapshot", "restore", *args)
+        assert any(p.suffix == ".wal" for p in wal_dir.iterdir())
+        assert not (petcd.data_dir / "member" / "wal").exists()
+        petcd.start()
+        assert keyspace(petcd) == (rev, kvs)
+    again = petcdutl("snapshot", "restore", *args, check=False)
+    theirs = etcdutl("snapshot", "restore", *args, check=False)
+    assert (again.returncode, again.stderr.splitlines()[-1]) == (theirs.returncode, theirs.stderr.splitlines()[-1])
+
+
+def test_restore_a_three_member_cluster(
+    saved: tuple[Path, int, list[dict[str, object]], list[str]], tmp_path: Path
+) -> None:
+    """Every member restores the same snapshot with its own --name; the cluster elects a leader
+    and every member serves the snapshot's keys."""
+    path, rev, kvs, _ = saved
+    ports = free_ports(6)
+    names = ["a", "b", "c"]
+    initial = ",".join(f"{n}=http://{LOOPBACK}:{ports[2 * i + 1]}" for i, n in enumerate(names))
+    members = [Server("petcd", tmp_path / n, name=n, client_port=ports[2 * i], peer_port=ports[2 * i + 1],
+                      initial_cluster=initial) for i, n in enumerate(names)]
+    with server_group(tmp_path) as group:
+        group.servers.extend(members)
+        for m in members:
+            petcdutl("snapshot", "restore", str(path), *restore_args(m))
+        for m in members:
+            m.spawn()
+        for m in members:
+            m.wait_ready()
+        for m in members:
+            assert keyspace(m) == (rev, kvs)
+        listed = json.loads(etcdctl(members[0], "member", "list", "-w", "json").stdout)["members"]
+        assert sorted(m["name"] for m in listed) == names
+        etcdctl(members[1], "put", "after", "restore")
+        assert all(keyspace(m)[0] == rev + 1 for m in members)
