@@ -30,10 +30,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from petcd.backend import KEY, Backend  # noqa: E402
-from petcd.bbolt import BoltReader, EtcdSnapshot, db_status, import_etcd_db, save_etcd_snapshot  # noqa: E402
-from petcd.mvcc.revision import pack, rev_to_bytes  # noqa: E402
-from petcd.proto.mvccpb import kv_pb2 as mvccpb  # noqa: E402
+from petcd.backend import KEY, Backend
+from petcd.bbolt import BoltReader, EtcdSnapshot, db_status, import_etcd_db, save_etcd_snapshot
+from petcd.mvcc.revision import pack, rev_to_bytes
+from petcd.proto.mvccpb import kv_pb2 as mvccpb
 
 
 def build(path: str, mb: int, value_size: int) -> int:
