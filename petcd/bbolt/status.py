@@ -11,6 +11,7 @@ a sha256 trailer).
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass
 
 import crc32c
@@ -28,7 +29,15 @@ class DBStatus:
 
 
 def db_status(path: str | os.PathLike[str]) -> DBStatus:
-    """The status of a bbolt database file; BoltFormatError if it fails bbolt's check."""
+    """The status of a bbolt database file; BoltFormatError if it fails bbolt's check or its
+    pages cannot be decoded (where bbolt itself would panic)."""
+    try:
+        return _status(path)
+    except (struct.error, IndexError, ValueError, RecursionError) as e:
+        raise BoltFormatError(f"invalid database: {e}") from None
+
+
+def _status(path: str | os.PathLike[str]) -> DBStatus:
     with BoltReader(path) as db:
         problems = db.check()
         if problems:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import struct
 import sys
 from collections.abc import Sequence
 
@@ -115,6 +116,8 @@ def _restore(args: argparse.Namespace) -> int:
         res = restore(cfg)
     except (RestoreError, BoltFormatError, OSError) as e:
         return _fail(str(e), EXIT_ERROR)
+    except (struct.error, IndexError, ValueError, RecursionError) as e:  # pages bbolt would panic on
+        return _fail(f"invalid database: {e}", EXIT_ERROR)
     log.info(
         "restored snapshot %s: member %x in cluster %x, revision %d, %d key records",
         cfg.snapshot_path, res.member_id, res.cluster_id, res.revision, res.keys_restored,

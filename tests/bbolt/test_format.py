@@ -158,3 +158,27 @@ def test_an_lmdb_file_is_named_as_such(tmp_path: Path) -> None:
         be.put(KEY, b"k", b"v")
     with pytest.raises(BoltFormatError, match=r"invalid database \(an LMDB file"):
         BoltReader(tmp_path / "lmdb")
+
+
+def test_damaged_pages_are_format_errors(tmp_path: Path) -> None:
+    """Random damage past the meta pages: db_status answers or raises BoltFormatError, never
+    anything else (bbolt itself panics on some of these)."""
+    import random
+
+    path = tmp_path / "db"
+    _write(path, {b"key": {f"{i:06d}".encode(): b"v" * (i % 300) for i in range(2000)},
+                  b"meta": {b"a": b"b"}})
+    clean = path.read_bytes()
+    rng = random.Random(7)
+    outcomes = set()
+    for _ in range(150):
+        data = bytearray(clean)
+        for _ in range(rng.randint(1, 8)):
+            data[rng.randrange(3 * PAGE_SIZE, len(data))] = rng.randrange(256)
+        path.write_bytes(data)
+        try:
+            db_status(path)
+            outcomes.add("ok")
+        except BoltFormatError:
+            outcomes.add("error")
+    assert "error" in outcomes
