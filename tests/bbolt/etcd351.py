@@ -31,16 +31,18 @@ class Etcd351(Server):
         return [str(ETCD), *argv[1:]]
 
 
-def run(argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+def run(argv: list[str], check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     out = subprocess.run(argv, capture_output=True, text=True, env={**clean_env(), "ETCDCTL_API": "3"},
-                         timeout=TIMEOUT, check=False)
+                         timeout=TIMEOUT, check=False, input=stdin)
     if check and out.returncode != 0:
         raise AssertionError(f"{argv} failed rc={out.returncode}: {out.stdout}{out.stderr}")
     return out
 
 
-def etcdctl(server: Server, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return run([str(ETCDCTL), f"--endpoints={server.endpoint}", *args], check)
+def etcdctl(
+    server: Server, *args: str, check: bool = True, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return run([str(ETCDCTL), f"--endpoints={server.endpoint}", *args], check, stdin)
 
 
 def etcdutl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -85,3 +87,7 @@ def fill(server: Server, n: int = 40) -> None:
     big = "B" * 20000
     etcdctl(server, "put", "big", big)
     etcdctl(server, "del", "k/002")
+    # ~1 MB in three transactions: hundreds of leaf pages under branch pages
+    for t in range(3):
+        puts = "".join(f"put bulk/{t}/{i:03d} {'x' * 3000}\n" for i in range(100))
+        etcdctl(server, "txn", "--interactive=false", stdin=f"\n{puts}\n\n")
