@@ -23,12 +23,13 @@ entry is replayed.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from petcd.backend import CONSISTENT_INDEX_KEY, KEY, MEMBERS, MEMBERS_REMOVED, META, TERM_KEY, Backend
+from petcd.backend import AUTH, CONSISTENT_INDEX_KEY, KEY, MEMBERS, MEMBERS_REMOVED, META, TERM_KEY, Backend
 from petcd.bbolt import SHA256_SIZE, BoltReader, import_etcd_db
 from petcd.bbolt.etcd_layout import petcd_member_key
 from petcd.mvcc.revision import bytes_to_rev, main_of, pack, rev_to_bytes
@@ -38,6 +39,8 @@ from petcd.server.bootstrap import Paths
 from petcd.server.config_cluster import check_bootstrap, compute_cluster_id, compute_member_id
 from petcd.server.config_go import GoValueError, new_urls, parse_url_map
 from petcd.wal import WAL, Snapshotter, WalSnapshot
+
+log = logging.getLogger("petcd.utl")
 
 _U64 = struct.Struct(">Q")
 SCHEDULED_COMPACT_KEY = b"scheduledCompactRev"
@@ -149,6 +152,10 @@ def restore(cfg: RestoreConfig) -> RestoreResult:
     term = 1
     with BoltReader(cfg.snapshot_path) as db, Backend(str(paths.db_path)) as be:
         written = import_etcd_db(db, be)
+        if be.get(AUTH, b"authEnabled") == b"\x01":
+            # the users and roles are kept as etcd stored them, for when petcd enforces them
+            log.warning("the snapshot has authentication enabled: its users and roles are restored, "
+                        "but this petcd does not enforce authentication")
         # the new cluster's membership replaces the snapshot's (etcd's TrimMembershipFromBackend)
         for bucket in (MEMBERS, MEMBERS_REMOVED):
             for k, _v in be.range(bucket):

@@ -223,3 +223,27 @@ def test_restore_a_three_member_cluster(
         assert sorted(m["name"] for m in listed) == names
         etcdctl(members[1], "put", "after", "restore")
         assert all(keyspace(m)[0] == rev + 1 for m in members)
+
+
+def test_restore_keeps_auth_data_and_says_it_is_not_enforced(tmp_path: Path) -> None:
+    from petcd.backend import AUTH, AUTH_ROLES, AUTH_USERS, Backend
+    from petcd.proto.authpb import auth_pb2 as authpb
+
+    with server_group(tmp_path) as group:
+        etcd = Etcd351(tmp_path / "src", name="src")
+        group.servers.append(etcd)
+        etcd.start()
+        etcdctl(etcd, "put", "k", "v")
+        etcdctl(etcd, "user", "add", "root:pw")
+        etcdctl(etcd, "role", "add", "reader")
+        etcdctl(etcd, "auth", "enable")
+        snap = tmp_path / "auth.snapshot"
+        etcdctl(etcd, "--user=root:pw", "snapshot", "save", str(snap))
+    petcd = Server("petcd", tmp_path / "p", name="p1")
+    out = petcdutl("snapshot", "restore", str(snap), *restore_args(petcd))
+    assert "does not enforce authentication" in out.stderr
+    with Backend(str(petcd.data_dir / "member" / "snap" / "db")) as be:
+        assert be.get(AUTH, b"authEnabled") == b"\x01"
+        users = dict(be.range(AUTH_USERS))
+        assert authpb.User.FromString(users[b"root"]).name == b"root"
+        assert {k for k, _ in be.range(AUTH_ROLES)} == {b"reader", b"root"}
