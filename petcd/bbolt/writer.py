@@ -39,6 +39,7 @@ from petcd.bbolt.page import (
 # Transaction ids of the two meta pages (etcd's snapshots do the same: page 0 holds the current
 # txid, page 1 the one before).
 _TXID = 2
+MAX_KEY_SIZE = 32768  # bbolt's MaxKeySize
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,8 @@ class BoltWriter:
         for key, value in items:
             if not key:
                 raise ValueError("bbolt: empty key")
+            if len(key) > MAX_KEY_SIZE:
+                raise ValueError(f"bbolt: key of {len(key)} bytes is over bbolt's limit of {MAX_KEY_SIZE}")
             if last is not None and key <= last:
                 raise ValueError(f"bbolt: keys out of order ({last!r} then {key!r})")
             last = key
