@@ -11,7 +11,8 @@ numbers. ``Normaliser`` replaces each with a placeholder that keeps what matters
 - raft term, raft index, db sizes, server version and durations become fixed placeholders; 0 is
   kept wherever it means "none" (revision 0, lease 0, a zero header in a nested txn response);
 - endpoints, peer addresses and data dirs become ``<ENDPOINT>``, ``<PEER>``, ``<DATA_DIR>``;
-- etcdctl's own JSON log lines on stderr lose their timestamp and client UUID.
+- etcdctl's own JSON log lines on stderr lose their timestamp, client UUID and (3.5) the Go pointer
+  naming the client's resolver target.
 
 Placeholders replace only values of the expected shape, so a malformed value still shows up.
 """
@@ -110,6 +111,8 @@ _REMAINING_TTL_KEYS = {"ttl"}  # timetolive's remaining seconds tick while comma
 _SEMVER = re.compile(r"\d+\.\d+\.\d+(?:[-+][\w.-]+)?")
 _GO_DURATION = r"(?:\d+(?:\.\d+)?(?:ns|µs|us|ms|s|m|h))+"
 _FIELDS_LINE = re.compile(r'^"(\w+)" : (.*)$')
+# etcdctl 3.5's client logs name its resolver target by a Go pointer: "etcd-endpoints://0xc000372380/".
+_RESOLVER_TARGET = re.compile(r"etcd-endpoints://0x[0-9a-f]+/")
 _CLIENT_UUID = re.compile(r"client-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # At least one digit, so English words made of a-f ("lease added") are left alone.
 _LEASE_HEX = re.compile(r"\blease ([0-9a-f]*[0-9][0-9a-f]*)\b")
@@ -332,6 +335,7 @@ class Normaliser:
         for literal in sorted(self.replacements, key=len, reverse=True):
             text = text.replace(literal, self.replacements[literal])
         text = _CLIENT_UUID.sub("client-<UUID>", text)
+        text = _RESOLVER_TARGET.sub("etcd-endpoints://<PTR>/", text)
         text = _TOOK.sub("took = <DURATION>", text)
         text = _REMAINING.sub("remaining(<TTL>)", text)
         # "lease 694d7d8f0d0b8a05 granted / revoked / ...": the simple form names leases in hex.
