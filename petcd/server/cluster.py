@@ -105,13 +105,16 @@ async def member_add(srv: EtcdServer, r: pb.MemberAddRequest) -> pb.MemberAddRes
         # etcd asks this of learners too
         if not all(_connected(srv, m.id) for m in _voters(srv)):
             raise errors.ERR_UNHEALTHY
+    # etcd mixes the time (in seconds) into a new member's id so a re-added URL gets a new id; within
+    # the same second the id repeats, and etcd's checks (in this order) then refuse it
+    member_id = compute_member_id(urls, "", int(time.time()))
+    if member_id in srv.membership.removed:
+        raise errors.ERR_MEMBER_NOT_FOUND  # etcd's ErrIDRemoved, sent as "member not found"
+    if member_id in srv.membership.members:
+        raise errors.ERR_MEMBER_EXIST
     _check_urls_unused(srv, urls)
     if r.isLearner and sum(1 for m in srv.membership.members.values() if m.is_learner) >= MAX_LEARNERS:
         raise errors.ERR_TOO_MANY_LEARNERS
-    # etcd mixes the time into a new member's id so a re-added URL gets a new id
-    member_id = compute_member_id(urls, "", int(time.time()))
-    while member_id in srv.membership.members or member_id in srv.membership.removed or member_id == 0:
-        member_id = (member_id + 1) & 0xFFFFFFFFFFFFFFFF
     member = Member(member_id, "", urls, [], r.isLearner)
     await _propose(srv, raftpb.ConfChangeAddLearnerNode if r.isLearner else raftpb.ConfChangeAddNode, member)
     return pb.MemberAddResponse(

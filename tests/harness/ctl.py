@@ -118,6 +118,12 @@ _CLIENT_UUID = re.compile(r"client-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 _LEASE_HEX = re.compile(r"\blease ([0-9a-f]*[0-9][0-9a-f]*)\b")
 _HEX_TOKEN = re.compile(r"\b[0-9a-f]{8,16}\b")
 _DEC_TOKEN = re.compile(r"\b\d{6,20}\b")
+# etcdctl prints member ids with Go's %16x (space-padded): "Member  a9b2... added to cluster c6d2...".
+_MEMBER_MSG = re.compile(
+    r"^Member +([0-9a-f]{1,16}) (added to|removed from|updated in|promoted in) cluster +([0-9a-f]{1,16})$"
+)
+# `member list` simple output: "ID, started|unstarted, name, peer URLs, client URLs, is learner".
+_MEMBER_LINE = re.compile(r"^([0-9a-f]{1,16})(, (?:started|unstarted), .*)$")
 _COMPACTED = re.compile(r"\bcompacted revision (\d+)\b")
 _TOOK = re.compile(r"\btook = " + _GO_DURATION)
 _REMAINING = re.compile(r"\bremaining\(-?\d+s\)")
@@ -239,7 +245,7 @@ class Normaliser:
 
     def json_output(self, text: str) -> str:
         try:
-            return json.dumps(self.json_value(json.loads(text)), separators=(",", ":")) + "\n"
+            return json.dumps(_sorted_members(self.json_value(json.loads(text))), separators=(",", ":")) + "\n"
         except ValueError:
             pass
         lines = []
@@ -252,6 +258,8 @@ class Normaliser:
 
     def json_value(self, obj: Any, key: str | None = None) -> Any:
         if isinstance(obj, dict):
+            if "peerURLs" in obj and isinstance(obj.get("ID"), int):
+                self.member(obj["ID"])  # a member record: its ID is a member id, even a new one
             return {k: self.json_value(v, k) for k, v in obj.items()}
         if isinstance(obj, list):
             return [self.json_value(v, key) for v in obj]
@@ -309,6 +317,9 @@ class Normaliser:
         return "\n".join(out)
 
     def simple_output(self, text: str) -> str:
+        return _sort_member_lines(self._simple_lines(text))
+
+    def _simple_lines(self, text: str) -> str:
         lines = []
         bare_leases = 0  # `lease list` prints "found N leases", then N bare hex ids
         for line in text.split("\n"):
@@ -319,6 +330,12 @@ class Normaliser:
             m_found = re.fullmatch(r"found (\d+) leases", line)
             if m_found:
                 bare_leases = int(m_found.group(1))
+            m_member = _MEMBER_MSG.match(line) or _MEMBER_LINE.match(line)
+            if m_member and m_member.re is _MEMBER_MSG:
+                line = (f"Member {self.member(int(m_member.group(1), 16))} {m_member.group(2)} cluster "
+                        f"{self.cluster(int(m_member.group(3), 16))}")
+            elif m_member:
+                line = f"{self.member(int(m_member.group(1), 16))}{m_member.group(2)}"
             line = _COMPACTED.sub(lambda m: f"compacted revision {self.rev(int(m.group(1)))}", line)
             line = self.text(line)
             m = _STATUS_LINE.match(line)
@@ -343,3 +360,38 @@ class Normaliser:
         text = _DEC_TOKEN.sub(lambda m: self._known_id(int(m.group(0))) or m.group(0), text)
         text = _HEX_TOKEN.sub(lambda m: self._known_id(int(m.group(0), 16)) or m.group(0), text)
         return text
+
+
+# etcd lists members in id order and ids differ between two servers, so member lists are compared
+# in placeholder order instead: json "members" arrays, `member list` lines, ETCD_INITIAL_CLUSTER.
+def _sorted_members(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        out = {k: _sorted_members(v) for k, v in obj.items()}
+        members = out.get("members")
+        if isinstance(members, list) and all(isinstance(m, dict) for m in members):
+            out["members"] = sorted(members, key=lambda m: str(m.get("ID")))
+        return out
+    if isinstance(obj, list):
+        return [_sorted_members(v) for v in obj]
+    return obj
+
+
+_INITIAL_CLUSTER = re.compile(r'^ETCD_INITIAL_CLUSTER="(.*)"$')
+_NORMALISED_MEMBER_LINE = re.compile(r"^<MEMBER\d+>, (?:started|unstarted), ")
+
+
+def _sort_member_lines(text: str) -> str:
+    lines = text.split("\n")
+    out: list[str] = []
+    run: list[str] = []
+    for line in [*lines, None]:
+        if line is not None and _NORMALISED_MEMBER_LINE.match(line):
+            run.append(line)
+            continue
+        out.extend(sorted(run))
+        run = []
+        if line is None:
+            break
+        m = _INITIAL_CLUSTER.match(line)
+        out.append(f'ETCD_INITIAL_CLUSTER="{",".join(sorted(m.group(1).split(",")))}"' if m else line)
+    return "\n".join(out)
