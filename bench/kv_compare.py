@@ -52,7 +52,7 @@ if str(REPO) not in sys.path:  # `python bench/kv_compare.py` puts bench/, not t
     sys.path.insert(0, str(REPO))
 
 from petcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc  # noqa: E402
-from tests.harness.procs import ETCDCTL_BIN, Kind, Server, clean_env  # noqa: E402
+from tests.harness.procs import ETCD_BIN, ETCDCTL_BIN, Kind, Server, clean_env  # noqa: E402
 
 CHECK_PERF_TIMEOUT = 200.0  # 60 s of load + up to 30 s of cleanup in etcdctl + slack
 KEY_FMT = b"bench/kv/%08d"
@@ -506,7 +506,7 @@ def run_meta(script: str, argv: Sequence[str] | None) -> dict[str, str]:
         "machine": f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {cpu_model()}, "
                    f"{platform.system()} {platform.release()}, Python {platform.python_version()}",
         "loadavg_start": loadavg(),
-        "etcd_version": version_of(["/usr/bin/etcd", "--version"]),
+        "etcd_version": version_of([str(ETCD_BIN), "--version"]),
         "petcd_version": petcd_version(),
         "command": "python " + shlex.join([script, *(sys.argv[1:] if argv is None else argv)]),
     }

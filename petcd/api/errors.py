@@ -17,6 +17,9 @@ _UN = grpc.StatusCode.UNAVAILABLE
 _OOR = grpc.StatusCode.OUT_OF_RANGE
 _NF = grpc.StatusCode.NOT_FOUND
 _RE = grpc.StatusCode.RESOURCE_EXHAUSTED
+# etcd 3.5.1's togRPCError maps these two to client-side errors (not gRPC statuses), which grpc-go
+# sends as UNKNOWN with the text: observed on etcd 3.4.23 and 3.5.1 alike.
+_UNK = grpc.StatusCode.UNKNOWN
 
 # class -> (code, text); None as text means "etcdserver: " + the instance's message
 STATUS: dict[type[e.PetcdError], tuple[grpc.StatusCode, str | None]] = {
@@ -28,7 +31,7 @@ STATUS: dict[type[e.PetcdError], tuple[grpc.StatusCode, str | None]] = {
     e.DuplicateKeyError: (_IA, "etcdserver: duplicate key given in txn request"),
     e.InvalidSortOptionError: (_IA, "etcdserver: invalid sort option"),
     e.RequestTooLargeError: (_IA, "etcdserver: request is too large"),
-    e.TooManyRequestsError: (_RE, "etcdserver: too many requests"),
+    e.TooManyRequestsError: (_UNK, "etcdserver: too many requests"),
     e.UnsupportedRequestError: (_UN, None),
     e.CompactedError: (_OOR, "etcdserver: mvcc: required revision has been compacted"),
     e.FutureRevisionError: (_OOR, "etcdserver: mvcc: required revision is a future revision"),
@@ -39,7 +42,7 @@ STATUS: dict[type[e.PetcdError], tuple[grpc.StatusCode, str | None]] = {
     e.LeaseTTLTooLargeError: (_OOR, "etcdserver: too large lease TTL"),
     e.MemberExistsError: (_FP, "etcdserver: member ID already exist"),
     e.PeerURLExistsError: (_FP, "etcdserver: Peer URLs already exists"),
-    e.MemberNotEnoughStartedError: (_FP, "etcdserver: re-configuration failed due to not enough started members"),
+    e.MemberNotEnoughStartedError: (_UNK, "etcdserver: re-configuration failed due to not enough started members"),
     e.MemberBadURLsError: (_IA, "etcdserver: given member URLs are invalid"),
     e.MemberNotFoundError: (_NF, "etcdserver: member not found"),
     e.MemberNotLearnerError: (_FP, "etcdserver: can only promote a learner member"),

@@ -23,7 +23,7 @@ from petcd.server import errors
 from petcd.server.bootstrap import Member
 from petcd.server.config_cluster import compute_member_id
 from petcd.server.config_go import GoValueError, new_urls
-from petcd.server.maintenance import member_list
+from petcd.server.maintenance import cluster_header, member_list
 
 if TYPE_CHECKING:
     from petcd.server.etcdserver import EtcdServer
@@ -105,17 +105,20 @@ async def member_add(srv: EtcdServer, r: pb.MemberAddRequest) -> pb.MemberAddRes
         # etcd asks this of learners too
         if not all(_connected(srv, m.id) for m in _voters(srv)):
             raise errors.ERR_UNHEALTHY
+    # etcd mixes the time (in seconds) into a new member's id so a re-added URL gets a new id; within
+    # the same second the id repeats, and etcd's checks (in this order) then refuse it
+    member_id = compute_member_id(urls, "", int(time.time()))
+    if member_id in srv.membership.removed:
+        raise errors.ERR_MEMBER_NOT_FOUND  # etcd's ErrIDRemoved, sent as "member not found"
+    if member_id in srv.membership.members:
+        raise errors.ERR_MEMBER_EXIST
     _check_urls_unused(srv, urls)
     if r.isLearner and sum(1 for m in srv.membership.members.values() if m.is_learner) >= MAX_LEARNERS:
         raise errors.ERR_TOO_MANY_LEARNERS
-    # etcd mixes the time into a new member's id so a re-added URL gets a new id
-    member_id = compute_member_id(urls, "", int(time.time()))
-    while member_id in srv.membership.members or member_id in srv.membership.removed or member_id == 0:
-        member_id = (member_id + 1) & 0xFFFFFFFFFFFFFFFF
     member = Member(member_id, "", urls, [], r.isLearner)
     await _propose(srv, raftpb.ConfChangeAddLearnerNode if r.isLearner else raftpb.ConfChangeAddNode, member)
     return pb.MemberAddResponse(
-        header=srv.header(),
+        header=cluster_header(srv),
         member=pb.Member(ID=member_id, peerURLs=urls, isLearner=r.isLearner),
         members=member_list(srv).members,
     )
@@ -136,7 +139,7 @@ async def member_remove(srv: EtcdServer, r: pb.MemberRemoveRequest) -> pb.Member
     if member is None:
         raise errors.ERR_MEMBER_NOT_FOUND
     await srv.propose_conf_change(raftpb.ConfChange(type=raftpb.ConfChangeRemoveNode, node_id=r.ID))
-    return pb.MemberRemoveResponse(header=srv.header(), members=member_list(srv).members)
+    return pb.MemberRemoveResponse(header=cluster_header(srv), members=member_list(srv).members)
 
 
 async def member_update(srv: EtcdServer, r: pb.MemberUpdateRequest) -> pb.MemberUpdateResponse:
@@ -147,7 +150,7 @@ async def member_update(srv: EtcdServer, r: pb.MemberUpdateRequest) -> pb.Member
     _check_urls_unused(srv, urls, r.ID)
     updated = Member(member.id, member.name, urls, member.client_urls, member.is_learner)
     await _propose(srv, raftpb.ConfChangeUpdateNode, updated)
-    return pb.MemberUpdateResponse(header=srv.header(), members=member_list(srv).members)
+    return pb.MemberUpdateResponse(header=cluster_header(srv), members=member_list(srv).members)
 
 
 async def member_promote(srv: EtcdServer, r: pb.MemberPromoteRequest) -> pb.MemberPromoteResponse:
@@ -168,4 +171,4 @@ async def member_promote(srv: EtcdServer, r: pb.MemberPromoteRequest) -> pb.Memb
     if not member.is_learner:
         raise errors.ERR_MEMBER_NOT_LEARNER
     await _propose(srv, raftpb.ConfChangeAddNode, member)
-    return pb.MemberPromoteResponse(header=srv.header(), members=member_list(srv).members)
+    return pb.MemberPromoteResponse(header=cluster_header(srv), members=member_list(srv).members)

@@ -32,6 +32,7 @@ _UN = grpc.StatusCode.UNAVAILABLE
 _OOR = grpc.StatusCode.OUT_OF_RANGE
 _NF = grpc.StatusCode.NOT_FOUND
 _RE = grpc.StatusCode.RESOURCE_EXHAUSTED
+_UNK = grpc.StatusCode.UNKNOWN  # etcd sends these as UNKNOWN (see petcd/api/errors.py)
 
 ERR_EMPTY_KEY = _e(_IA, "etcdserver: key is not provided")
 ERR_KEY_NOT_FOUND = _e(_IA, "etcdserver: key not found")
@@ -49,7 +50,7 @@ ERR_LEASE_TTL_TOO_LARGE = _e(_OOR, "etcdserver: too large lease TTL")
 ERR_MEMBER_EXIST = _e(_FP, "etcdserver: member ID already exist")
 ERR_PEER_URL_EXIST = _e(_FP, "etcdserver: Peer URLs already exists")
 ERR_MEMBER_NOT_ENOUGH_STARTED = _e(
-    _FP, "etcdserver: re-configuration failed due to not enough started members"
+    _UNK, "etcdserver: re-configuration failed due to not enough started members"
 )
 ERR_MEMBER_BAD_URLS = _e(_IA, "etcdserver: given member URLs are invalid")
 ERR_MEMBER_NOT_FOUND = _e(_NF, "etcdserver: member not found")
@@ -57,7 +58,7 @@ ERR_MEMBER_NOT_LEARNER = _e(_FP, "etcdserver: can only promote a learner member"
 ERR_LEARNER_NOT_READY = _e(_FP, "etcdserver: can only promote a learner member which is in sync with leader")
 ERR_TOO_MANY_LEARNERS = _e(_FP, "etcdserver: too many learner members in cluster")
 ERR_REQUEST_TOO_LARGE = _e(_IA, "etcdserver: request is too large")
-ERR_TOO_MANY_REQUESTS = _e(_RE, "etcdserver: too many requests")
+ERR_TOO_MANY_REQUESTS = _e(_UNK, "etcdserver: too many requests")
 ERR_ROOT_USER_NOT_EXIST = _e(_FP, "etcdserver: root user does not exist")
 ERR_ROOT_ROLE_NOT_EXIST = _e(_FP, "etcdserver: root user does not have root role")
 ERR_USER_ALREADY_EXIST = _e(_FP, "etcdserver: user name already exists")

@@ -109,8 +109,13 @@ async def snapshot(srv: EtcdServer) -> AsyncIterator[pb.SnapshotResponse]:
         os.unlink(path)
 
 
+def cluster_header(srv: EtcdServer) -> pb.ResponseHeader:
+    """The header of Cluster service answers: etcd (3.4 and 3.5) leaves the revision out."""
+    return pb.ResponseHeader(cluster_id=srv.cluster_id, member_id=srv.member_id, raft_term=srv.term)
+
+
 def member_list(srv: EtcdServer) -> pb.MemberListResponse:
-    resp = pb.MemberListResponse(header=srv.header())
+    resp = pb.MemberListResponse(header=cluster_header(srv))
     for m in srv.membership.ordered():
         resp.members.add(ID=m.id, name=m.name, peerURLs=m.peer_urls, clientURLs=m.client_urls, isLearner=m.is_learner)
     return resp

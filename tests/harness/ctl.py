@@ -11,7 +11,8 @@ numbers. ``Normaliser`` replaces each with a placeholder that keeps what matters
 - raft term, raft index, db sizes, server version and durations become fixed placeholders; 0 is
   kept wherever it means "none" (revision 0, lease 0, a zero header in a nested txn response);
 - endpoints, peer addresses and data dirs become ``<ENDPOINT>``, ``<PEER>``, ``<DATA_DIR>``;
-- etcdctl's own JSON log lines on stderr lose their timestamp and client UUID.
+- etcdctl's own JSON log lines on stderr lose their timestamp, client UUID and (3.5) the Go pointer
+  naming the client's resolver target.
 
 Placeholders replace only values of the expected shape, so a malformed value still shows up.
 """
@@ -110,11 +111,19 @@ _REMAINING_TTL_KEYS = {"ttl"}  # timetolive's remaining seconds tick while comma
 _SEMVER = re.compile(r"\d+\.\d+\.\d+(?:[-+][\w.-]+)?")
 _GO_DURATION = r"(?:\d+(?:\.\d+)?(?:ns|µs|us|ms|s|m|h))+"
 _FIELDS_LINE = re.compile(r'^"(\w+)" : (.*)$')
+# etcdctl 3.5's client logs name its resolver target by a Go pointer: "etcd-endpoints://0xc000372380/".
+_RESOLVER_TARGET = re.compile(r"etcd-endpoints://0x[0-9a-f]+/")
 _CLIENT_UUID = re.compile(r"client-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # At least one digit, so English words made of a-f ("lease added") are left alone.
 _LEASE_HEX = re.compile(r"\blease ([0-9a-f]*[0-9][0-9a-f]*)\b")
 _HEX_TOKEN = re.compile(r"\b[0-9a-f]{8,16}\b")
 _DEC_TOKEN = re.compile(r"\b\d{6,20}\b")
+# etcdctl prints member ids with Go's %16x (space-padded): "Member  a9b2... added to cluster c6d2...".
+_MEMBER_MSG = re.compile(
+    r"^Member +([0-9a-f]{1,16}) (added to|removed from|updated in|promoted in) cluster +([0-9a-f]{1,16})$"
+)
+# `member list` simple output: "ID, started|unstarted, name, peer URLs, client URLs, is learner".
+_MEMBER_LINE = re.compile(r"^([0-9a-f]{1,16})(, (?:started|unstarted), .*)$")
 _COMPACTED = re.compile(r"\bcompacted revision (\d+)\b")
 _TOOK = re.compile(r"\btook = " + _GO_DURATION)
 _REMAINING = re.compile(r"\bremaining\(-?\d+s\)")
@@ -236,7 +245,7 @@ class Normaliser:
 
     def json_output(self, text: str) -> str:
         try:
-            return json.dumps(self.json_value(json.loads(text)), separators=(",", ":")) + "\n"
+            return json.dumps(_sorted_members(self.json_value(json.loads(text))), separators=(",", ":")) + "\n"
         except ValueError:
             pass
         lines = []
@@ -249,6 +258,8 @@ class Normaliser:
 
     def json_value(self, obj: Any, key: str | None = None) -> Any:
         if isinstance(obj, dict):
+            if "peerURLs" in obj and isinstance(obj.get("ID"), int):
+                self.member(obj["ID"])  # a member record: its ID is a member id, even a new one
             return {k: self.json_value(v, k) for k, v in obj.items()}
         if isinstance(obj, list):
             return [self.json_value(v, key) for v in obj]
@@ -306,6 +317,9 @@ class Normaliser:
         return "\n".join(out)
 
     def simple_output(self, text: str) -> str:
+        return _sort_member_lines(self._simple_lines(text))
+
+    def _simple_lines(self, text: str) -> str:
         lines = []
         bare_leases = 0  # `lease list` prints "found N leases", then N bare hex ids
         for line in text.split("\n"):
@@ -316,6 +330,12 @@ class Normaliser:
             m_found = re.fullmatch(r"found (\d+) leases", line)
             if m_found:
                 bare_leases = int(m_found.group(1))
+            m_member = _MEMBER_MSG.match(line) or _MEMBER_LINE.match(line)
+            if m_member and m_member.re is _MEMBER_MSG:
+                line = (f"Member {self.member(int(m_member.group(1), 16))} {m_member.group(2)} cluster "
+                        f"{self.cluster(int(m_member.group(3), 16))}")
+            elif m_member:
+                line = f"{self.member(int(m_member.group(1), 16))}{m_member.group(2)}"
             line = _COMPACTED.sub(lambda m: f"compacted revision {self.rev(int(m.group(1)))}", line)
             line = self.text(line)
             m = _STATUS_LINE.match(line)
@@ -332,6 +352,7 @@ class Normaliser:
         for literal in sorted(self.replacements, key=len, reverse=True):
             text = text.replace(literal, self.replacements[literal])
         text = _CLIENT_UUID.sub("client-<UUID>", text)
+        text = _RESOLVER_TARGET.sub("etcd-endpoints://<PTR>/", text)
         text = _TOOK.sub("took = <DURATION>", text)
         text = _REMAINING.sub("remaining(<TTL>)", text)
         # "lease 694d7d8f0d0b8a05 granted / revoked / ...": the simple form names leases in hex.
@@ -339,3 +360,38 @@ class Normaliser:
         text = _DEC_TOKEN.sub(lambda m: self._known_id(int(m.group(0))) or m.group(0), text)
         text = _HEX_TOKEN.sub(lambda m: self._known_id(int(m.group(0), 16)) or m.group(0), text)
         return text
+
+
+# etcd lists members in id order and ids differ between two servers, so member lists are compared
+# in placeholder order instead: json "members" arrays, `member list` lines, ETCD_INITIAL_CLUSTER.
+def _sorted_members(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        out = {k: _sorted_members(v) for k, v in obj.items()}
+        members = out.get("members")
+        if isinstance(members, list) and all(isinstance(m, dict) for m in members):
+            out["members"] = sorted(members, key=lambda m: str(m.get("ID")))
+        return out
+    if isinstance(obj, list):
+        return [_sorted_members(v) for v in obj]
+    return obj
+
+
+_INITIAL_CLUSTER = re.compile(r'^ETCD_INITIAL_CLUSTER="(.*)"$')
+_NORMALISED_MEMBER_LINE = re.compile(r"^<MEMBER\d+>, (?:started|unstarted), ")
+
+
+def _sort_member_lines(text: str) -> str:
+    lines = text.split("\n")
+    out: list[str] = []
+    run: list[str] = []
+    for line in [*lines, None]:
+        if line is not None and _NORMALISED_MEMBER_LINE.match(line):
+            run.append(line)
+            continue
+        out.extend(sorted(run))
+        run = []
+        if line is None:
+            break
+        m = _INITIAL_CLUSTER.match(line)
+        out.append(f'ETCD_INITIAL_CLUSTER="{",".join(sorted(m.group(1).split(",")))}"' if m else line)
+    return "\n".join(out)

