@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 
-from petcd.server.config_go import EtcdURL, go_quote, go_quote_list
+from petcd.config.govalues import EtcdURL, go_quote, go_quote_list
 
 __all__ = [
     "BootstrapError",

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from petcd.server.config import ConfigError, parse_config
+from petcd.config.server_config import ConfigError, parse_config
 from tests.harness import ETCD_BIN, ETCDCTL_BIN, free_ports, require_etcd
 from tests.harness.procs import clean_env
 

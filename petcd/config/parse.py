@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from petcd.server.config_flags import (
+from petcd.config.flags import (
     DEFAULT_INITIAL_CLUSTER,
     FLAG_SPECS,
     FLAGS,
@@ -32,7 +32,7 @@ from petcd.server.config_flags import (
     FlagSpec,
     help_text,
 )
-from petcd.server.config_go import (
+from petcd.config.govalues import (
     EtcdURL,
     GoValueError,
     _parse_url,
