@@ -234,7 +234,7 @@ _f("metrics", "string", "basic", "Metrics detail: 'basic' or 'extensive' (adds h
 _f("listen-metrics-urls", "urls", "", "Extra URLs serving only /metrics and /health.", does=refuse('petcd does not serve /metrics yet'))
 
 _g("Logging")
-_f("logger", "string", "zap", "Logger: 'zap' (structured); 'capnslog' is accepted for etcd 3.4 compatibility.", does=warn("petcd always logs through Python's logging, as text lines"))
+_f("logger", "string", "zap", "Logger: only 'zap' is accepted ('capnslog' was removed in etcd 3.5).", does=warn("petcd always logs through Python's logging, as text lines"))
 _f("log-outputs", "unique_strings", "default", "Comma-separated log targets: 'default', 'stderr', 'stdout' or file paths.", does=WIRED)
 _f("log-level", "string", "info", "Log level: debug, info, warn, error, panic or fatal.", does=WIRED)
 _f("enable-log-rotation", "bool", "false", "Rotate the log file given as the single --log-outputs target.", does=warn('petcd does not rotate its log files; use logrotate or journald'))

@@ -1,7 +1,7 @@
 """petcd's server configuration: etcd's flags, ETCD_* variables and --config-file.
 
-The expected messages and exit codes are the ones real etcd 3.4.23 gives for the same input
-(tests/config/test_config_vs_etcd.py checks them against /usr/bin/etcd directly).
+The expected messages and exit codes are the ones real etcd 3.5.1 gives for the same input
+(tests/config/test_config_vs_etcd.py checks them against the etcd 3.5.1 binary directly).
 """
 
 from __future__ import annotations
@@ -343,7 +343,7 @@ def test_jwt_auth_token() -> None:
 
 def test_warnings_for_accepted_but_unusual_values() -> None:
     c = parse_config(["--quota-backend-bytes=9000000000", "--bcrypt-cost=3", "--max-request-bytes=20000000",
-                      "--logger=capnslog", "--metrics=foo"], {})
+                      "--logger=zap", "--metrics=foo"], {})
     text = "\n".join(c.warnings)
     for needle in ("--max-request-bytes=20000000 exceeds", "--bcrypt-cost is accepted but not applied",
                    "--logger is accepted but not applied", "--metrics is accepted but not applied"):
@@ -372,7 +372,8 @@ def test_name_alone_derives_initial_cluster_from_advertised_peer_urls() -> None:
       "default=http://127.0.0.1:32380"],
      '--initial-cluster has default=http://127.0.0.1:32380 but missing from '
      '--initial-advertise-peer-urls=http://127.0.0.1:32381 '
-     '(resolved urls: "http://127.0.0.1:32381" != "http://127.0.0.1:32380")'),
+     '("http://127.0.0.1:32381"(resolved from "http://127.0.0.1:32381") != '
+     '"http://127.0.0.1:32380"(resolved from "http://127.0.0.1:32380"))'),
     (["--initial-advertise-peer-urls", "http://127.0.0.1:32380,http://127.0.0.1:32381", "--initial-cluster",
       "default=http://127.0.0.1:32380"],
      "--initial-advertise-peer-urls has http://127.0.0.1:32381 but missing from "

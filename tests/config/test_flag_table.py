@@ -45,7 +45,7 @@ SPECIAL: dict[str, list[str]] = {
     "auto-compaction-retention": ["--auto-compaction-retention=1"],
     "log-outputs": ["--log-outputs=stdout"],
     "log-level": ["--log-level=debug"],
-    "logger": ["--logger=capnslog"],
+    "logger": ["--logger=zap"],  # the only value etcd 3.5 accepts; petcd warns that it logs its own way
     "auth-token": ["--auth-token=jwt,priv-key=/k,sign-method=HS256"],
     "cipher-suites": ["--cipher-suites=TLS_AES_128_GCM_SHA256"],
     "cors": ["--cors=http://a.example"],
