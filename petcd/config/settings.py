@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from petcd.config.flags import FLAGS
 from petcd.config.members import Member
 from petcd.config.server_config import ServerConfig, TLSInfo, check_supported, parse_config
 
@@ -116,6 +117,10 @@ class ServerSettings:
         return self.max_request_bytes + 512 * 1024
 
 
+def _flag_default(name: str) -> Any:
+    return FLAGS[name].default
+
+
 def settings_from_config(cfg: ServerConfig) -> ServerSettings:
     ids = cfg.initial_member_ids
     members = [Member(ids[name], name, [str(u) for u in urls]) for name, urls in cfg.initial_cluster_members]
@@ -141,7 +146,8 @@ def settings_from_config(cfg: ServerConfig) -> ServerSettings:
         max_learners=cfg.experimental_max_learners,
         force_new_cluster=cfg.force_new_cluster,
         snapshot_count=cfg.snapshot_count,
-        snapshot_catchup_entries=cfg.experimental_snapshot_catchup_entries,
+        snapshot_catchup_entries=cfg.experimental_snapshot_catchup_entries
+        or _flag_default("experimental-snapshot-catchup-entries"),
         max_snapshots=cfg.max_snapshots,
         max_wals=cfg.max_wals,
         quota_backend_bytes=_UNLIMITED if quota is None else quota,
@@ -154,7 +160,9 @@ def settings_from_config(cfg: ServerConfig) -> ServerSettings:
         # etcd: a limit of 0 or less means its default, 1000
         compaction_batch_limit=cfg.experimental_compaction_batch_limit
         if cfg.experimental_compaction_batch_limit > 0 else 1000,
-        watch_progress_notify_interval=cfg.experimental_watch_progress_notify_interval,
+        # etcd: 0 means the default interval
+        watch_progress_notify_interval=cfg.experimental_watch_progress_notify_interval
+        or _flag_default("experimental-watch-progress-notify-interval"),
         lease_checkpoint=cfg.experimental_enable_lease_checkpoint,
         max_request_bytes=cfg.max_request_bytes,
         max_txn_ops=cfg.max_txn_ops,
