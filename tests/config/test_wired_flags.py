@@ -14,7 +14,7 @@ from petcd.frontend.process import server_options
 from petcd.frontend.supervisor import Keepalive
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.server import errors
-from petcd.server.cluster import member_add
+from petcd.server.cluster import member_add, member_remove
 from petcd.server.etcdserver import EtcdServer
 from tests.harness.waiting import until
 
@@ -140,3 +140,19 @@ def test_grpc_server_options_follow_keepalive_flags() -> None:
     # as etcd, an interval or timeout of 0 leaves gRPC's own server pings alone
     zero = dict(server_options(1, 1, False, Keepalive(5.0, 0.0, 20.0)))
     assert "grpc.keepalive_time_ms" not in zero
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_strict_reconfig_check(tmp_path: Path, strict: bool) -> None:
+    """A lone member removing itself leaves no quorum: etcd's strict check refuses that up front;
+    without it the change is proposed and only raft's own rule (never remove every voter) stops it."""
+
+    async def body(srv: EtcdServer) -> None:
+        with pytest.raises(errors.EtcdError) as info:
+            await member_remove(srv, pb.MemberRemoveRequest(ID=srv.member_id))
+        if strict:
+            assert info.value is errors.ERR_MEMBER_NOT_ENOUGH_STARTED
+        else:
+            assert "would remove all voters" in info.value.message
+
+    run(tmp_path, [f"--strict-reconfig-check={str(strict).lower()}"], body)
