@@ -14,7 +14,7 @@ from typing import Any
 
 from petcd.config.flags import FLAGS
 from petcd.config.members import Member
-from petcd.config.server_config import ServerConfig, TLSInfo, check_supported, parse_config
+from petcd.config.server_config import AuthTokenConfig, ServerConfig, TLSInfo, check_supported, parse_config
 
 __all__ = ["ServerSettings", "settings_from_config", "settings_from_flags"]
 
@@ -81,6 +81,7 @@ class ServerSettings:
     log_outputs: tuple[str, ...]
     # parsed for the features that use them (auth, TLS, HTTP); see the flag table for what applies
     auth_token: str
+    auth_token_config: AuthTokenConfig  # --auth-token decoded
     bcrypt_cost: int
     auth_token_ttl: int
     client_tls: TLSInfo
@@ -173,6 +174,7 @@ def settings_from_config(cfg: ServerConfig) -> ServerSettings:
         log_level=cfg.effective_log_level,
         log_outputs=cfg.log_outputs,
         auth_token=cfg.auth_token,
+        auth_token_config=cfg.auth,
         bcrypt_cost=cfg.effective_bcrypt_cost,
         auth_token_ttl=cfg.auth_token_ttl,
         client_tls=cfg.client_tls,
