@@ -374,9 +374,9 @@ _f("client-frontends", "int", "-1",
    "-1", does=WIRED)
 
 _g("Unsafe")
-_f("force-new-cluster", "bool", "false", "Restart as a one-member cluster keeping the data (unsafe).",
-   does=refuse("not supported yet; restore a snapshot into a new one-member cluster instead"))
-
+_f("force-new-cluster", "bool", "false",
+   "Restart as a one-member cluster keeping the data (unsafe; remove the flag once it is running).",
+   does=WIRED)
 _g("Other")
 _f("config-file", "string", "", "Read the configuration from this YAML file; flags and ETCD_* variables are then ignored.",
    does=WIRED)

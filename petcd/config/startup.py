@@ -19,6 +19,10 @@ def best_practice_warnings(cfg: ServerConfig) -> list[str]:
         out.append("--unsafe-no-fsync is set: the WAL and the database are never fsynced, so a crash or "
                    "power loss can lose acknowledged writes and leave this member's data corrupt; "
                    "never use it in production")
+    if cfg.force_new_cluster:
+        out.append("--force-new-cluster is set: this member restarts as the only member of its cluster, "
+                   "removing the others from it; take the flag out once it runs, then add members back "
+                   "with `etcdctl member add`")
     hb, et = cfg.heartbeat_interval, cfg.election_timeout
     if "heartbeat-interval" in cfg.flags_set and hb < 1000:
         out.append(f"--heartbeat-interval is {hb} ms; for production members that may be far apart "

@@ -20,6 +20,7 @@ from petcd.config.members import Member
 from petcd.proto.raftpb import raft_pb2 as raftpb
 from petcd.proto.serverpb import internal_pb2 as serverpb
 from petcd.raft import Config, MemoryStorage, RawNode
+from petcd.server.force_new_cluster import BootstrapRefusal, standalone
 from petcd.wal import WAL, Snapshotter, WalSnapshot
 
 __all__ = ["BootstrapError", "Member", "Paths", "RaftSetup", "open_raft", "raft_config"]
@@ -92,6 +93,7 @@ def open_raft(
     *,
     pre_vote: bool,
     unsafe_no_fsync: bool,
+    force_new_cluster: bool = False,
 ) -> RaftSetup:
     """Start raft on a data dir: bootstrap a new member, join an existing cluster (member and
     cluster ids already discovered), or restart from what is on disk."""
@@ -128,6 +130,17 @@ def open_raft(
             f"but these flags describe cluster {cluster_id:x}: check --initial-cluster, "
             "--initial-cluster-token and --data-dir"
         )
+    if force_new_cluster:
+        try:
+            alone = standalone(meta.member_id, snap.metadata.conf_state if snap is not None else None,
+                               hard_state, entries)
+        except BootstrapRefusal as exc:
+            wal.close()
+            raise BootstrapError(str(exc)) from None
+        wal.save(alone.hard_state, alone.appended, True)
+        entries, hard_state = alone.entries, alone.hard_state
+        log.warning("--force-new-cluster: member %x continues as the only member of cluster %x; "
+                    "%d other members are being removed", meta.member_id, meta.cluster_id, len(alone.appended))
     storage = MemoryStorage()
     if snap is not None:
         storage.apply_snapshot(snap)

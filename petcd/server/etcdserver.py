@@ -100,6 +100,7 @@ class EtcdServer:
             rand,
             pre_vote=s.pre_vote,
             unsafe_no_fsync=s.unsafe_no_fsync,
+            force_new_cluster=s.force_new_cluster,
         )
         self.raft = setup
         self.member_id = setup.member_id

@@ -184,7 +184,8 @@ def tune_gc() -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     cfg = load_config_or_exit(args, os.environ)
-    if not WAL.exists(cfg.wal_path):
+    has_data = WAL.exists(cfg.wal_path)
+    if not has_data:
         # etcd checks --initial-cluster against this member only when it has no data yet
         try:
             cfg.check_bootstrap()
@@ -193,6 +194,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             sys.exit(exc.exit_code)
     settings = settings_from_config(cfg)
     configure_logging(settings.log_level, settings.log_outputs)
+    if cfg.force_new_cluster and not has_data:
+        log.warning("--force-new-cluster has no effect: this member has no data yet, so it bootstraps "
+                    "from --initial-cluster as usual")
     for warning in cfg.warnings:
         log.warning("%s", warning)
     for warning in best_practice_warnings(cfg):
