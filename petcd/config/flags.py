@@ -53,17 +53,20 @@ Action = Literal["wired", "warn", "refuse"]
 
 @dataclass(frozen=True, slots=True)
 class Handling:
-    """What petcd does with a flag; ``reason`` says why a warn/refuse flag is not applied."""
+    """What petcd does with a flag; ``reason`` says why a warn/refuse flag is not applied.
+    ``behaves_as``: values of a warn flag that petcd's behaviour already matches (e.g.
+    --enable-v2=false), which therefore give no warning."""
 
     action: Action
     reason: str = ""
+    behaves_as: tuple[object, ...] = ()
 
 
 WIRED = Handling("wired")
 
 
-def warn(reason: str) -> Handling:
-    return Handling("warn", reason)
+def warn(reason: str, behaves_as: tuple[object, ...] = ()) -> Handling:
+    return Handling("warn", reason, behaves_as)
 
 
 def refuse(reason: str) -> Handling:
@@ -163,11 +166,11 @@ _f("grpc-keepalive-timeout", "duration", "20",
    "How long to wait for a ping answer before closing the connection (0: gRPC's default, 20s).", "20s",
    does=WIRED)
 _f("socket-reuse-port", "bool", "false", "Set SO_REUSEPORT on listeners.",
-   does=warn("petcd's member listeners never set SO_REUSEPORT"))
+   does=warn("petcd's member listeners never set SO_REUSEPORT", behaves_as=(False,)))
 _f("socket-reuse-address", "bool", "false", "Set SO_REUSEADDR on listeners.",
    does=warn("petcd's listeners keep gRPC's own SO_REUSEADDR choice"))
 _f("enable-grpc-gateway", "bool", "true", "Serve the JSON/HTTP gateway of the v3 API on client URLs.",
-   does=warn("petcd does not serve the JSON/HTTP gateway yet"))
+   does=warn("petcd does not serve the JSON/HTTP gateway yet", behaves_as=(False,)))
 _f("raft-read-timeout", "duration", "5", "Read timeout on each peer connection.", "5s",
    does=warn("petcd's peer streams use their own keepalive timeouts"))
 _f("raft-write-timeout", "duration", "5", "Write timeout on each peer connection.", "5s",
@@ -205,9 +208,9 @@ _f("auto-compaction-retention", "string", "0",
 _f("auto-compaction-mode", "string", "periodic",
    "How to read --auto-compaction-retention: 'periodic' (time) or 'revision' (count).", does=WIRED)
 _f("enable-v2", "bool", "false", "Accept etcd v2 API requests (petcd serves only v3).",
-   does=warn("petcd serves only the v3 API"))
+   does=warn("petcd serves only the v3 API", behaves_as=(False,)))
 _f("experimental-enable-v2v3", "string", "", "Serve v2 requests from the v3 store under this prefix.",
-   does=warn("petcd serves only the v3 API"))
+   does=warn("petcd serves only the v3 API", behaves_as=("",)))
 _f("v2-deprecation", "choice", "not-yet", "Stage of the v2 store deprecation.",
    choices=("not-yet", "write-only", "write-only-drop-data", "gone"), does=warn("petcd has no v2 store"))
 
@@ -274,7 +277,7 @@ _f("auth-token-ttl", "uint", "300", "Seconds a simple token lives without use.",
 
 _g("Profiling and monitoring")
 _f("enable-pprof", "bool", "false", "Serve profiling data under /debug/pprof/ on client URLs.",
-   does=warn("pprof is Go's profiler; petcd has no /debug/pprof endpoints"))
+   does=warn("pprof is Go's profiler; petcd has no /debug/pprof endpoints", behaves_as=(False,)))
 _f("metrics", "string", "basic", "Metrics detail: 'basic' or 'extensive' (adds histograms).",
    does=warn("petcd does not serve /metrics yet"))
 _f("listen-metrics-urls", "urls", "", "Extra URLs serving only /metrics and /health.",
@@ -287,18 +290,18 @@ _f("log-outputs", "unique_strings", "default", "Comma-separated log targets: 'de
    does=WIRED)
 _f("log-level", "string", "info", "Log level: debug, info, warn, error, panic or fatal.", does=WIRED)
 _f("enable-log-rotation", "bool", "false", "Rotate the log file given as the single --log-outputs target.",
-   does=warn("petcd does not rotate its log files; use logrotate or journald"))
+   does=warn("petcd does not rotate its log files; use logrotate or journald", behaves_as=(False,)))
 _f("log-rotation-config-json", "string",
    '{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}',
    "Log rotation settings as JSON.",
    does=warn("petcd does not rotate its log files; use logrotate or journald"))
 _f("debug", "bool", "false", "Same as --log-level=debug (etcd 3.4 flag).", does=WIRED)
 _f("log-package-levels", "string", "", "Per-package log levels (etcd 3.4 flag; recorded only).",
-   does=warn("petcd has one log level for all of it (--log-level)"))
+   does=warn("petcd has one log level for all of it (--log-level)", behaves_as=("",)))
 
 _g("Distributed tracing")
 _f("experimental-enable-distributed-tracing", "bool", "false", "Export OpenTelemetry traces.",
-   does=warn("petcd does not export traces"))
+   does=warn("petcd does not export traces", behaves_as=(False,)))
 _f("experimental-distributed-tracing-address", "string", "localhost:4317", "Trace collector address.",
    does=warn("petcd does not export traces"))
 _f("experimental-distributed-tracing-service-name", "string", "etcd", "Service name in traces.",
@@ -325,18 +328,18 @@ _f("proxy-read-timeout", "uint", "0", "Milliseconds before a read times out.",
 
 _g("Experimental")
 _f("experimental-initial-corrupt-check", "bool", "false", "Compare data hashes with peers before serving.",
-   does=warn("petcd does not compare data hashes with its peers yet"))
+   does=warn("petcd does not compare data hashes with its peers yet", behaves_as=(False,)))
 _f("experimental-corrupt-check-time", "duration", "0", "Interval between corruption checks (0 = never).", "0s",
-   does=warn("petcd does not compare data hashes with its peers yet"))
+   does=warn("petcd does not compare data hashes with its peers yet", behaves_as=(0.0,)))
 _f("experimental-compact-hash-check-enabled", "bool", "false", "Leader compares compaction hashes with followers.",
-   does=warn("petcd does not compare compaction hashes yet"))
+   does=warn("petcd does not compare compaction hashes yet", behaves_as=(False,)))
 _f("experimental-compact-hash-check-time", "duration", "60", "Interval of the compaction hash check.", "1m",
    does=warn("petcd does not compare compaction hashes yet"))
 _f("experimental-enable-lease-checkpoint", "bool", "false", "Leader checkpoints lease TTLs to followers.",
    does=WIRED)
 _f("experimental-enable-lease-checkpoint-persist", "bool", "false",
    "Persist lease checkpoints (needs --experimental-enable-lease-checkpoint).",
-   does=warn("petcd always persists the checkpoints it makes"))
+   does=warn("petcd always persists the checkpoints it makes", behaves_as=(True,)))
 _f("experimental-compaction-batch-limit", "int", "1000", "Revisions deleted per compaction batch.",
    does=WIRED)
 _f("experimental-compaction-sleep-interval", "duration", "0.01", "Pause between compaction batches.", "10ms",
@@ -350,11 +353,11 @@ _f("experimental-warning-unary-request-duration", "duration", "0.3",
    does=warn("petcd does not time requests against a threshold"))
 _f("experimental-bootstrap-defrag-threshold-megabytes", "uint", "0",
    "Defragment at start when at least this many MB would be freed (0 = never).",
-   does=warn("petcd does not defragment at start"))
+   does=warn("petcd does not defragment at start", behaves_as=(0,)))
 _f("experimental-txn-mode-write-with-shared-buffer", "bool", "true", "Share the read buffer in write transactions.",
    does=warn("a bbolt buffer detail with no counterpart in petcd"))
 _f("experimental-memory-mlock", "bool", "false", "Lock the process memory in RAM.",
-   does=warn("petcd does not lock its memory"))
+   does=warn("petcd does not lock its memory", behaves_as=(False,)))
 _f("experimental-downgrade-check-time", "duration", "5", "Interval of the downgrade check.", "5s",
    does=warn("petcd has no downgrade support"))
 _f("experimental-snapshot-catchup-entries", "uint", "5000", "Entries kept after a snapshot for slow followers.",
@@ -363,7 +366,7 @@ _f("experimental-max-learners", "int", "1", "Most learner members in the cluster
 _f("experimental-wait-cluster-ready-timeout", "duration", "5", "How long to wait for the cluster to be ready.",
    "5s", does=warn("petcd serves clients without waiting for the cluster to be ready"))
 _f("experimental-stop-grpc-service-on-defrag", "bool", "false", "Report NOT_SERVING on health while defragmenting.",
-   does=warn("petcd keeps serving during a defrag"))
+   does=warn("petcd keeps serving during a defrag", behaves_as=(False,)))
 _f("experimental-backend-bbolt-freelist-type", "string", "array", "Accepted for etcd 3.4 compatibility (bbolt only).",
    does=warn("a bbolt setting; petcd's LMDB backend has no freelist choice"))
 

@@ -57,8 +57,10 @@ def check_tls_urls(values: Mapping[str, object],
             raise ConfigError(f"petcd cannot start: {detail}", 1, detail)
 
 
-def unapplied_warnings(flags_set: Iterable[str]) -> list[str]:
-    """One warning per ``warn`` flag the operator set, in table order."""
+def unapplied_warnings(values: Mapping[str, object], flags_set: Iterable[str]) -> list[str]:
+    """One warning per ``warn`` flag the operator set (to a value petcd's behaviour does not
+    already match), in table order."""
     given = set(flags_set)
-    return [f"--{spec.name} is accepted but not applied: {spec.does.reason}"
-            for spec in FLAG_SPECS if spec.does.action == "warn" and spec.name in given]
+    return [f"--{spec.name}={_shown(values[spec.name])} is accepted but not applied: {spec.does.reason}"
+            for spec in FLAG_SPECS
+            if spec.does.action == "warn" and spec.name in given and values[spec.name] not in spec.does.behaves_as]

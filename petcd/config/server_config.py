@@ -490,7 +490,7 @@ def _finish(pv: ParsedValues) -> ServerConfig:
     if v["max-request-bytes"] > RECOMMENDED_MAX_REQUEST_BYTES:
         warnings.append(f"--max-request-bytes={v['max-request-bytes']} exceeds the recommended maximum of "
                         f"{RECOMMENDED_MAX_REQUEST_BYTES} bytes")
-    warnings += unapplied_warnings(pv.flags_set)
+    warnings += unapplied_warnings(v, pv.flags_set)
     fields = {spec.field: v[spec.name] for spec in FLAG_SPECS}
     return ServerConfig(
         **fields,
