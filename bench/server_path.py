@@ -15,19 +15,16 @@ import pstats
 import tempfile
 import time
 
+from petcd.config import settings_from_flags
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
-from petcd.server.bootstrap import Member
 from petcd.server.etcdserver import EtcdServer
 from petcd.server.main import tune_gc
-from petcd.server.settings import ServerSettings
 
 
 async def run(puts: int, concurrency: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as d:
-        settings = ServerSettings(
-            name="bench", data_dir=d, member_id=1, cluster_id=1,
-            initial_members=[Member(1, "bench", ["http://127.0.0.1:1"])],
-        )
+        settings = settings_from_flags(["--name=bench", f"--data-dir={d}",
+                                        "--initial-advertise-peer-urls=http://127.0.0.1:1"])
         srv = EtcdServer(settings)
         await srv.start()
         while srv.leader == 0:

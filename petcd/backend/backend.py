@@ -131,8 +131,11 @@ class Backend:
         batch_limit: int = 10000,
         clock: Callable[[], float] = time.monotonic,
         max_map_size: int = DEFAULT_MAX_MAP_SIZE,
+        unsafe_no_fsync: bool = False,
     ) -> None:
         self._path = os.fspath(path)
+        # --unsafe-no-fsync: commits never fsync (a crash may lose or corrupt the file)
+        self._fsync = not unsafe_no_fsync
         self._batch_interval = batch_interval
         self._batch_limit = batch_limit
         self._clock = clock
@@ -175,7 +178,7 @@ class Backend:
             subdir=False,
             max_dbs=len(ALL_BUCKETS) + 6,
             metasync=False,
-            sync=True,
+            sync=self._fsync,
             lock=True,
         )
         # Handles opened in a read-only txn do not outlive it (using them later fails with
@@ -359,8 +362,9 @@ class Backend:
                     self._commit_requested = True
                     while self.commits == seen and not self._closed:
                         self._cond.wait()
-        with self._reading():
-            self._env.sync(True)
+        if self._fsync:
+            with self._reading():
+                self._env.sync(True)
 
     # -- reads ---------------------------------------------------------------------------------
 

@@ -30,10 +30,11 @@ from typing import Any
 
 import grpc
 
+from petcd.config.logs import configure_logging
 from petcd.frontend import wire
 from petcd.frontend.link import LinkClosed, MemberLink
 from petcd.frontend.methods import METHODS, Arity, Method
-from petcd.frontend.supervisor import bind_error
+from petcd.frontend.supervisor import Keepalive, bind_error
 
 log = logging.getLogger("petcd.frontend")
 
@@ -148,16 +149,24 @@ def add_handlers(server: grpc.aio.Server, link: MemberLink, channel: grpc.aio.Ch
         server.add_registered_method_handlers(service, handlers)
 
 
-def server_options(max_recv_bytes: int, max_streams: int, reuse_port: bool) -> list[tuple[str, int]]:
+def server_options(max_recv_bytes: int, max_streams: int, reuse_port: bool, keepalive: Keepalive
+                   ) -> list[tuple[str, int]]:
     """gRPC server options shared by the member's own server and its front-ends."""
-    return [
+    options = [
         ("grpc.max_receive_message_length", max_recv_bytes),
         ("grpc.max_send_message_length", 2**31 - 1),
         ("grpc.max_concurrent_streams", max_streams),
         ("grpc.so_reuseport", 1 if reuse_port else 0),
         ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+        # --grpc-keepalive-min-time: clients pinging more often than this are sent GOAWAY
+        ("grpc.http2.min_ping_interval_without_data_ms", int(keepalive.min_time * 1000)),
     ]
+    # as etcd: the server's pings are configured only when both are positive, otherwise gRPC's
+    # defaults (2 h, 20 s) apply
+    if keepalive.interval > 0 and keepalive.timeout > 0:
+        options.append(("grpc.keepalive_time_ms", int(keepalive.interval * 1000)))
+        options.append(("grpc.keepalive_timeout_ms", int(keepalive.timeout * 1000)))
+    return options
 
 
 def _die_with_parent(parent: int) -> None:
@@ -176,7 +185,9 @@ async def serve(args: argparse.Namespace) -> int:
         f"unix:{args.member_grpc}",
         options=[("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)],
     )
-    server = grpc.aio.server(options=server_options(args.max_recv_bytes, args.max_concurrent_streams, True))
+    keepalive = Keepalive(args.keepalive_min_time, args.keepalive_interval, args.keepalive_timeout)
+    server = grpc.aio.server(options=server_options(args.max_recv_bytes, args.max_concurrent_streams, True,
+                                                    keepalive))
     add_handlers(server, link, channel)
     for addr in args.listen:
         try:
@@ -211,17 +222,17 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--max-recv-bytes", type=int, required=True)
     p.add_argument("--max-concurrent-streams", type=int, default=2**31 - 1)
     p.add_argument("--log-level", default="info")
+    p.add_argument("--log-output", action="append", default=[], help="--log-outputs target (repeatable)")
+    p.add_argument("--keepalive-min-time", type=float, required=True, help="seconds (--grpc-keepalive-min-time)")
+    p.add_argument("--keepalive-interval", type=float, required=True, help="seconds (--grpc-keepalive-interval)")
+    p.add_argument("--keepalive-timeout", type=float, required=True, help="seconds (--grpc-keepalive-timeout)")
     return p.parse_args(list(argv))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     _die_with_parent(args.parent)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper(), logging.INFO),
-        format=f"%(asctime)s %(levelname)s %(name)s[{args.index}]: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(args.log_level, args.log_output, tag=f"[{args.index}]")
     import uvloop
 
     gc.set_threshold(50_000, 20, 10)  # as the member does (see petcd.server.main.tune_gc)

@@ -27,7 +27,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from petcd.server.config_go import split_host_port
+from petcd.config.govalues import split_host_port
 
 log = logging.getLogger("petcd.frontend")
 
@@ -105,6 +105,15 @@ def claim_ports(addrs: list[str]) -> list[socket.socket]:
 
 
 @dataclass(frozen=True, slots=True)
+class Keepalive:
+    """etcd's --grpc-keepalive-min-time, -interval and -timeout, in seconds."""
+
+    min_time: float
+    interval: float
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
 class FrontendSpec:
     count: int
     listen: tuple[str, ...]  # gRPC addresses (host:port)
@@ -113,6 +122,8 @@ class FrontendSpec:
     max_recv_bytes: int
     max_concurrent_streams: int
     log_level: str
+    log_outputs: tuple[str, ...]
+    keepalive: Keepalive
 
 
 class FrontendSupervisor:
@@ -135,7 +146,10 @@ class FrontendSupervisor:
             f"--link={s.link_path}", f"--member-grpc={s.member_grpc_path}", f"--index={index}",
             f"--parent={os.getpid()}", f"--max-recv-bytes={s.max_recv_bytes}",
             f"--max-concurrent-streams={s.max_concurrent_streams}", f"--log-level={s.log_level}",
+            f"--keepalive-min-time={s.keepalive.min_time}", f"--keepalive-interval={s.keepalive.interval}",
+            f"--keepalive-timeout={s.keepalive.timeout}",
         ]
+        argv += [f"--log-output={o}" for o in s.log_outputs]
         argv += [f"--listen={a}" for a in s.listen]
         return argv
 

@@ -13,41 +13,23 @@ from __future__ import annotations
 import logging
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from petcd.config.members import Member
 from petcd.proto.raftpb import raft_pb2 as raftpb
 from petcd.proto.serverpb import internal_pb2 as serverpb
 from petcd.raft import Config, MemoryStorage, RawNode
+from petcd.server.force_new_cluster import BootstrapRefusal, standalone
 from petcd.wal import WAL, Snapshotter, WalSnapshot
+
+__all__ = ["BootstrapError", "Member", "Paths", "RaftSetup", "open_raft", "raft_config"]
 
 log = logging.getLogger("petcd.server")
 
 
 class BootstrapError(Exception):
     """The data dir cannot be used with these flags; the message says why."""
-
-
-@dataclass
-class Member:
-    id: int
-    name: str
-    peer_urls: list[str]
-    client_urls: list[str] = field(default_factory=list)
-    is_learner: bool = False
-
-    def to_record(self) -> serverpb.MemberRecord:
-        return serverpb.MemberRecord(
-            id=self.id,
-            name=self.name,
-            peer_urls=self.peer_urls,
-            client_urls=self.client_urls,
-            is_learner=self.is_learner,
-        )
-
-    @classmethod
-    def from_record(cls, r: serverpb.MemberRecord) -> Member:
-        return cls(r.id, r.name, list(r.peer_urls), list(r.client_urls), r.is_learner)
 
 
 @dataclass
@@ -83,6 +65,7 @@ def raft_config(
     applied: int,
     election_ticks: int,
     rand: random.Random,
+    pre_vote: bool,
 ) -> Config:
     return Config(
         id=member_id,
@@ -94,7 +77,7 @@ def raft_config(
         max_inflight_msgs=512,
         max_uncommitted_entries_size=1 << 30,
         check_quorum=True,
-        pre_vote=True,
+        pre_vote=pre_vote,
         rand=rand,
     )
 
@@ -107,6 +90,10 @@ def open_raft(
     initial_cluster_state: str,
     election_ticks: int,
     rand: random.Random,
+    *,
+    pre_vote: bool,
+    unsafe_no_fsync: bool,
+    force_new_cluster: bool = False,
 ) -> RaftSetup:
     """Start raft on a data dir: bootstrap a new member, join an existing cluster (member and
     cluster ids already discovered), or restart from what is on disk."""
@@ -115,9 +102,9 @@ def open_raft(
     if not WAL.exists(str(paths.wal_dir)):
         os.makedirs(paths.member_dir, exist_ok=True)
         meta = serverpb.WalMetadata(member_id=member_id, cluster_id=cluster_id).SerializeToString()
-        wal = WAL.create(str(paths.wal_dir), meta)
+        wal = WAL.create(str(paths.wal_dir), meta, unsafe_no_fsync=unsafe_no_fsync)
         storage = MemoryStorage()
-        node = RawNode(raft_config(member_id, storage, 0, election_ticks, rand))
+        node = RawNode(raft_config(member_id, storage, 0, election_ticks, rand, pre_vote))
         if initial_cluster_state == "existing":
             # the leader sends the log (or a snapshot) from the start: nothing to bootstrap
             return RaftSetup(node, storage, wal, snapshotter, member_id, cluster_id, None, False)
@@ -133,7 +120,7 @@ def open_raft(
     if snap is not None:
         md = snap.metadata
         walsnap = WalSnapshot(md.index, md.term, md.conf_state)
-    wal = WAL.open(str(paths.wal_dir), walsnap)
+    wal = WAL.open(str(paths.wal_dir), walsnap, unsafe_no_fsync=unsafe_no_fsync)
     meta_bytes, hard_state, entries = wal.read_all()
     meta = serverpb.WalMetadata.FromString(meta_bytes)
     if initial_cluster_state == "new" and cluster_id and meta.cluster_id != cluster_id:
@@ -143,6 +130,17 @@ def open_raft(
             f"but these flags describe cluster {cluster_id:x}: check --initial-cluster, "
             "--initial-cluster-token and --data-dir"
         )
+    if force_new_cluster:
+        try:
+            alone = standalone(meta.member_id, snap.metadata.conf_state if snap is not None else None,
+                               hard_state, entries)
+        except BootstrapRefusal as exc:
+            wal.close()
+            raise BootstrapError(str(exc)) from None
+        wal.save(alone.hard_state, alone.appended, True)
+        entries, hard_state = alone.entries, alone.hard_state
+        log.warning("--force-new-cluster: member %x continues as the only member of cluster %x; "
+                    "%d other members are being removed", meta.member_id, meta.cluster_id, len(alone.appended))
     storage = MemoryStorage()
     if snap is not None:
         storage.apply_snapshot(snap)
@@ -150,7 +148,7 @@ def open_raft(
     if entries:
         storage.append(entries)
     applied = snap.metadata.index if snap is not None else 0
-    node = RawNode(raft_config(meta.member_id, storage, applied, election_ticks, rand))
+    node = RawNode(raft_config(meta.member_id, storage, applied, election_ticks, rand, pre_vote))
     log.info(
         "restarting member %x in cluster %x at commit index %d (%d WAL entries after snapshot %d)",
         meta.member_id,

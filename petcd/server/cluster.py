@@ -6,7 +6,7 @@ the id with the new member list), so a successful answer means every member that
 applies the log agrees on the new membership.
 
 Checks are etcd's: valid and unused peer URLs, an existing member, a learner to promote
-that has caught up, one learner at a time, and (--strict-reconfig-check) no change that
+that has caught up, at most --experimental-max-learners learners, and (--strict-reconfig-check) no change that
 would leave the started members without a quorum.
 """
 
@@ -15,20 +15,19 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from petcd.config.cluster_ids import compute_member_id
+from petcd.config.govalues import GoValueError, new_urls
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.raftpb import raft_pb2 as raftpb
 from petcd.proto.serverpb import internal_pb2 as serverpb
 from petcd.raft import StateType
 from petcd.server import errors
 from petcd.server.bootstrap import Member
-from petcd.server.config_cluster import compute_member_id
-from petcd.server.config_go import GoValueError, new_urls
 from petcd.server.maintenance import cluster_header, member_list
 
 if TYPE_CHECKING:
     from petcd.server.etcdserver import EtcdServer
 
-MAX_LEARNERS = 1
 # a learner is ready for promotion once it has 90% of the leader's log, as etcd requires
 LEARNER_READY_PERCENT = 0.9
 
@@ -113,7 +112,7 @@ async def member_add(srv: EtcdServer, r: pb.MemberAddRequest) -> pb.MemberAddRes
     if member_id in srv.membership.members:
         raise errors.ERR_MEMBER_EXIST
     _check_urls_unused(srv, urls)
-    if r.isLearner and sum(1 for m in srv.membership.members.values() if m.is_learner) >= MAX_LEARNERS:
+    if r.isLearner and sum(1 for m in srv.membership.members.values() if m.is_learner) >= srv.settings.max_learners:
         raise errors.ERR_TOO_MANY_LEARNERS
     member = Member(member_id, "", urls, [], r.isLearner)
     await _propose(srv, raftpb.ConfChangeAddLearnerNode if r.isLearner else raftpb.ConfChangeAddNode, member)

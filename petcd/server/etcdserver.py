@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from petcd.backend import Backend
+from petcd.config.settings import ServerSettings
 from petcd.lease import Lessor, min_lease_ttl
 from petcd.lease.expiry import run_expiry
 from petcd.mvcc import KVStore
@@ -37,7 +38,6 @@ from petcd.server.membership import Membership
 from petcd.server.peering import Peering, discover_cluster
 from petcd.server.raftnode import RaftDriver
 from petcd.server.readindex import LinearizableReads
-from petcd.server.settings import ServerSettings
 from petcd.server.wait import Wait
 from petcd.wal import WAL, WalSnapshot
 
@@ -98,6 +98,9 @@ class EtcdServer:
             s.initial_cluster_state,
             s.election_ticks,
             rand,
+            pre_vote=s.pre_vote,
+            unsafe_no_fsync=s.unsafe_no_fsync,
+            force_new_cluster=s.force_new_cluster,
         )
         self.raft = setup
         self.member_id = setup.member_id
@@ -123,6 +126,12 @@ class EtcdServer:
             self._send,
         )
         self.driver.on_fatal = self._on_fatal
+        if s.initial_election_tick_advance and len(peers) > 1:
+            # --initial-election-tick-advance: most of the first election timeout has already
+            # passed, so a member whose peers are gone does not wait a whole timeout (a lone
+            # voter campaigns at once anyway, below)
+            for _ in range(s.election_ticks - 2):
+                setup.node.tick()
         self.driver.start()
         self._tasks.append(asyncio.create_task(self.reads.run(), name="read-index"))
         self._tasks.append(asyncio.create_task(self._publish(), name="publish"))
@@ -156,8 +165,10 @@ class EtcdServer:
             map_size=s.backend_map_size,
             max_map_size=s.backend_max_map_size,
             batch_interval=s.backend_batch_interval,
+            batch_limit=s.backend_batch_limit,
+            unsafe_no_fsync=s.unsafe_no_fsync,
         )
-        self.store = KVStore(self.backend)
+        self.store = KVStore(self.backend, compaction_batch=s.compaction_batch_limit)
         if self.watch_syncer is None:
             self.watchable = WatchableStore(self.store)
         else:
@@ -168,7 +179,8 @@ class EtcdServer:
         self.alarms = self.membership.load_alarms()
         # etcd's minimum TTL: a lease must outlive one and a half election timeouts
         min_ttl = min_lease_ttl(s.election_ticks, s.heartbeat_interval_ms)
-        self.lessor = Lessor(self.backend, self.clock, self.store, min_ttl=min_ttl)
+        self.lessor = Lessor(self.backend, self.clock, self.store, min_ttl=min_ttl,
+                             checkpointing=s.lease_checkpoint)
         self.kv = KVApplier(self.store, self.lessor)
         self.store.add_listener(lambda events, _rev: self.lessor.apply_changes(events))
 

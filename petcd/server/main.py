@@ -20,12 +20,22 @@ from petcd.api.kv import KVServicer
 from petcd.api.lease import LeaseServicer
 from petcd.api.maintenance import ClusterServicer, MaintenanceServicer
 from petcd.api.watch import register as register_watch
+from petcd.config import (
+    ConfigError,
+    ServerSettings,
+    best_practice_warnings,
+    load_config_or_exit,
+    settings_from_config,
+    startup_notes,
+)
+from petcd.config.logs import configure_logging
 from petcd.frontend.dispatch import Dispatcher, LinkServer
 from petcd.frontend.process import server_options
 from petcd.frontend.supervisor import (
     FrontendError,
     FrontendSpec,
     FrontendSupervisor,
+    Keepalive,
     bind_error,
     claim_ports,
     make_socket_dir,
@@ -33,9 +43,7 @@ from petcd.frontend.supervisor import (
 from petcd.peer import add_to_server as add_peer_service
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.server.bootstrap import BootstrapError
-from petcd.server.config import ConfigError, ServerConfig, best_practice_warnings, load_config_or_exit
 from petcd.server.etcdserver import EtcdServer
-from petcd.server.settings_from_config import settings_from_config
 from petcd.wal import WAL, WALError
 
 log = logging.getLogger("petcd")
@@ -49,20 +57,13 @@ def grpc_address(url: str) -> str:
     return rest.split("/", 1)[0]
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
 def build_grpc_server(srv: EtcdServer, dispatcher: Dispatcher) -> grpc.aio.Server:
     """The member's own gRPC server: the client API (also fed to ``dispatcher`` for calls that
     front-ends forward) and the peer service."""
     s = srv.settings
     # a second process on the same port must fail, as etcd's does: no SO_REUSEPORT here
-    server = grpc.aio.server(options=server_options(s.max_recv_message_bytes, 2**31 - 1, False))
+    server = grpc.aio.server(options=server_options(s.max_recv_message_bytes, s.max_concurrent_streams, False,
+                                                    keepalive(s)))
     register_watch(srv, server)
     services = pb.DESCRIPTOR.services_by_name
     for name, servicer in (
@@ -76,6 +77,10 @@ def build_grpc_server(srv: EtcdServer, dispatcher: Dispatcher) -> grpc.aio.Serve
     return server
 
 
+def keepalive(s: ServerSettings) -> Keepalive:
+    return Keepalive(s.grpc_keepalive_min_time, s.grpc_keepalive_interval, s.grpc_keepalive_timeout)
+
+
 def frontend_count(requested: int) -> int:
     """--client-frontends: -1 means one per CPU this process may use, at most 4, none on one CPU."""
     if requested >= 0:
@@ -84,8 +89,7 @@ def frontend_count(requested: int) -> int:
     return 0 if cpus < 2 else min(cpus, 4)
 
 
-async def serve(cfg: ServerConfig) -> int:
-    settings = settings_from_config(cfg)
+async def serve(settings: ServerSettings) -> int:
     srv = EtcdServer(settings)
     try:
         await srv.start()
@@ -95,12 +99,12 @@ async def serve(cfg: ServerConfig) -> int:
     # what start-up built (modules, the key index restored from the backend) lives as long as
     # the process: keep it out of every later full collection
     gc.freeze()
-    peer_addrs = [grpc_address(u) for u in cfg.listen_peer_urls_str]
-    client_addrs = [grpc_address(u) for u in cfg.listen_client_urls_str]
+    peer_addrs = [grpc_address(u) for u in settings.listen_peer_urls]
+    client_addrs = [grpc_address(u) for u in settings.listen_client_urls]
     # TCP client addresses go to the front-ends; unix sockets and addresses shared with the peer
     # URL stay with the member's own server
     fronted = [a for a in dict.fromkeys(client_addrs) if not a.startswith("unix:") and a not in peer_addrs]
-    count = frontend_count(cfg.client_frontends) if fronted else 0
+    count = frontend_count(settings.client_frontends) if fronted else 0
     if count == 0:
         fronted = []
     direct = [a for a in dict.fromkeys([*client_addrs, *peer_addrs]) if a not in fronted]
@@ -124,7 +128,8 @@ async def serve(cfg: ServerConfig) -> int:
             supervisor = FrontendSupervisor(FrontendSpec(
                 count=count, listen=tuple(fronted), link_path=f"{sockdir}/link.sock",
                 member_grpc_path=f"{sockdir}/member.sock", max_recv_bytes=settings.max_recv_message_bytes,
-                max_concurrent_streams=2**31 - 1, log_level=cfg.effective_log_level,
+                max_concurrent_streams=settings.max_concurrent_streams, log_level=settings.log_level,
+                log_outputs=settings.log_outputs, keepalive=keepalive(settings),
             ))
             links = LinkServer(dispatcher, supervisor.on_ready)
             await links.start(f"{sockdir}/link.sock")
@@ -133,7 +138,7 @@ async def serve(cfg: ServerConfig) -> int:
         log.error("%s", exc)
         await _shutdown(server, srv, supervisor, links, guards, sockdir)
         return 1
-    log.info("serving client requests on %s (%s)", ", ".join(cfg.listen_client_urls_str),
+    log.info("serving client requests on %s (%s)", ", ".join(settings.listen_client_urls),
              f"{count} front-end processes" if fronted else "in the member process")
     log.info("member %x of cluster %x is ready (data dir %s)", srv.member_id, srv.cluster_id, settings.data_dir)
     stop = asyncio.Event()
@@ -179,18 +184,25 @@ def tune_gc() -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     cfg = load_config_or_exit(args, os.environ)
-    if not WAL.exists(cfg.wal_path):
+    has_data = WAL.exists(cfg.wal_path)
+    if not has_data:
         # etcd checks --initial-cluster against this member only when it has no data yet
         try:
             cfg.check_bootstrap()
         except ConfigError as exc:
             print(exc.message, file=sys.stderr)
             sys.exit(exc.exit_code)
-    setup_logging(cfg.effective_log_level)
+    settings = settings_from_config(cfg)
+    configure_logging(settings.log_level, settings.log_outputs)
+    if cfg.force_new_cluster and not has_data:
+        log.warning("--force-new-cluster has no effect: this member has no data yet, so it bootstraps "
+                    "from --initial-cluster as usual")
     for warning in cfg.warnings:
         log.warning("%s", warning)
     for warning in best_practice_warnings(cfg):
         log.warning("%s", warning)
+    for note in startup_notes(cfg):
+        log.info("%s", note)
     try:
         import uvloop
 
@@ -199,4 +211,4 @@ def main(argv: Sequence[str] | None = None) -> None:
         runner = asyncio.run
     tune_gc()
     with contextlib.suppress(KeyboardInterrupt):
-        sys.exit(runner(serve(cfg)))
+        sys.exit(runner(serve(settings)))

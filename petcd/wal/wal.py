@@ -58,8 +58,11 @@ class WAL:
         *,
         segment_size: int,
         preallocate: bool,
+        unsafe_no_fsync: bool = False,
     ) -> None:
         self.directory = directory
+        # --unsafe-no-fsync: saves are never fdatasync'ed (a crash may lose acknowledged entries)
+        self._unsafe_no_fsync = unsafe_no_fsync
         self.segment_size = segment_size
         self._preallocate = preallocate
         self._lock = lock
@@ -94,6 +97,7 @@ class WAL:
         *,
         segment_size: int = SEGMENT_SIZE,
         preallocate: bool = True,
+        unsafe_no_fsync: bool = False,
     ) -> WAL:
         """Make a new WAL holding `metadata` and a zero snapshot marker, ready to append.
 
@@ -138,7 +142,8 @@ class WAL:
             lock.release()
             raise
         lock.path = os.path.join(d, LOCK_FILE_NAME)
-        w = cls(d, lock, [Segment(0, 0, os.path.join(d, name))], segment_size=segment_size, preallocate=preallocate)
+        w = cls(d, lock, [Segment(0, 0, os.path.join(d, name))], segment_size=segment_size, preallocate=preallocate,
+                unsafe_no_fsync=unsafe_no_fsync)
         w._fd = fd
         w._offset = len(buf)
         w._crc = crc
@@ -154,6 +159,7 @@ class WAL:
         *,
         segment_size: int = SEGMENT_SIZE,
         preallocate: bool = True,
+        unsafe_no_fsync: bool = False,
     ) -> WAL:
         """Lock the WAL for appending; call read_all() next. Reading starts at `snap`."""
         d = os.path.abspath(os.fspath(directory))
@@ -174,7 +180,7 @@ class WAL:
         except BaseException:
             lock.release()
             raise
-        w = cls(d, lock, segs, segment_size=segment_size, preallocate=preallocate)
+        w = cls(d, lock, segs, segment_size=segment_size, preallocate=preallocate, unsafe_no_fsync=unsafe_no_fsync)
         w._start = snap
         w._start_pos = pos
         return w
@@ -317,6 +323,8 @@ class WAL:
         self._offset = start + len(buf)
 
     def _sync(self, fd: int) -> None:
+        if self._unsafe_no_fsync:
+            return
         try:
             os.fdatasync(fd)
         except OSError as e:

@@ -14,13 +14,13 @@ import pytest
 
 from petcd.api.kv import KVServicer
 from petcd.api.watch import PERMISSION_DENIED_REASON, WatchServicer, add_to_server
+from petcd.config import settings_from_flags
 from petcd.mvcc.watch_sync import WatchSyncer
 from petcd.mvcc.watchable import WatchableStore
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from petcd.server.bootstrap import Member
 from petcd.server.etcdserver import EtcdServer
-from petcd.server.settings import ServerSettings
 from tests.harness import free_ports
 from tests.harness.waiting import until
 
@@ -68,17 +68,14 @@ def run(
     permit: Callable[..., bool] | None = None,
     progress_interval: float = 600.0,
     capacity: int = 128,
-    **settings_kw: object,
+    flags: tuple[str, ...] = (),
 ) -> None:
     async def main() -> None:
-        settings = ServerSettings(  # type: ignore[arg-type]
-            **settings_kw,
-            name="m1",
-            data_dir=str(tmp_path / "data"),
+        settings = settings_from_flags(
+            ["--name=m1", f"--data-dir={tmp_path / 'data'}", "--quota-backend-bytes=1073741824", *flags],
             member_id=MEMBER_ID,
             cluster_id=0xC2,
             initial_members=[Member(MEMBER_ID, "m1", ["http://127.0.0.1:2380"])],
-            quota_backend_bytes=1 << 30,
         )
         srv = EtcdServer(settings)
         await srv.start()
@@ -230,4 +227,4 @@ def test_require_leader_stream_ends_without_leader(tmp_path: Path) -> None:
         assert (await plain.next()).created  # a stream that did not ask for a leader goes on
         plain.call.cancel()
 
-    run(tmp_path, body, heartbeat_interval_ms=20, election_timeout_ms=200)
+    run(tmp_path, body, flags=("--heartbeat-interval=20", "--election-timeout=200"))

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from petcd.backend import LEASE
+from petcd.config import settings_from_flags
 from petcd.lease import lease_key
 from petcd.lease.service import lease_grant, lease_leases, lease_renew, lease_revoke, lease_time_to_live
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
@@ -18,23 +19,20 @@ from petcd.proto.leasepb import lease_pb2 as leasepb
 from petcd.server import errors
 from petcd.server.bootstrap import Member
 from petcd.server.etcdserver import EtcdServer
-from petcd.server.settings import ServerSettings
 from tests.harness.waiting import until
 
 MEMBER_ID = 0x51A5E
 
 
-def run(tmp_path: Path, body: Callable[[EtcdServer], Awaitable[None]]) -> None:
+def run(tmp_path: Path, body: Callable[[EtcdServer], Awaitable[None]], flags: tuple[str, ...] = ()) -> None:
     """Start a one-member server in tmp_path, wait until its lessor is primary, run body, stop."""
 
     async def main() -> None:
-        settings = ServerSettings(
-            name="m1",
-            data_dir=str(tmp_path / "data"),
+        settings = settings_from_flags(
+            ["--name=m1", f"--data-dir={tmp_path / 'data'}", "--quota-backend-bytes=1073741824", *flags],
             member_id=MEMBER_ID,
             cluster_id=0xC1,
             initial_members=[Member(MEMBER_ID, "m1", ["http://127.0.0.1:2380"])],
-            quota_backend_bytes=1 << 30,
         )
         srv = EtcdServer(settings)
         await srv.start()
@@ -109,5 +107,19 @@ def test_the_leader_checkpoints_and_a_keep_alive_clears_the_checkpoint(tmp_path:
         assert await lease_renew(srv, lease) == 30
         rec = record(srv, lease)
         assert rec is not None and rec.remaining_ttl == 0  # cleared through raft before the renew
+
+    run(tmp_path, body, flags=("--experimental-enable-lease-checkpoint",))
+
+
+def test_no_checkpoints_without_the_flag(tmp_path: Path) -> None:
+    """etcd 3.5 checkpoints leases only with --experimental-enable-lease-checkpoint."""
+
+    async def body(srv: EtcdServer) -> None:
+        assert not srv.lessor.checkpointing
+        srv.lessor.checkpoint_interval = 0.2
+        lease = (await lease_grant(srv, pb.LeaseGrantRequest(TTL=30))).ID
+        await asyncio.sleep(1.0)
+        rec = record(srv, lease)
+        assert rec is not None and rec.remaining_ttl == 0
 
     run(tmp_path, body)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 
-from petcd.server.config_go import EtcdURL, go_quote, go_quote_list
+from petcd.config.govalues import EtcdURL, go_quote, go_quote_list
 
 __all__ = [
     "BootstrapError",
@@ -58,11 +58,15 @@ def _urls_equal(a: list[str], b: list[str], resolve: Resolver | None,
     """etcd's URLStringsEqual: same length, then equal after resolving host names."""
     if len(a) != len(b):
         return False, f"len({go_quote_list(a)}) != len({go_quote_list(b)})"
-    ra = sorted(str(resolve(u)) if resolve else str(u) for u in a_urls)
-    rb = sorted(str(resolve(u)) if resolve else str(u) for u in b_urls)
-    for x, y in zip(ra, rb, strict=True):
+    oa = sorted(a_urls, key=str)
+    ob = sorted(b_urls, key=str)
+    ra = [str(resolve(u)) if resolve else str(u) for u in oa]
+    rb = [str(resolve(u)) if resolve else str(u) for u in ob]
+    for x, y, ox, oy in zip(ra, rb, oa, ob, strict=True):
         if x != y:
-            return False, f"resolved urls: {go_quote(x)} != {go_quote(y)}"
+            # etcd 3.5's wording (3.4 said 'resolved urls: "x" != "y"')
+            return False, (f"{go_quote(x)}(resolved from {go_quote(str(ox))}) != "
+                           f"{go_quote(y)}(resolved from {go_quote(str(oy))})")
     return True, ""
 
 

@@ -4,9 +4,10 @@
 flag (the flag name with ``-`` as ``_``; durations in float seconds, heartbeat and election in
 milliseconds, URL lists as ``EtcdURL`` tuples) or raises ``ConfigError(message, exit_code)``
 with etcd's message and exit code. Nothing is read but argv, the environment mapping and the
-config file; nothing is written. The parsing rules live in ``config_parse`` (command line,
-environment, YAML, validation), Go's value syntax in ``config_go``, the flag table and help in
-``config_flags`` and the ID arithmetic in ``config_cluster``.
+config file; nothing is written. The parsing rules live in ``parse`` (command line,
+environment, YAML, validation), Go's value syntax in ``govalues``, the flag table and help in
+``flags``, what the table's ``does`` column means in ``handling`` and the ID arithmetic in
+``cluster_ids``. The settings a member runs with are built from a ServerConfig in ``settings``.
 
 The data directory defaults to ``<name>.petcd`` (etcd: ``<name>.etcd``).
 """
@@ -18,15 +19,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
-from petcd.server.config_cluster import (
+from petcd.config.cluster_ids import (
     BootstrapError,
     check_bootstrap,
     compute_cluster_id,
     compute_member_id,
 )
-from petcd.server.config_flags import DEFAULT_INITIAL_CLUSTER, DEFAULT_NAME, FLAG_SPECS, help_text
-from petcd.server.config_go import EtcdURL, GoValueError, go_quote, parse_go_duration, parse_url_map
-from petcd.server.config_parse import (
+from petcd.config.flags import DEFAULT_INITIAL_CLUSTER, DEFAULT_NAME, FLAG_SPECS, help_text
+from petcd.config.govalues import EtcdURL, GoValueError, go_quote, parse_go_duration, parse_url_map
+from petcd.config.handling import check_tls_urls, refusal, unapplied_warnings
+from petcd.config.parse import (
     API_VERSION,
     PETCD_VERSION,
     ConfigError,
@@ -45,7 +47,7 @@ __all__ = [
     "EtcdURL",
     "ServerConfig",
     "TLSInfo",
-    "best_practice_warnings",
+    "check_supported",
     "help_text",
     "load_config_or_exit",
     "parse_config",
@@ -485,28 +487,10 @@ def _finish(pv: ParsedValues) -> ServerConfig:
     if v["client-frontends"] < -1:
         raise verify_error(f"--client-frontends={v['client-frontends']}: want -1 (one per CPU), 0 (none) or "
                            "a number of front-end processes")
-    if v["logger"] == "capnslog":
-        warnings.append("--logger=capnslog is deprecated (removed in etcd 3.5); petcd logs as with --logger=zap")
-    if not 4 <= v["bcrypt-cost"] <= 31:
-        warnings.append(f"--bcrypt-cost={v['bcrypt-cost']} is outside 4..31; using the default cost 10")
-    if v["quota-backend-bytes"] > MAX_QUOTA_BYTES:
-        warnings.append(f"--quota-backend-bytes={v['quota-backend-bytes']} exceeds the recommended maximum "
-                        f"of {MAX_QUOTA_BYTES} bytes (8 GiB)")
-    elif v["quota-backend-bytes"] < 0:
-        warnings.append("--quota-backend-bytes is negative: the backend quota is disabled")
     if v["max-request-bytes"] > RECOMMENDED_MAX_REQUEST_BYTES:
         warnings.append(f"--max-request-bytes={v['max-request-bytes']} exceeds the recommended maximum of "
                         f"{RECOMMENDED_MAX_REQUEST_BYTES} bytes")
-    if v["metrics"] not in ("basic", "extensive"):
-        warnings.append(f"--metrics={v['metrics']} is neither 'basic' nor 'extensive'; using 'basic'")
-    for flag, what in (("discovery", "discovery"), ("discovery-srv", "DNS discovery"),
-                       ("experimental-enable-v2v3", "the v2 API")):
-        if v[flag]:
-            warnings.append(f"--{flag} is accepted but petcd does not support {what} yet")
-    if v["proxy"] != "off":
-        warnings.append(f"--proxy={v['proxy']}: petcd has no v2 proxy; it runs as a member")
-    if v["enable-v2"]:
-        warnings.append("--enable-v2: petcd serves only the v3 API")
+    warnings += unapplied_warnings(v, pv.flags_set)
     fields = {spec.field: v[spec.name] for spec in FLAG_SPECS}
     return ServerConfig(
         **fields,
@@ -523,43 +507,29 @@ def parse_config(argv: list[str], environ: Mapping[str, str]) -> ServerConfig:
     return _finish(parse_values(list(argv), environ))
 
 
+def check_supported(cfg: ServerConfig) -> None:
+    """What petcd refuses to run with although etcd would (see the flag table's ``does``):
+    ConfigError (exit 1) naming the flag. parse_config alone accepts everything etcd accepts."""
+    values = {spec.name: getattr(cfg, spec.field) for spec in FLAG_SPECS}
+    refused = refusal(values)
+    if refused is not None:
+        raise refused
+    check_tls_urls(values, cfg.initial_cluster_members)
+    if "systemd/journal" in cfg.log_outputs:
+        detail = ("--log-outputs=systemd/journal: petcd cannot write to the journal itself; use stderr "
+                  "(systemd keeps a service's stderr in the journal)")
+        raise ConfigError(f"petcd cannot start: {detail}", 1, detail)
+
+
 def load_config_or_exit(argv: list[str], environ: Mapping[str, str],
                         stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> ServerConfig:
-    """parse_config for a main(): prints help/version/errors and exits with etcd's exit code."""
+    """parse_config and check_supported for a main(): prints help/version/errors and exits with
+    etcd's exit code (1 for what petcd refuses)."""
     try:
-        return parse_config(argv, environ)
+        cfg = parse_config(argv, environ)
+        check_supported(cfg)
+        return cfg
     except ConfigError as e:
         stream = (stdout or sys.stdout) if e.exit_code == 0 else (stderr or sys.stderr)
         print(e.message, file=stream)
         raise SystemExit(e.exit_code) from None
-
-
-# ---------------------------------------------------------------- best practices
-
-
-def best_practice_warnings(cfg: ServerConfig) -> list[str]:
-    """The notebook's five production practices, as warnings that say what to change."""
-    out: list[str] = []
-    hb, et = cfg.heartbeat_interval, cfg.election_timeout
-    if hb < 1000:
-        out.append(f"--heartbeat-interval is {hb} ms; 1000 ms (1 s) is recommended for production clusters, "
-                   "whose members may be far apart: set --heartbeat-interval=1000 (with --election-timeout=5000)")
-    if et < 5000:
-        out.append(f"--election-timeout is {et} ms; 5000 ms (5 s) is recommended, and it must stay at least "
-                   f"5 x --heartbeat-interval ({5 * hb} ms now): set --election-timeout=5000")
-    if cfg.quota_backend_bytes == 0:
-        out.append("--quota-backend-bytes is not set, so writes stop (NOSPACE alarm) at 2 GiB of database: "
-                   "size it from your expected data, up to 8 GiB, e.g. --quota-backend-bytes=8589934592")
-    elif cfg.quota_backend_bytes > MAX_QUOTA_BYTES:
-        out.append(f"--quota-backend-bytes is {cfg.quota_backend_bytes}, above the 8 GiB recommended maximum: "
-                   "size it from your expected data, at most --quota-backend-bytes=8589934592")
-    elif cfg.quota_backend_bytes < 0:
-        out.append("--quota-backend-bytes is negative, so the database may grow until the disk is full: "
-                   "set a quota sized from your expected data, up to 8 GiB")
-    if not cfg.auto_compaction_enabled:
-        out.append("automatic compaction is off, so old revisions pile up until the quota is hit: set "
-                   "--auto-compaction-mode=periodic --auto-compaction-retention=1 (keep one hour of history)")
-    out.append(f"schedule `etcdctl defrag` (or petcdctl defrag) regularly, e.g. from cron, one member at a "
-               f"time after compaction; a defrag on etcd that outlasts --election-timeout ({et} ms) stalls "
-               "the member long enough to trigger a leader election")
-    return out

@@ -1,7 +1,7 @@
 """petcd's server configuration: etcd's flags, ETCD_* variables and --config-file.
 
-The expected messages and exit codes are the ones real etcd 3.4.23 gives for the same input
-(tests/server/test_config_vs_etcd.py checks them against /usr/bin/etcd directly).
+The expected messages and exit codes are the ones real etcd 3.5.1 gives for the same input
+(tests/config/test_config_vs_etcd.py checks them against the etcd 3.5.1 binary directly).
 """
 
 from __future__ import annotations
@@ -11,16 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from petcd.server.config import (
-    ConfigError,
-    ServerConfig,
-    best_practice_warnings,
-    load_config_or_exit,
-    parse_config,
-)
-from petcd.server.config_cluster import compute_cluster_id, compute_member_id
-from petcd.server.config_flags import FLAG_SPECS, help_text
-from petcd.server.config_go import (
+from petcd.config.cluster_ids import compute_cluster_id, compute_member_id
+from petcd.config.flags import FLAG_SPECS, help_text
+from petcd.config.govalues import (
     GoValueError,
     format_go_duration,
     new_urls,
@@ -29,6 +22,14 @@ from petcd.server.config_go import (
     parse_go_uint,
     parse_url_map,
 )
+from petcd.config.server_config import (
+    ConfigError,
+    ServerConfig,
+    check_supported,
+    load_config_or_exit,
+    parse_config,
+)
+from petcd.config.startup import best_practice_warnings, startup_notes
 
 NOTEBOOK_ETCD1 = (
     "--name etcd-1 --data-dir /tmp/petcd-notebook/etcd1 --initial-advertise-peer-urls http://127.0.0.1:2381 "
@@ -311,7 +312,9 @@ def test_startup_errors_exit_1(argv: list[str], detail: str) -> None:
 def test_discovery_alone_clears_the_default_initial_cluster() -> None:
     c = parse_config(["--discovery-srv", "example.com"], {})
     assert c.initial_cluster == "" and c.initial_cluster_members == ()
-    assert any("DNS discovery" in w for w in c.warnings)
+    # parsed as etcd parses it, then refused: petcd has no DNS discovery
+    with pytest.raises(ConfigError, match=r"--discovery-srv=example\.com: DNS discovery is not supported"):
+        check_supported(c)
 
 
 def test_election_timeout_exactly_5x_and_50000_are_allowed() -> None:
@@ -340,10 +343,13 @@ def test_jwt_auth_token() -> None:
 
 def test_warnings_for_accepted_but_unusual_values() -> None:
     c = parse_config(["--quota-backend-bytes=9000000000", "--bcrypt-cost=3", "--max-request-bytes=20000000",
-                      "--logger=capnslog", "--metrics=foo"], {})
+                      "--logger=zap", "--metrics=foo"], {})
     text = "\n".join(c.warnings)
-    for needle in ("quota-backend-bytes=9000000000", "bcrypt-cost=3", "max-request-bytes", "capnslog", "metrics"):
+    for needle in ("--max-request-bytes=20000000 exceeds", "--bcrypt-cost=3 is accepted but not applied",
+                   "--logger=zap is accepted but not applied", "--metrics=foo is accepted but not applied"):
         assert needle in text
+    # the quota is a best practice, said once, at startup
+    assert "quota" not in text and any("above the 8 GiB" in w for w in best_practice_warnings(c))
     assert c.effective_bcrypt_cost == 10 and c.effective_quota_bytes == 9000000000
     assert parse_config(["--quota-backend-bytes=-1"], {}).effective_quota_bytes is None
 
@@ -366,7 +372,8 @@ def test_name_alone_derives_initial_cluster_from_advertised_peer_urls() -> None:
       "default=http://127.0.0.1:32380"],
      '--initial-cluster has default=http://127.0.0.1:32380 but missing from '
      '--initial-advertise-peer-urls=http://127.0.0.1:32381 '
-     '(resolved urls: "http://127.0.0.1:32381" != "http://127.0.0.1:32380")'),
+     '("http://127.0.0.1:32381"(resolved from "http://127.0.0.1:32381") != '
+     '"http://127.0.0.1:32380"(resolved from "http://127.0.0.1:32380"))'),
     (["--initial-advertise-peer-urls", "http://127.0.0.1:32380,http://127.0.0.1:32381", "--initial-cluster",
       "default=http://127.0.0.1:32380"],
      "--initial-advertise-peer-urls has http://127.0.0.1:32381 but missing from "
@@ -558,20 +565,29 @@ def test_config_file_io_yaml_and_url_errors(tmp_path: Path) -> None:
 
 
 def test_best_practice_warnings_for_defaults() -> None:
+    # defaults the operator did not set are not mentioned, except the dangerous one: no compaction
     w = best_practice_warnings(parse_config([], {}))
-    assert len(w) == 5
-    assert "--heartbeat-interval=1000" in w[0]
-    assert "--election-timeout=5000" in w[1]
-    assert "--quota-backend-bytes" in w[2] and "2 GiB" in w[2]
-    assert "--auto-compaction-mode=periodic --auto-compaction-retention=1" in w[3]
-    assert "defrag" in w[4] and "1000 ms" in w[4]
+    assert len(w) == 1
+    assert "--auto-compaction-mode=periodic --auto-compaction-retention=1" in w[0]
+    notes = startup_notes(parse_config([], {}))
+    assert len(notes) == 1 and "etcdctl defrag" in notes[0] and "petcdctl" not in notes[0]
+
+
+def test_best_practice_warnings_for_what_the_operator_set() -> None:
+    w = best_practice_warnings(parse_config(["--heartbeat-interval=100", "--election-timeout=1000"], {}))
+    assert len(w) == 2 and "--heartbeat-interval=1000" in w[0] and "--election-timeout=5000" in w[0]
+    w = best_practice_warnings(parse_config(["--election-timeout=2000"], {}))
+    assert "--election-timeout is 2000 ms" in w[0]
+    assert any("--quota-backend-bytes is negative" in x
+               for x in best_practice_warnings(parse_config(["--quota-backend-bytes=-1"], {})))
+    unsafe = best_practice_warnings(parse_config(["--unsafe-no-fsync"], {}))
+    assert "--unsafe-no-fsync is set" in unsafe[0]
 
 
 def test_best_practice_warnings_for_notebook_settings() -> None:
     argv = ["--heartbeat-interval=1000", "--election-timeout=5000", "--quota-backend-bytes=8589934592",
             "--auto-compaction-mode=periodic", "--auto-compaction-retention=1"]
-    w = best_practice_warnings(parse_config(argv, {}))
-    assert len(w) == 1 and "defrag" in w[0] and "5000 ms" in w[0]
+    assert best_practice_warnings(parse_config(argv, {})) == []
     big = best_practice_warnings(parse_config([*argv[:2], "--quota-backend-bytes=9000000000"], {}))
     assert any("above the 8 GiB" in x for x in big)
 
