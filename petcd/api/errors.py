@@ -17,6 +17,7 @@ _UN = grpc.StatusCode.UNAVAILABLE
 _OOR = grpc.StatusCode.OUT_OF_RANGE
 _NF = grpc.StatusCode.NOT_FOUND
 _RE = grpc.StatusCode.RESOURCE_EXHAUSTED
+_UNKNOWN = grpc.StatusCode.UNKNOWN
 
 # class -> (code, text); None as text means "etcdserver: " + the instance's message
 STATUS: dict[type[e.PetcdError], tuple[grpc.StatusCode, str | None]] = {
@@ -75,9 +76,11 @@ STATUS: dict[type[e.PetcdError], tuple[grpc.StatusCode, str | None]] = {
     e.InvalidAuthMgmtError: (_IA, "etcdserver: invalid auth management"),
     e.AuthOldRevisionError: (_IA, "etcdserver: revision of auth store is old"),
     e.InvalidAuthOptsError: (_IA, "etcdserver: invalid auth options"),
-    e.ElectionNotLeaderError: (_FP, "election: not leader"),
-    e.ElectionNoLeaderError: (_UN, "election: no leader"),
-    e.SessionExpiredError: (_NF, "etcdserver: requested lease not found"),
+    # etcd's Lock and Election services return these as plain Go errors: gRPC reports UNKNOWN
+    e.ElectionNotLeaderError: (_UNKNOWN, "election: not leader"),
+    e.ElectionNoLeaderError: (_UNKNOWN, "election: no leader"),
+    e.SessionExpiredError: (_UNKNOWN, "mutex: session is expired"),
+    e.MissingLeaderKeyError: (_UNKNOWN, '"leader" field must be provided'),
 }
 
 
