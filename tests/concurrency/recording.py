@@ -33,6 +33,16 @@ _LEASES = {"lease", "ID"}
 _SESSION_SUFFIX = re.compile(rb"/(-?[0-9a-f]{1,16})$")
 
 
+def status(exc: grpc.RpcError) -> tuple[str, str]:
+    """(code name, details) of a failed call. At its deadline, a waiting call of etcd returns the
+    context's error, which gRPC-Go sends as UNKNOWN 'context deadline exceeded'; whether that or
+    the client's own deadline comes first is a race in etcd, so both read as the client's."""
+    code, details = exc.code(), exc.details()  # type: ignore[attr-defined]
+    if code == grpc.StatusCode.UNKNOWN and details == "context deadline exceeded":
+        code, details = grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"
+    return code.name, details
+
+
 class Client:
     def __init__(self, server: Server) -> None:
         self.channel = grpc.insecure_channel(server.endpoint)
@@ -78,7 +88,8 @@ class Recorder:
         try:
             resp = fn()
         except grpc.RpcError as exc:
-            self.lines.append(f"{label}: {exc.code().name} {exc.details()!r}")  # type: ignore[attr-defined]
+            code, details = status(exc)
+            self.lines.append(f"{label}: {code} {details!r}")
             return None
         self.lines.append(f"{label}: OK {self.norm(resp)}")  # type: ignore[arg-type]
         return resp
@@ -154,12 +165,7 @@ class Observer:
                 self.messages.append(msg)
             self.end = "OK"
         except grpc.RpcError as exc:
-            code, details = exc.code(), exc.details()  # type: ignore[attr-defined]
-            # at its deadline etcd's Observe returns the context's error, which gRPC-Go sends as
-            # UNKNOWN; whether that or the client's own deadline comes first is a race in etcd
-            if code == grpc.StatusCode.UNKNOWN and details == "context deadline exceeded":
-                code = grpc.StatusCode.DEADLINE_EXCEEDED
-            self.end = code.name
+            self.end = status(exc)[0]
 
     def wait_for(self, count: int, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
