@@ -255,4 +255,8 @@ class ElectionNoLeaderError(PetcdError):
 
 
 class SessionExpiredError(PetcdError):
-    """the lease behind a lock or election session is gone"""
+    """mutex: session is expired (the lease of a waiting Lock ran out before it got the lock)"""
+
+
+class MissingLeaderKeyError(PetcdError):
+    """an election request without its "leader" field"""

@@ -17,8 +17,8 @@ _UN = grpc.StatusCode.UNAVAILABLE
 _OOR = grpc.StatusCode.OUT_OF_RANGE
 _NF = grpc.StatusCode.NOT_FOUND
 _RE = grpc.StatusCode.RESOURCE_EXHAUSTED
-# etcd 3.5.1's togRPCError maps these two to client-side errors (not gRPC statuses), which grpc-go
-# sends as UNKNOWN with the text: observed on etcd 3.4.23 and 3.5.1 alike.
+# errors etcd's togRPCError does not turn into a gRPC status (and the concurrency services'
+# errors) reach clients as UNKNOWN with etcd's text: observed on etcd 3.4.23 and 3.5.1 alike.
 _UNK = grpc.StatusCode.UNKNOWN
 
 # class -> (code, text); None as text means "etcdserver: " + the instance's message
@@ -78,9 +78,11 @@ STATUS: dict[type[e.PetcdError], tuple[grpc.StatusCode, str | None]] = {
     e.InvalidAuthMgmtError: (_IA, "etcdserver: invalid auth management"),
     e.AuthOldRevisionError: (_IA, "etcdserver: revision of auth store is old"),
     e.InvalidAuthOptsError: (_IA, "etcdserver: invalid auth options"),
-    e.ElectionNotLeaderError: (_FP, "election: not leader"),
-    e.ElectionNoLeaderError: (_UN, "election: no leader"),
-    e.SessionExpiredError: (_NF, "etcdserver: requested lease not found"),
+    # etcd's Lock and Election services return these as plain Go errors: gRPC reports UNKNOWN
+    e.ElectionNotLeaderError: (_UNK, "election: not leader"),
+    e.ElectionNoLeaderError: (_UNK, "election: no leader"),
+    e.SessionExpiredError: (_UNK, "mutex: session is expired"),
+    e.MissingLeaderKeyError: (_UNK, '"leader" field must be provided'),
 }
 
 

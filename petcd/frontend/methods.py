@@ -37,6 +37,13 @@ class Method:
         return f"/{self.service}/{self.name}"
 
 
+# Unary calls that may wait for a long time (for a lock, for leadership). A front-end relays them
+# over its gRPC channel to the member, as it does streams, instead of over the link: the link has
+# no cancellation, and a Lock or Campaign the client gave up must end on the member (which then
+# deletes its key) rather than wait on for nobody.
+BLOCKING_UNARY = frozenset({"/v3lockpb.Lock/Lock", "/v3electionpb.Election/Campaign"})
+
+
 def client_services() -> list[ServiceDescriptor]:
     services: list[ServiceDescriptor] = []
     for module in (rpc_pb2, v3lock_pb2, v3election_pb2):

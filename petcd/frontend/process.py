@@ -8,8 +8,9 @@ parallel. A front-end never interprets a request:
 - unary calls (Put, Range, Txn, LeaseGrant, MemberList, ...) go to the member as raw bytes over
   the link (``petcd.frontend.link``), batched, and the member's answer goes back as raw bytes or
   as the status it chose;
-- streaming calls (Watch, LeaseKeepAlive, Snapshot, ...) are relayed message by message over a
-  gRPC channel to the member's private Unix socket, statuses and cancellation included.
+- streaming calls (Watch, LeaseKeepAlive, Snapshot, ...) and the unary calls that block (Lock,
+  Campaign) are relayed over a gRPC channel to the member's private Unix socket, statuses and
+  cancellation included.
 
 A front-end exits when its link closes, and the kernel kills it if the member process dies.
 """
@@ -33,7 +34,7 @@ import grpc
 from petcd.config.logs import configure_logging
 from petcd.frontend import wire
 from petcd.frontend.link import LinkClosed, MemberLink
-from petcd.frontend.methods import METHODS, Arity, Method
+from petcd.frontend.methods import BLOCKING_UNARY, METHODS, Arity, Method
 from petcd.frontend.supervisor import Keepalive, bind_error
 
 log = logging.getLogger("petcd.frontend")
@@ -118,6 +119,22 @@ def _stream_handlers(channel: grpc.aio.Channel, method: Method) -> Callable[...,
 
         return handle_us
 
+    if method.arity is Arity.UNARY_UNARY:
+        unary_unary = channel.unary_unary(path)
+
+        async def handle_uu(request: bytes, context: ServicerContext) -> bytes:
+            call = unary_unary(request, metadata=forwarded_metadata(context), timeout=context.time_remaining())
+            try:
+                response: bytes = await call
+                return response
+            except grpc.aio.AioRpcError as exc:
+                await _relay_error(context, exc)
+                raise
+            finally:
+                call.cancel()  # the client went away (this task was cancelled): so does the member's call
+
+        return handle_uu
+
     if method.arity is Arity.STREAM_STREAM:
         stream_stream = channel.stream_stream(path)
 
@@ -138,7 +155,9 @@ def add_handlers(server: grpc.aio.Server, link: MemberLink, channel: grpc.aio.Ch
     by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
     for m in METHODS:
         handlers = by_service.setdefault(m.service, {})
-        if m.arity is Arity.UNARY_UNARY:
+        if m.arity is Arity.UNARY_UNARY and m.path in BLOCKING_UNARY:
+            handlers[m.name] = grpc.unary_unary_rpc_method_handler(_stream_handlers(channel, m))
+        elif m.arity is Arity.UNARY_UNARY:
             handlers[m.name] = grpc.unary_unary_rpc_method_handler(_unary_handler(link, m))
         elif m.arity is Arity.UNARY_STREAM:
             handlers[m.name] = grpc.unary_stream_rpc_method_handler(_stream_handlers(channel, m))

@@ -15,9 +15,11 @@ from collections.abc import Sequence
 
 import grpc
 
+from petcd.api.election import ElectionServicer
 from petcd.api.handlers import add_servicer
 from petcd.api.kv import KVServicer
 from petcd.api.lease import LeaseServicer
+from petcd.api.lock import LockServicer
 from petcd.api.maintenance import ClusterServicer, MaintenanceServicer
 from petcd.api.watch import register as register_watch
 from petcd.config import (
@@ -42,8 +44,13 @@ from petcd.frontend.supervisor import (
 )
 from petcd.peer import add_to_server as add_peer_service
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
+from petcd.proto.v3electionpb import v3election_pb2 as electionpb
+from petcd.proto.v3lockpb import v3lock_pb2 as lockpb
 from petcd.server.bootstrap import BootstrapError
+from petcd.server.concurrency import Cleanups, MemberKV
+from petcd.server.election import Elections
 from petcd.server.etcdserver import EtcdServer
+from petcd.server.lock import Locks
 from petcd.wal import WAL, WALError
 
 log = logging.getLogger("petcd")
@@ -72,6 +79,14 @@ def build_grpc_server(srv: EtcdServer, dispatcher: Dispatcher) -> grpc.aio.Serve
     ):
         add_servicer(server, services[name], servicer)
         dispatcher.add_servicer(services[name], servicer)
+    # Lock and Election are clients of the member's own KV, Watch and Lease APIs, as in etcd
+    kv, cleanups = MemberKV(srv), Cleanups()
+    for service, servicer in (
+        (lockpb.DESCRIPTOR.services_by_name["Lock"], LockServicer(Locks(kv, cleanups))),
+        (electionpb.DESCRIPTOR.services_by_name["Election"], ElectionServicer(Elections(kv, cleanups))),
+    ):
+        add_servicer(server, service, servicer)
+        dispatcher.add_servicer(service, servicer)
     assert srv.peering is not None
     add_peer_service(srv.peering.transport, server)
     return server

@@ -272,7 +272,8 @@ def _errors(server: Server) -> dict[str, tuple[grpc.StatusCode, str]]:
         too_many = pb.TxnRequest(
             success=[pb.RequestOp(request_put=pb.PutRequest(key=f"err/{i}".encode())) for i in range(MAX_TXN_OPS + 1)]
         )
-        observe = elpb_grpc.ElectionStub(ch).Observe(elpb.LeaderRequest(name=b"e"), timeout=5)
+        election = elpb_grpc.ElectionStub(ch)
+        observe = election.Observe(elpb.LeaderRequest(name=b"err/nobody"), timeout=0.5)
         return {
             "future": rpc_error(lambda: kv.Range(pb.RangeRequest(key=b"err/k", revision=rev + 100), timeout=5)),
             "large": rpc_error(lambda: kv.Put(pb.PutRequest(key=b"err/big", value=b"x" * 2000), timeout=5)),
@@ -283,7 +284,11 @@ def _errors(server: Server) -> dict[str, tuple[grpc.StatusCode, str]]:
             "auth-unimplemented": rpc_error(
                 lambda: pb_grpc.AuthStub(ch).AuthStatus(pb.AuthStatusRequest(), timeout=5)
             ),
-            "stream-unimplemented": rpc_error(lambda: list(observe)),
+            # Campaign is relayed over the front-end's channel, as streams are
+            "relayed-unary": rpc_error(
+                lambda: election.Campaign(elpb.CampaignRequest(name=b"err/e", lease=999), timeout=5)
+            ),
+            "stream-deadline": rpc_error(lambda: list(observe)),
         }
 
 
@@ -296,7 +301,8 @@ def test_errors_are_the_same_with_and_without_frontends(fronted: Server, direct:
     assert in_member["txn-ops"] == (grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: too many operations in txn request")
     assert in_member["grpc-limit"][0] == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert in_member["auth-unimplemented"][0] == grpc.StatusCode.UNIMPLEMENTED
-    assert in_member["stream-unimplemented"][0] == grpc.StatusCode.UNIMPLEMENTED
+    assert in_member["relayed-unary"] == (grpc.StatusCode.UNKNOWN, "etcdserver: requested lease not found")
+    assert in_member["stream-deadline"][0] == grpc.StatusCode.DEADLINE_EXCEEDED
     for case, expected in in_member.items():
         assert via_frontend[case] == expected, f"{case}: {via_frontend[case]} through a front-end, {expected} direct"
 
