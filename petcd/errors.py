@@ -209,6 +209,10 @@ class AuthFailedError(PetcdError):
     """authentication failed, invalid user ID or password"""
 
 
+class PermissionNotGivenError(PetcdError):
+    """permission not given (a grant without a permission)"""
+
+
 class PermissionDeniedError(PetcdError):
     """permission denied"""
 
