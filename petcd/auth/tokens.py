@@ -22,6 +22,7 @@ production: simple tokens are bearer secrets).
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import re
@@ -32,6 +33,7 @@ from typing import Any, Protocol
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import HMACAlgorithm
 
 from petcd.clock import Clock
 from petcd.errors import AuthFailedError, InvalidAuthOptsError
@@ -171,6 +173,24 @@ JWT_SIGN_METHODS = (
     "ES256", "ES384", "ES512",
 )
 
+class _AnyHMACKey(HMACAlgorithm):
+    """HMAC that takes any file as its secret: etcd does (a PEM file too), PyJWT refuses those."""
+
+    def prepare_key(self, key: str | bytes) -> bytes:
+        return key if isinstance(key, bytes) else key.encode()
+
+
+def _new_jws() -> jwt.PyJWS:
+    jws = jwt.PyJWS()
+    for name, digest in (("HS256", HMACAlgorithm.SHA256), ("HS384", HMACAlgorithm.SHA384),
+                         ("HS512", HMACAlgorithm.SHA512)):
+        jws.unregister_algorithm(name)
+        jws.register_algorithm(name, _AnyHMACKey(digest))
+    return jws
+
+
+_JWS = _new_jws()
+
 SigningKey = bytes | rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 VerifyingKey = bytes | rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
@@ -221,23 +241,22 @@ class JWTTokenProvider:
             raise AuthFailedError("auth: token signing attempted with verify-only key")
         # Go's exp is whole seconds: time.Now().Add(ttl).Unix()
         exp = int(self._clock.wall() + self.ttl)
-        claims = {"exp": exp, "revision": revision, "username": username}
+        # claims in name order, as Go marshals a map
+        claims = json.dumps({"exp": exp, "revision": revision, "username": username},
+                            separators=(",", ":")).encode()
         try:
-            return jwt.encode(claims, self._signing_key, algorithm=self.sign_method)
+            return _JWS.encode(claims, self._signing_key, algorithm=self.sign_method)
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise AuthFailedError(f"failed to sign a JWT token: {exc}") from exc
 
     def info(self, token: str, revision: int) -> AuthInfo | None:
         try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                self._verifying_key,
-                algorithms=[self.sign_method],
-                options={"verify_exp": False, "verify_nbf": False, "verify_iat": False,
-                         "verify_aud": False, "verify_iss": False},
-            )
-        except jwt.PyJWTError as exc:
+            payload = _JWS.decode(token, self._verifying_key, algorithms=[self.sign_method])
+            claims: Any = json.loads(payload)
+        except (jwt.PyJWTError, ValueError) as exc:
             log.warning("failed to parse a JWT token: %s", exc)
+            return None
+        if not isinstance(claims, dict):
             return None
         # the time claims are checked here, against the injected clock, as jwt-go does (whole
         # seconds, valid through the second of exp)
