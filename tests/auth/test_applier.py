@@ -21,7 +21,17 @@ from petcd.auth import (
 )
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.serverpb import internal_pb2 as serverpb
-from tests.auth.helpers import READ, READWRITE, WRITE, add_role, add_user, enable, grant_perm, grant_role, setup_root
+from tests.auth.helpers import (
+    READ,
+    READWRITE,
+    WRITE,
+    add_role,
+    add_user,
+    enable,
+    grant_perm,
+    grant_role,
+    setup_root,
+)
 
 
 @pytest.fixture
