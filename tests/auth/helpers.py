@@ -29,7 +29,8 @@ def grant_role(store: AuthStore, user: str, role: str) -> None:
     store.user_grant_role(pb.AuthUserGrantRoleRequest(user=user, role=role))
 
 
-def grant_perm(store: AuthStore, role: str, perm_type: int, key: bytes, range_end: bytes = b"") -> None:
+def grant_perm(store: AuthStore, role: str, perm_type: authpb.Permission.Type,
+               key: bytes, range_end: bytes = b"") -> None:
     store.role_grant_permission(pb.AuthRoleGrantPermissionRequest(
         name=role, perm=authpb.Permission(permType=perm_type, key=key, range_end=range_end)))
 

@@ -47,7 +47,7 @@ def model_allows(ivs: list[tuple[bytes, bytes | None]], key: bytes, range_end: b
     return all(model_granted(ivs, u) for u in inside)
 
 
-def _intervals(ps: list[tuple[int, bytes, bytes]], want: int) -> list[tuple[bytes, bytes | None]]:
+def _intervals(ps: list[tuple[authpb.Permission.Type, bytes, bytes]], want: int) -> list[tuple[bytes, bytes | None]]:
     out = []
     for t, k, end in ps:
         if t == READWRITE or t == want:
@@ -59,7 +59,7 @@ def _intervals(ps: list[tuple[int, bytes, bytes]], want: int) -> list[tuple[byte
 
 @settings(max_examples=400, deadline=None)
 @given(perms, keys, ends)
-def test_merged_permissions_match_model(ps: list[tuple[int, bytes, bytes]], key: bytes, range_end: bytes) -> None:
+def test_merged_permissions_match_model(ps: list[tuple[authpb.Permission.Type, bytes, bytes]], key: bytes, range_end: bytes) -> None:
     role = authpb.Role(name=b"r", keyPermission=[
         authpb.Permission(permType=t, key=k, range_end=end) for t, k, end in ps])
     merged = MergedPermissions.from_roles([role])

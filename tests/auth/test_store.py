@@ -235,7 +235,7 @@ def test_revoke_permission_exact_match(store: AuthStore) -> None:
     assert store.revision == rev + 1 and store.role_get(pb.AuthRoleGetRequest(role="r")).perm == []
 
 
-def _alice_with(store: AuthStore, *perms: tuple[int, bytes, bytes]) -> AuthInfo:
+def _alice_with(store: AuthStore, *perms: tuple[authpb.Permission.Type, bytes, bytes]) -> AuthInfo:
     setup_root(store)
     add_user(store, "alice", "pw")
     add_role(store, "r")
@@ -295,7 +295,7 @@ def test_old_revision_is_refused_for_key_checks_not_admin(store: AuthStore) -> N
 
 def test_cache_follows_changes(store: AuthStore) -> None:
     _alice_with(store, (READ, b"a", b""))
-    assert store.is_range_permitted(AuthInfo("alice", store.revision), b"a") is None
+    store.is_range_permitted(AuthInfo("alice", store.revision), b"a")
     store.role_revoke_permission(pb.AuthRoleRevokePermissionRequest(role="r", key=b"a"))
     with pytest.raises(e.PermissionDeniedError):
         store.is_range_permitted(AuthInfo("alice", store.revision), b"a")
