@@ -49,6 +49,7 @@ from petcd.errors import (
     PermissionDeniedError,
     PermissionNotGivenError,
     PermissionNotGrantedError,
+    RequestTooLargeError,
     RoleAlreadyExistError,
     RoleEmptyError,
     RoleNotFoundError,
@@ -75,6 +76,9 @@ _REVISION = struct.Struct(">Q")
 # etcd lists users and roles over [0x00, 0xff)
 _LIST_START = b"\x00"
 _LIST_END = b"\xff"
+
+# LMDB's key size limit (bbolt's is far larger): no user or role name can be longer, and none is empty
+MAX_NAME_BYTES = 511
 
 # gRPC metadata keys a token may come in (etcd's TokenFieldNameGRPC / TokenFieldNameSwagger)
 TOKEN_METADATA_KEYS = ("token", "authorization")
@@ -146,12 +150,20 @@ class AuthStore:
         self._be.put(AUTH, REVISION_KEY, _REVISION.pack(self._revision))
 
     def _get_user(self, name: str) -> authpb.User | None:
-        raw = self._be.get(AUTH_USERS, name.encode())
+        key = name.encode()
+        raw = self._be.get(AUTH_USERS, key) if 0 < len(key) <= MAX_NAME_BYTES else None
         return None if raw is None else authpb.User.FromString(raw)
 
     def _get_role(self, name: str) -> authpb.Role | None:
-        raw = self._be.get(AUTH_ROLES, name.encode())
+        key = name.encode()
+        raw = self._be.get(AUTH_ROLES, key) if 0 < len(key) <= MAX_NAME_BYTES else None
         return None if raw is None else authpb.Role.FromString(raw)
+
+    @staticmethod
+    def _check_name_length(name: str) -> None:
+        if len(name.encode()) > MAX_NAME_BYTES:
+            # etcd (bbolt) would store it; the backend cannot
+            raise RequestTooLargeError(f"name longer than {MAX_NAME_BYTES} bytes")
 
     def _put_user(self, user: authpb.User) -> None:
         self._be.put(AUTH_USERS, user.name, user.SerializeToString())
@@ -250,6 +262,7 @@ class AuthStore:
     def user_add(self, req: pb.AuthUserAddRequest) -> pb.AuthUserAddResponse:
         if not req.name:
             raise UserEmptyError()
+        self._check_name_length(req.name)
         if self._get_user(req.name) is not None:
             raise UserAlreadyExistError()
         options = authpb.UserAddOptions(no_password=req.options.no_password)
@@ -340,6 +353,7 @@ class AuthStore:
     def role_add(self, req: pb.AuthRoleAddRequest) -> pb.AuthRoleAddResponse:
         if not req.name:
             raise RoleEmptyError()
+        self._check_name_length(req.name)
         if self._get_role(req.name) is not None:
             raise RoleAlreadyExistError()
         self._put_role(authpb.Role(name=req.name.encode()))

@@ -431,3 +431,22 @@ def test_recover_after_backend_contents_change(backend: Backend, clock: ManualCl
 def test_invalid_cost_falls_back_to_default(backend: Backend, clock: ManualClock) -> None:
     s = AuthStore(backend, SimpleTokenProvider(clock, random.Random(1)), bcrypt_cost=99)
     assert s.bcrypt_cost == 10
+
+
+def test_empty_and_overlong_names(store: AuthStore) -> None:
+    # the backend (LMDB) has no empty keys and none past 511 bytes: lookups of such names find
+    # nothing, adding one is refused
+    setup_root(store)
+    enable(store)
+    assert not store.has_role("", "root")
+    with pytest.raises(e.UserNotFoundError):
+        store.user_get(pb.AuthUserGetRequest(name=""))
+    with pytest.raises(e.RoleNotFoundError):
+        store.role_get(pb.AuthRoleGetRequest(role="x" * 600))
+    with pytest.raises(e.PermissionDeniedError):
+        store.is_put_permitted(AuthInfo("", store.revision), b"k")  # e.g. a certificate without a CN
+    with pytest.raises(e.RequestTooLargeError):
+        add_user(store, "u" * 512)
+    with pytest.raises(e.RequestTooLargeError):
+        add_role(store, "r" * 512)
+    add_role(store, "r" * 511)
