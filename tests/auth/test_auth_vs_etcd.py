@@ -9,6 +9,7 @@ A scripted scenario walks the rules one by one; seeded random sequences then mix
 from __future__ import annotations
 
 import random
+import re
 import subprocess
 import time
 from collections import Counter
@@ -31,6 +32,7 @@ from petcd.auth import (
     apply,
     authorize,
     check_range,
+    passwords,
     prepare_change_password,
     prepare_user_add,
 )
@@ -423,3 +425,27 @@ def test_random_sequences(driver: Driver, seed: int) -> None:
     driver.run(setup + random_steps(rng, 150))
     # the sequence reached the interesting outcomes, not just one kind of refusal
     assert {"OK", "FAILED_PRECONDITION", "PERMISSION_DENIED", "INVALID_ARGUMENT"} <= set(driver.seen), driver.seen
+
+
+def test_hashes_made_by_etcd_check_here(etcd: Etcd351, tmp_path: Path) -> None:
+    """A hash etcd 3.5.1 (Go's bcrypt) stored checks with passwords.check_password. A client's own
+    hashedPassword is replaced by the hash of the (empty) password, by etcd and by
+    prepare_user_add alike."""
+    etcd.auth.UserAdd(pb.AuthUserAddRequest(name="gouser", password="from-go"), timeout=10)
+    ours = passwords.encode_hash(passwords.hash_password("from-python", COST))
+    etcd.auth.UserAdd(pb.AuthUserAddRequest(name="pyuser", hashedPassword=ours), timeout=10)
+    etcd.auth.UserAdd(pb.AuthUserAddRequest(name="root", password="r"), timeout=10)
+    etcd.auth.UserGrantRole(pb.AuthUserGrantRoleRequest(user="root", role="root"), timeout=10)
+    etcd.auth.AuthEnable(pb.AuthEnableRequest(), timeout=10)
+    assert etcd.auth.Authenticate(pb.AuthenticateRequest(name="pyuser", password=""), timeout=10).token
+    prepared = prepare_user_add(pb.AuthUserAddRequest(name="pyuser", hashedPassword=ours), COST)
+    assert passwords.check_password(passwords.decode_hash(prepared.hashedPassword), "")
+    db = tmp_path / "etcd" / "member" / "snap" / "db"
+    deadline = time.monotonic() + 10
+    found: list[bytes] = []
+    while not found and time.monotonic() < deadline:
+        found = re.findall(rb"gouser.{1,4}(\$2a\$04\$[./A-Za-z0-9]{53})", db.read_bytes(), re.S)
+        time.sleep(0.2)
+    assert found, "no bcrypt hash for gouser in etcd's db"
+    assert passwords.check_password(found[0], "from-go")
+    assert not passwords.check_password(found[0], "from-python")
