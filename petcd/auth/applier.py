@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 
 from petcd.auth.store import AuthStore
 from petcd.auth.tokens import AuthInfo
-from petcd.errors import PetcdError
+from petcd.errors import AuthOldRevisionError, PetcdError
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.serverpb import internal_pb2 as serverpb
 
@@ -101,6 +101,13 @@ def check_txn(store: AuthStore, info: AuthInfo | None, req: pb.TxnRequest,
             check_delete_range(store, info, op.request_delete_range)
         elif kind == "request_txn":
             check_txn(store, info, op.request_txn, lease_keys)
+
+
+def check_read_still_current(store: AuthStore, info: AuthInfo | None) -> None:
+    """After a read served without raft: AuthOldRevisionError if the auth store changed while it
+    ran (etcd's doSerialize), so a read never answers under rules that no longer hold."""
+    if info is not None and info.revision != 0 and info.revision != store.revision:
+        raise AuthOldRevisionError()
 
 
 def is_watch_permitted(store: AuthStore, info: AuthInfo | None, req: pb.WatchCreateRequest) -> bool:

@@ -15,6 +15,7 @@ from petcd.auth import (
     LeaseKeys,
     apply,
     authorize,
+    check_read_still_current,
     check_txn,
     info_from_header,
     is_watch_permitted,
@@ -187,3 +188,12 @@ def test_dispatch(store: AuthStore) -> None:
     token = apply(store, serverpb.InternalRequest(
         authenticate=serverpb.InternalAuthenticateRequest(name="root", simple_token="P" * 16)), 8)
     assert isinstance(token, pb.AuthenticateResponse) and token.token == "P" * 16 + ".8"
+
+
+def test_read_still_current(store: AuthStore, alice: AuthInfo) -> None:
+    check_read_still_current(store, alice)
+    check_read_still_current(store, None)
+    check_read_still_current(store, AuthInfo("", 0))
+    add_role(store, "later")
+    with pytest.raises(e.AuthOldRevisionError):
+        check_read_still_current(store, alice)
