@@ -245,6 +245,10 @@ class NoPasswordUserError(PetcdError):
     """the user was added with --no-password and cannot authenticate with one"""
 
 
+class TokenSignError(PetcdError):
+    """a token could not be issued (a verify-only JWT key, or signing failed)"""
+
+
 class InvalidAuthOptsError(PetcdError):
     """the --auth-token options are invalid"""
 

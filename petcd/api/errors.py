@@ -78,6 +78,7 @@ STATUS: dict[type[e.PetcdError], tuple[grpc.StatusCode, str | None]] = {
     e.InvalidAuthTokenError: (grpc.StatusCode.UNAUTHENTICATED, "etcdserver: invalid auth token"),
     e.InvalidAuthMgmtError: (_IA, "etcdserver: invalid auth management"),
     e.AuthOldRevisionError: (_UNK, "auth: revision in header is old"),
+    e.TokenSignError: (_UNK, "auth: token signing attempted with verify-only key"),
     e.InvalidAuthOptsError: (_IA, "etcdserver: invalid auth options"),
     e.ElectionNotLeaderError: (_FP, "election: not leader"),
     e.ElectionNoLeaderError: (_UN, "election: no leader"),

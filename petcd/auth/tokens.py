@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import HMACAlgorithm
 
 from petcd.clock import Clock
-from petcd.errors import AuthFailedError, InvalidAuthOptsError
+from petcd.errors import AuthFailedError, InvalidAuthOptsError, TokenSignError
 
 log = logging.getLogger("petcd.auth")
 
@@ -238,7 +238,7 @@ class JWTTokenProvider:
 
     def assign(self, username: str, revision: int, prefix: str, index: int) -> str:
         if self._signing_key is None:
-            raise AuthFailedError("auth: token signing attempted with verify-only key")
+            raise TokenSignError("auth: token signing attempted with verify-only key")
         # Go's exp is whole seconds: time.Now().Add(ttl).Unix()
         exp = int(self._clock.wall() + self.ttl)
         # claims in name order, as Go marshals a map
@@ -247,7 +247,7 @@ class JWTTokenProvider:
         try:
             return _JWS.encode(claims, self._signing_key, algorithm=self.sign_method)
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
-            raise AuthFailedError(f"failed to sign a JWT token: {exc}") from exc
+            raise TokenSignError(f"failed to sign a JWT token: {exc}") from exc
 
     def info(self, token: str, revision: int) -> AuthInfo | None:
         try:
