@@ -112,7 +112,8 @@ def check_read_still_current(store: AuthStore, info: AuthInfo | None) -> None:
 
 def is_watch_permitted(store: AuthStore, info: AuthInfo | None, req: pb.WatchCreateRequest) -> bool:
     """Whether a watch may be created: read on its range. etcd answers a refused one with a
-    created-and-canceled response whose cancel reason is "etcdserver: permission denied"."""
+    created-and-canceled response whose cancel reason is
+    "rpc error: code = PermissionDenied desc = etcdserver: permission denied"."""
     try:
         store.is_range_permitted(info, req.key, req.range_end)
     except PetcdError:

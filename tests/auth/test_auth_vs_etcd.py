@@ -32,6 +32,7 @@ from petcd.auth import (
     apply,
     authorize,
     check_range,
+    is_watch_permitted,
     new_token_provider,
     passwords,
     prepare_change_password,
@@ -508,3 +509,36 @@ def test_jwt_tokens_cross_with_etcd(etcd: Etcd351, etcd_flags: list[str]) -> Non
     with pytest.raises(grpc.RpcError) as err:
         a.UserList(pb.AuthUserListRequest(), metadata=[("token", expired)], timeout=10)
     assert (err.value.code(), err.value.details()) == (grpc.StatusCode.UNAUTHENTICATED, "etcdserver: invalid auth token")
+
+
+def test_etcd_simple_tokens_and_refused_watch(etcd: Etcd351, driver: Driver) -> None:
+    """What INTEGRATION.md says the server must do, checked on etcd 3.5.1: simple tokens look like
+    ours (16 letters, '.', the raft index), and a watch on a range the user may not read is
+    answered created-and-canceled with the Go text of the permission-denied status error, the
+    stream staying open."""
+    steps = [Step("user_add", pb.AuthUserAddRequest(name=u, password="pw")) for u in ("root", "alice")]
+    steps += [Step("user_grant", pb.AuthUserGrantRoleRequest(user="root", role="root")),
+              Step("role_add", pb.AuthRoleAddRequest(name="r")),
+              Step("role_grant", pb.AuthRoleGrantPermissionRequest(name="r", perm=P(R, b"a", b"b"))),
+              Step("user_grant", pb.AuthUserGrantRoleRequest(user="alice", role="r")),
+              Step("enable", pb.AuthEnableRequest())]
+    driver.run(steps)
+    t1 = etcd.auth.Authenticate(pb.AuthenticateRequest(name="alice", password="pw"), timeout=10).token
+    t2 = etcd.auth.Authenticate(pb.AuthenticateRequest(name="alice", password="pw"), timeout=10).token
+    ours = driver.store.gen_token_prefix()
+    for t in (t1, t2):
+        assert re.fullmatch(r"[a-zA-Z]{16}\.[0-9]+", t)
+    assert int(t2.split(".")[1]) > int(t1.split(".")[1]) and re.fullmatch(r"[a-zA-Z]{16}", ours)
+    watch = rpc.WatchStub(etcd.channel)  # type: ignore[no-untyped-call]
+    reqs = [pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"z", watch_id=7)),
+            pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"a", watch_id=8))]
+    stream = watch.Watch(iter(reqs), metadata=[("token", t1)], timeout=10)
+    first, second = next(stream), next(stream)
+    assert (first.watch_id, first.created, first.canceled, first.cancel_reason) == (
+        7, True, True, "rpc error: code = PermissionDenied desc = etcdserver: permission denied")
+    assert (second.watch_id, second.created, second.canceled) == (8, True, False)
+    stream.cancel()
+    info = driver.store.auth_info_from_token(driver.store.authenticate(
+        serverpb.InternalAuthenticateRequest(name="alice", simple_token="x" * 16), 99).token)
+    assert not is_watch_permitted(driver.store, info, reqs[0].create_request)
+    assert is_watch_permitted(driver.store, info, reqs[1].create_request)
