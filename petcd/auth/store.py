@@ -116,8 +116,10 @@ class AuthStore:
         self._cache_revision = -1
         self._load()
         if self._revision == 0:
-            # a new store starts at revision 1, as etcd's does
+            # a new store starts at revision 1, as etcd's does; committed at once (etcd forces a
+            # commit here too), so no batch stays open on the constructing thread
             self._commit_revision()
+            self._be.force_commit()
 
     # -- state ------------------------------------------------------------------------------------
     def _load(self) -> None:
