@@ -209,6 +209,10 @@ class AuthFailedError(PetcdError):
     """authentication failed, invalid user ID or password"""
 
 
+class PermissionNotGivenError(PetcdError):
+    """permission not given (a grant without a permission)"""
+
+
 class PermissionDeniedError(PetcdError):
     """permission denied"""
 
@@ -239,6 +243,10 @@ class AuthOldRevisionError(PetcdError):
 
 class NoPasswordUserError(PetcdError):
     """the user was added with --no-password and cannot authenticate with one"""
+
+
+class TokenSignError(PetcdError):
+    """a token could not be issued (a verify-only JWT key, or signing failed)"""
 
 
 class InvalidAuthOptsError(PetcdError):

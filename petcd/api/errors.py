@@ -69,14 +69,18 @@ STATUS: dict[type[e.PetcdError], tuple[grpc.StatusCode, str | None]] = {
     e.RoleNotFoundError: (_FP, "etcdserver: role name not found"),
     e.RoleEmptyError: (_IA, "etcdserver: role name is empty"),
     e.AuthFailedError: (_IA, "etcdserver: authentication failed, invalid user ID or password"),
-    e.NoPasswordUserError: (_IA, "etcdserver: authentication failed, invalid user ID or password"),
+    # etcd 3.5.1's togRPCError has no entry for NoPasswordUser and AuthOldRevision: they reach
+    # the client as Unknown with the auth package's own text
+    e.NoPasswordUserError: (_UNK, "auth: authentication failed, password was given for no password user"),
+    e.PermissionNotGivenError: (_IA, "etcdserver: permission not given"),
     e.PermissionDeniedError: (grpc.StatusCode.PERMISSION_DENIED, "etcdserver: permission denied"),
     e.RoleNotGrantedError: (_FP, "etcdserver: role is not granted to the user"),
     e.PermissionNotGrantedError: (_FP, "etcdserver: permission is not granted to the role"),
     e.AuthNotEnabledError: (_FP, "etcdserver: authentication is not enabled"),
     e.InvalidAuthTokenError: (grpc.StatusCode.UNAUTHENTICATED, "etcdserver: invalid auth token"),
     e.InvalidAuthMgmtError: (_IA, "etcdserver: invalid auth management"),
-    e.AuthOldRevisionError: (_IA, "etcdserver: revision of auth store is old"),
+    e.AuthOldRevisionError: (_UNK, "auth: revision in header is old"),
+    e.TokenSignError: (_UNK, "auth: token signing attempted with verify-only key"),
     e.InvalidAuthOptsError: (_IA, "etcdserver: invalid auth options"),
     # etcd's Lock and Election services return these as plain Go errors: gRPC reports UNKNOWN
     e.ElectionNotLeaderError: (_UNK, "election: not leader"),

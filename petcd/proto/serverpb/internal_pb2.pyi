@@ -18,7 +18,7 @@ class RequestHeader(_message.Message):
     def __init__(self, id: _Optional[int] = ..., username: _Optional[str] = ..., auth_revision: _Optional[int] = ...) -> None: ...
 
 class InternalRequest(_message.Message):
-    __slots__ = ("header", "put", "delete_range", "txn", "compaction", "lease_grant", "lease_revoke", "lease_checkpoint", "alarm", "auth_enable", "auth_disable", "auth_user_add", "auth_user_delete", "auth_user_change_password", "auth_user_grant_role", "auth_user_revoke_role", "auth_role_add", "auth_role_delete", "auth_role_grant_permission", "auth_role_revoke_permission", "cluster_version_set", "member_attr_set")
+    __slots__ = ("header", "put", "delete_range", "txn", "compaction", "lease_grant", "lease_revoke", "lease_checkpoint", "alarm", "auth_enable", "auth_disable", "auth_user_add", "auth_user_delete", "auth_user_change_password", "auth_user_grant_role", "auth_user_revoke_role", "auth_role_add", "auth_role_delete", "auth_role_grant_permission", "auth_role_revoke_permission", "auth_status", "authenticate", "auth_user_get", "auth_user_list", "auth_role_get", "auth_role_list", "cluster_version_set", "member_attr_set")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     PUT_FIELD_NUMBER: _ClassVar[int]
     DELETE_RANGE_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +39,12 @@ class InternalRequest(_message.Message):
     AUTH_ROLE_DELETE_FIELD_NUMBER: _ClassVar[int]
     AUTH_ROLE_GRANT_PERMISSION_FIELD_NUMBER: _ClassVar[int]
     AUTH_ROLE_REVOKE_PERMISSION_FIELD_NUMBER: _ClassVar[int]
+    AUTH_STATUS_FIELD_NUMBER: _ClassVar[int]
+    AUTHENTICATE_FIELD_NUMBER: _ClassVar[int]
+    AUTH_USER_GET_FIELD_NUMBER: _ClassVar[int]
+    AUTH_USER_LIST_FIELD_NUMBER: _ClassVar[int]
+    AUTH_ROLE_GET_FIELD_NUMBER: _ClassVar[int]
+    AUTH_ROLE_LIST_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_VERSION_SET_FIELD_NUMBER: _ClassVar[int]
     MEMBER_ATTR_SET_FIELD_NUMBER: _ClassVar[int]
     header: RequestHeader
@@ -61,9 +67,23 @@ class InternalRequest(_message.Message):
     auth_role_delete: _rpc_pb2.AuthRoleDeleteRequest
     auth_role_grant_permission: _rpc_pb2.AuthRoleGrantPermissionRequest
     auth_role_revoke_permission: _rpc_pb2.AuthRoleRevokePermissionRequest
+    auth_status: _rpc_pb2.AuthStatusRequest
+    authenticate: InternalAuthenticateRequest
+    auth_user_get: _rpc_pb2.AuthUserGetRequest
+    auth_user_list: _rpc_pb2.AuthUserListRequest
+    auth_role_get: _rpc_pb2.AuthRoleGetRequest
+    auth_role_list: _rpc_pb2.AuthRoleListRequest
     cluster_version_set: ClusterVersionSet
     member_attr_set: MemberAttrSet
-    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., put: _Optional[_Union[_rpc_pb2.PutRequest, _Mapping]] = ..., delete_range: _Optional[_Union[_rpc_pb2.DeleteRangeRequest, _Mapping]] = ..., txn: _Optional[_Union[_rpc_pb2.TxnRequest, _Mapping]] = ..., compaction: _Optional[_Union[_rpc_pb2.CompactionRequest, _Mapping]] = ..., lease_grant: _Optional[_Union[_rpc_pb2.LeaseGrantRequest, _Mapping]] = ..., lease_revoke: _Optional[_Union[_rpc_pb2.LeaseRevokeRequest, _Mapping]] = ..., lease_checkpoint: _Optional[_Union[_rpc_pb2.LeaseCheckpointRequest, _Mapping]] = ..., alarm: _Optional[_Union[_rpc_pb2.AlarmRequest, _Mapping]] = ..., auth_enable: _Optional[_Union[_rpc_pb2.AuthEnableRequest, _Mapping]] = ..., auth_disable: _Optional[_Union[_rpc_pb2.AuthDisableRequest, _Mapping]] = ..., auth_user_add: _Optional[_Union[_rpc_pb2.AuthUserAddRequest, _Mapping]] = ..., auth_user_delete: _Optional[_Union[_rpc_pb2.AuthUserDeleteRequest, _Mapping]] = ..., auth_user_change_password: _Optional[_Union[_rpc_pb2.AuthUserChangePasswordRequest, _Mapping]] = ..., auth_user_grant_role: _Optional[_Union[_rpc_pb2.AuthUserGrantRoleRequest, _Mapping]] = ..., auth_user_revoke_role: _Optional[_Union[_rpc_pb2.AuthUserRevokeRoleRequest, _Mapping]] = ..., auth_role_add: _Optional[_Union[_rpc_pb2.AuthRoleAddRequest, _Mapping]] = ..., auth_role_delete: _Optional[_Union[_rpc_pb2.AuthRoleDeleteRequest, _Mapping]] = ..., auth_role_grant_permission: _Optional[_Union[_rpc_pb2.AuthRoleGrantPermissionRequest, _Mapping]] = ..., auth_role_revoke_permission: _Optional[_Union[_rpc_pb2.AuthRoleRevokePermissionRequest, _Mapping]] = ..., cluster_version_set: _Optional[_Union[ClusterVersionSet, _Mapping]] = ..., member_attr_set: _Optional[_Union[MemberAttrSet, _Mapping]] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., put: _Optional[_Union[_rpc_pb2.PutRequest, _Mapping]] = ..., delete_range: _Optional[_Union[_rpc_pb2.DeleteRangeRequest, _Mapping]] = ..., txn: _Optional[_Union[_rpc_pb2.TxnRequest, _Mapping]] = ..., compaction: _Optional[_Union[_rpc_pb2.CompactionRequest, _Mapping]] = ..., lease_grant: _Optional[_Union[_rpc_pb2.LeaseGrantRequest, _Mapping]] = ..., lease_revoke: _Optional[_Union[_rpc_pb2.LeaseRevokeRequest, _Mapping]] = ..., lease_checkpoint: _Optional[_Union[_rpc_pb2.LeaseCheckpointRequest, _Mapping]] = ..., alarm: _Optional[_Union[_rpc_pb2.AlarmRequest, _Mapping]] = ..., auth_enable: _Optional[_Union[_rpc_pb2.AuthEnableRequest, _Mapping]] = ..., auth_disable: _Optional[_Union[_rpc_pb2.AuthDisableRequest, _Mapping]] = ..., auth_user_add: _Optional[_Union[_rpc_pb2.AuthUserAddRequest, _Mapping]] = ..., auth_user_delete: _Optional[_Union[_rpc_pb2.AuthUserDeleteRequest, _Mapping]] = ..., auth_user_change_password: _Optional[_Union[_rpc_pb2.AuthUserChangePasswordRequest, _Mapping]] = ..., auth_user_grant_role: _Optional[_Union[_rpc_pb2.AuthUserGrantRoleRequest, _Mapping]] = ..., auth_user_revoke_role: _Optional[_Union[_rpc_pb2.AuthUserRevokeRoleRequest, _Mapping]] = ..., auth_role_add: _Optional[_Union[_rpc_pb2.AuthRoleAddRequest, _Mapping]] = ..., auth_role_delete: _Optional[_Union[_rpc_pb2.AuthRoleDeleteRequest, _Mapping]] = ..., auth_role_grant_permission: _Optional[_Union[_rpc_pb2.AuthRoleGrantPermissionRequest, _Mapping]] = ..., auth_role_revoke_permission: _Optional[_Union[_rpc_pb2.AuthRoleRevokePermissionRequest, _Mapping]] = ..., auth_status: _Optional[_Union[_rpc_pb2.AuthStatusRequest, _Mapping]] = ..., authenticate: _Optional[_Union[InternalAuthenticateRequest, _Mapping]] = ..., auth_user_get: _Optional[_Union[_rpc_pb2.AuthUserGetRequest, _Mapping]] = ..., auth_user_list: _Optional[_Union[_rpc_pb2.AuthUserListRequest, _Mapping]] = ..., auth_role_get: _Optional[_Union[_rpc_pb2.AuthRoleGetRequest, _Mapping]] = ..., auth_role_list: _Optional[_Union[_rpc_pb2.AuthRoleListRequest, _Mapping]] = ..., cluster_version_set: _Optional[_Union[ClusterVersionSet, _Mapping]] = ..., member_attr_set: _Optional[_Union[MemberAttrSet, _Mapping]] = ...) -> None: ...
+
+class InternalAuthenticateRequest(_message.Message):
+    __slots__ = ("name", "simple_token")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SIMPLE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    simple_token: str
+    def __init__(self, name: _Optional[str] = ..., simple_token: _Optional[str] = ...) -> None: ...
 
 class MemberAttrSet(_message.Message):
     __slots__ = ("member_id", "name", "client_urls")
