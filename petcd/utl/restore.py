@@ -32,12 +32,12 @@ from pathlib import Path
 from petcd.backend import AUTH, CONSISTENT_INDEX_KEY, KEY, MEMBERS, MEMBERS_REMOVED, META, TERM_KEY, Backend
 from petcd.bbolt import SHA256_SIZE, BoltReader, import_etcd_db
 from petcd.bbolt.etcd_layout import petcd_member_key
+from petcd.config.cluster_ids import check_bootstrap, compute_cluster_id, compute_member_id
+from petcd.config.govalues import GoValueError, new_urls, parse_url_map
 from petcd.mvcc.revision import bytes_to_rev, main_of, pack, rev_to_bytes
 from petcd.proto.raftpb import raft_pb2 as raftpb
 from petcd.proto.serverpb import internal_pb2 as serverpb
 from petcd.server.bootstrap import Paths
-from petcd.config.cluster_ids import check_bootstrap, compute_cluster_id, compute_member_id
-from petcd.config.govalues import GoValueError, new_urls, parse_url_map
 from petcd.wal import WAL, Snapshotter, WalSnapshot
 
 log = logging.getLogger("petcd.utl")
