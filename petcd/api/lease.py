@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from petcd.api.grpcerr import unary
+from petcd.api.grpcerr import abort_with, unary
+from petcd.errors import LeaseNotFoundError, PetcdError
 from petcd.lease import service
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
-from petcd.server.errors import ERR_LEASE_NOT_FOUND, EtcdError
 
 
 class LeaseServicer(pb_grpc.LeaseServicer):
@@ -39,13 +39,11 @@ class LeaseServicer(pb_grpc.LeaseServicer):
                 resp = pb.LeaseKeepAliveResponse(header=self.server.header(), ID=req.ID)
                 try:
                     resp.TTL = await service.lease_renew(self.server, req.ID)
-                except EtcdError as exc:
-                    if exc is not ERR_LEASE_NOT_FOUND:
-                        raise
+                except LeaseNotFoundError:
                     resp.TTL = 0  # etcd's answer for a lease that is gone
                 yield resp
-        except EtcdError as exc:
-            await context.abort(exc.code, exc.message)
+        except PetcdError as exc:
+            await abort_with(context, exc)
 
     @unary
     async def LeaseTimeToLive(

@@ -6,10 +6,12 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from petcd import errors
+from petcd.api.errors import status_of
 from petcd.api.grpcerr import unary
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
-from petcd.server import cluster, errors, maintenance
+from petcd.server import cluster, maintenance
 from petcd.server.etcdserver import EtcdServer
 
 
@@ -23,7 +25,10 @@ class MaintenanceServicer(pb_grpc.MaintenanceServicer):
 
     @unary
     async def Status(self, request: pb.StatusRequest, context: grpc.aio.ServicerContext) -> pb.StatusResponse:
-        return maintenance.status(self.server)
+        resp = maintenance.status(self.server)
+        if self.server.leader == 0:
+            resp.errors.insert(0, status_of(errors.NoLeaderError())[1])
+        return resp
 
     @unary
     async def Defragment(
@@ -54,7 +59,7 @@ class MaintenanceServicer(pb_grpc.MaintenanceServicer):
 
     @unary
     async def Downgrade(self, request: pb.DowngradeRequest, context: grpc.aio.ServicerContext) -> pb.DowngradeResponse:
-        raise errors.ERR_NOT_CAPABLE
+        raise errors.NotCapableError()
 
 
 class ClusterServicer(pb_grpc.ClusterServicer):

@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 
+from petcd import errors
+from petcd.api.errors import status_of
 from petcd.mvcc.watchable import (
     STREAM_CAPACITY,
     WatchableStore,
@@ -28,7 +30,6 @@ from petcd.mvcc.watchable import (
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from petcd.proto.mvccpb import kv_pb2 as mvccpb
-from petcd.server import errors
 from petcd.server.etcdserver import EtcdServer
 
 log = logging.getLogger("petcd.api.watch")
@@ -164,11 +165,11 @@ class WatchServicer(pb_grpc.WatchServicer):
         md = dict(context.invocation_metadata() or ())
         require_leader = md.get(REQUIRE_LEADER_KEY) == "true"
         if require_leader and not self.server.leader:
-            await context.abort(errors.ERR_NO_LEADER.code, errors.ERR_NO_LEADER.message)
+            await context.abort(*status_of(errors.NoLeaderError()))
         session = _Session(self, context)
         await session.run(request_iterator, require_leader=require_leader)
         if session.lost_leader:
-            await context.abort(errors.ERR_NO_LEADER.code, errors.ERR_NO_LEADER.message)
+            await context.abort(*status_of(errors.NoLeaderError()))
 
 
 class _Session:

@@ -11,10 +11,10 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from petcd import errors
 from petcd.lease.lessor import MAX_LEASE_TTL, LeaseExpiredError, Lessor, NotPrimaryError
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.serverpb import internal_pb2 as serverpb
-from petcd.server import errors
 
 # etcd's quota cost of a lease grant (the lease record and its bookkeeping).
 LEASE_GRANT_QUOTA_COST = 64
@@ -62,7 +62,7 @@ async def lease_grant(server: LeaseServer, r: pb.LeaseGrantRequest) -> pb.LeaseG
     if req.ID == 0:
         req.ID = next_lease_id(server)
     if req.TTL > MAX_LEASE_TTL:
-        raise errors.ERR_LEASE_TTL_TOO_LARGE  # the apply would refuse it too; spare the proposal
+        raise errors.LeaseTTLTooLargeError()  # the apply would refuse it too; spare the proposal
     server._check_quota(LEASE_GRANT_QUOTA_COST)
     resp: pb.LeaseGrantResponse = await server.propose(serverpb.InternalRequest(lease_grant=req))
     server._fill_header(resp.header)
@@ -78,7 +78,7 @@ async def lease_revoke(server: LeaseServer, r: pb.LeaseRevokeRequest) -> pb.Leas
 
 
 async def lease_renew(server: LeaseServer, lease_id: int) -> int:
-    """Keep a lease alive; returns its TTL. ERR_LEASE_NOT_FOUND if it does not exist or expired
+    """Keep a lease alive; returns its TTL. LeaseNotFoundError if it does not exist or expired
     (after waiting for its revocation to be applied, so a client told the lease is gone will
     not find its keys)."""
     deadline = server.clock() + server.settings.request_timeout
@@ -96,7 +96,7 @@ async def lease_renew(server: LeaseServer, lease_id: int) -> int:
             await wait_primary(server, deadline)
         except LeaseExpiredError:
             if await _wait_revoked(server, lease_id, deadline):
-                raise errors.ERR_LEASE_NOT_FOUND from None
+                raise errors.LeaseNotFoundError() from None
             # demoted before the revoke was applied: ask again (it waits for the new primary)
 
 
@@ -107,9 +107,7 @@ async def lease_time_to_live(server: LeaseServer, r: pb.LeaseTimeToLiveRequest) 
         await wait_primary(server, deadline)
     try:
         granted, remaining, keys = server.lessor.time_to_live(r.ID, r.keys)
-    except errors.EtcdError as exc:
-        if exc is not errors.ERR_LEASE_NOT_FOUND:
-            raise
+    except errors.LeaseNotFoundError:
         return pb.LeaseTimeToLiveResponse(header=server.header(), ID=r.ID, TTL=-1)
     return pb.LeaseTimeToLiveResponse(
         header=server.header(), ID=r.ID, TTL=remaining, grantedTTL=granted, keys=keys
@@ -125,12 +123,12 @@ def lease_leases(server: LeaseServer) -> pb.LeaseLeasesResponse:
 async def wait_primary(server: LeaseServer, deadline: float) -> None:
     """Wait until this member's lessor is primary. Only the leader's is; a follower would have
     to forward the request to the leader, which needs the cluster transport: until then it
-    answers ERR_NOT_LEADER at once instead of waiting out the timeout."""
+    answers NotLeaderError at once instead of waiting out the timeout."""
     while not server.lessor.is_primary:
         if server.leader not in (0, server.member_id):
-            raise errors.ERR_NOT_LEADER
+            raise errors.NotLeaderError()
         if server.clock() >= deadline:
-            raise errors.ERR_TIMEOUT
+            raise errors.RequestTimeoutError()
         await asyncio.sleep(_PRIMARY_POLL)
 
 
@@ -147,7 +145,7 @@ async def _wait_revoked(server: LeaseServer, lease_id: int, deadline: float) -> 
     try:
         return await asyncio.wait_for(fut, max(0.0, deadline - server.clock()))
     except TimeoutError:
-        raise errors.ERR_TIMEOUT from None
+        raise errors.RequestTimeoutError() from None
     finally:
         lessor.remove_revoke_waiter(lease_id, done)
 

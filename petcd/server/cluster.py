@@ -15,11 +15,11 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from petcd import errors
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.raftpb import raft_pb2 as raftpb
 from petcd.proto.serverpb import internal_pb2 as serverpb
 from petcd.raft import StateType
-from petcd.server import errors
 from petcd.server.bootstrap import Member
 from petcd.server.config_cluster import compute_member_id
 from petcd.server.config_go import GoValueError, new_urls
@@ -38,14 +38,14 @@ def _peer_urls(raw: list[str]) -> list[str]:
     try:
         return [str(u) for u in new_urls(raw)]
     except GoValueError:
-        raise errors.ERR_MEMBER_BAD_URLS from None
+        raise errors.MemberBadURLsError() from None
 
 
 def _check_urls_unused(srv: EtcdServer, urls: list[str], member_id: int = 0) -> None:
     """No member but member_id may already use one of urls."""
     for m in srv.membership.members.values():
         if m.id != member_id and set(m.peer_urls) & set(urls):
-            raise errors.ERR_PEER_URL_EXIST
+            raise errors.PeerURLExistsError()
 
 
 def _voters(srv: EtcdServer) -> list[Member]:
@@ -101,13 +101,13 @@ async def member_add(srv: EtcdServer, r: pb.MemberAddRequest) -> pb.MemberAddRes
     urls = _peer_urls(list(r.peerURLs))
     if srv.settings.strict_reconfig_check:
         if not r.isLearner and not _ready_to_add_voter(srv):
-            raise errors.ERR_MEMBER_NOT_ENOUGH_STARTED
+            raise errors.MemberNotEnoughStartedError()
         # etcd asks this of learners too
         if not all(_connected(srv, m.id) for m in _voters(srv)):
-            raise errors.ERR_UNHEALTHY
+            raise errors.UnhealthyClusterError()
     _check_urls_unused(srv, urls)
     if r.isLearner and sum(1 for m in srv.membership.members.values() if m.is_learner) >= MAX_LEARNERS:
-        raise errors.ERR_TOO_MANY_LEARNERS
+        raise errors.TooManyLearnersError()
     # etcd mixes the time into a new member's id so a re-added URL gets a new id
     member_id = compute_member_id(urls, "", int(time.time()))
     while member_id in srv.membership.members or member_id in srv.membership.removed or member_id == 0:
@@ -126,15 +126,15 @@ async def member_remove(srv: EtcdServer, r: pb.MemberRemoveRequest) -> pb.Member
     if srv.settings.strict_reconfig_check and not (member is not None and member.is_learner):
         # etcd checks the quorum before it looks the member up
         if not _ready_to_remove_voter(srv, r.ID):
-            raise errors.ERR_MEMBER_NOT_ENOUGH_STARTED
+            raise errors.MemberNotEnoughStartedError()
         # a member this one has no stream to is not part of the active quorum
         if r.ID == srv.member_id or _connected(srv, r.ID):
             voters = _voters(srv)
             active = sum(1 for m in voters if _connected(srv, m.id))
             if active - 1 < 1 + (len(voters) - 1) // 2:
-                raise errors.ERR_UNHEALTHY
+                raise errors.UnhealthyClusterError()
     if member is None:
-        raise errors.ERR_MEMBER_NOT_FOUND
+        raise errors.MemberNotFoundError()
     await srv.propose_conf_change(raftpb.ConfChange(type=raftpb.ConfChangeRemoveNode, node_id=r.ID))
     return pb.MemberRemoveResponse(header=srv.header(), members=member_list(srv).members)
 
@@ -143,7 +143,7 @@ async def member_update(srv: EtcdServer, r: pb.MemberUpdateRequest) -> pb.Member
     urls = _peer_urls(list(r.peerURLs))
     member = srv.membership.members.get(r.ID)
     if member is None:
-        raise errors.ERR_MEMBER_NOT_FOUND
+        raise errors.MemberNotFoundError()
     _check_urls_unused(srv, urls, r.ID)
     updated = Member(member.id, member.name, urls, member.client_urls, member.is_learner)
     await _propose(srv, raftpb.ConfChangeUpdateNode, updated)
@@ -153,19 +153,19 @@ async def member_update(srv: EtcdServer, r: pb.MemberUpdateRequest) -> pb.Member
 async def member_promote(srv: EtcdServer, r: pb.MemberPromoteRequest) -> pb.MemberPromoteResponse:
     assert srv.raft is not None
     if srv.role != StateType.LEADER:
-        raise errors.ERR_NOT_LEADER
+        raise errors.NotLeaderError()
     status = srv.raft.node.status()
     progress = status.progress.get(r.ID)
     if progress is not None:
         leader_match = status.progress[srv.member_id].match
         if progress.match < leader_match * LEARNER_READY_PERCENT:
-            raise errors.ERR_LEARNER_NOT_READY
+            raise errors.LearnerNotReadyError()
     if srv.settings.strict_reconfig_check and not _ready_to_promote(srv):
-        raise errors.ERR_MEMBER_NOT_ENOUGH_STARTED
+        raise errors.MemberNotEnoughStartedError()
     member = srv.membership.members.get(r.ID)
     if member is None:
-        raise errors.ERR_MEMBER_NOT_FOUND
+        raise errors.MemberNotFoundError()
     if not member.is_learner:
-        raise errors.ERR_MEMBER_NOT_LEARNER
+        raise errors.MemberNotLearnerError()
     await _propose(srv, raftpb.ConfChangeAddNode, member)
     return pb.MemberPromoteResponse(header=srv.header(), members=member_list(srv).members)

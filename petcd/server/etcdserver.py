@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from petcd import errors
 from petcd.backend import Backend
 from petcd.lease import Lessor, min_lease_ttl
 from petcd.lease.expiry import run_expiry
@@ -28,7 +29,6 @@ from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.raftpb import raft_pb2 as raftpb
 from petcd.proto.serverpb import internal_pb2 as serverpb
 from petcd.raft import ConfChangeError, NoLeaderError, ProposalDroppedError, Ready, StateType
-from petcd.server import errors
 from petcd.server.apply_kv import KVApplier, do_range, txn_has_put, txn_is_read_only
 from petcd.server.bootstrap import Member, Paths, RaftSetup, open_raft
 from petcd.server.compactor import make_compactor, run_compactor
@@ -173,7 +173,7 @@ class EtcdServer:
         self.store.add_listener(lambda events, _rev: self.lessor.apply_changes(events))
 
     def _on_fatal(self, exc: BaseException) -> None:
-        self.wait.fail_all(errors.ERR_STOPPED)
+        self.wait.fail_all(errors.StoppedError)
         asyncio.get_running_loop().create_task(self.stop())
 
     async def stop(self) -> None:
@@ -186,7 +186,7 @@ class EtcdServer:
             await self.peering.stop()
         if self.driver is not None:
             await self.driver.stop()
-        self.wait.fail_all(errors.ERR_STOPPED)
+        self.wait.fail_all(errors.StoppedError)
         if self.watch_syncer is not None:
             await self.watch_syncer.stop()
         if self.backend is not None:
@@ -266,7 +266,7 @@ class EtcdServer:
             req = serverpb.InternalRequest.FromString(data)
             try:
                 result: Any = self._apply_request(req, index)
-            except errors.EtcdError as exc:
+            except errors.PetcdError as exc:
                 result = exc
             req_id = req.header.id
             if req_id:
@@ -278,13 +278,13 @@ class EtcdServer:
         capped = ALARM_NOSPACE in self.alarms.values()
         if kind == "put":
             if capped:
-                raise errors.ERR_NO_SPACE
+                raise errors.NoSpaceError()
             return self.kv.put(req.put, index)
         if kind == "delete_range":
             return self.kv.delete_range(req.delete_range, index)
         if kind == "txn":
             if capped and txn_has_put(req.txn):
-                raise errors.ERR_NO_SPACE
+                raise errors.NoSpaceError()
             return self.kv.txn(req.txn, index)
         if kind == "compaction":
             return self._apply_compaction(req.compaction, index)
@@ -301,9 +301,9 @@ class EtcdServer:
             return None
         if kind in ("lease_grant", "lease_revoke", "lease_checkpoint"):
             if kind == "lease_grant" and capped:
-                raise errors.ERR_NO_SPACE
+                raise errors.NoSpaceError()
             return self.lessor.apply(req, index, self.store)
-        raise errors.EtcdError(errors.ERR_NOT_CAPABLE.code, f"etcdserver: unsupported request {kind}")
+        raise errors.UnsupportedRequestError(f"unsupported request {kind}")
 
     def _apply_compaction(self, c: pb.CompactionRequest, index: int) -> pb.CompactionResponse:
         assert self.store is not None
@@ -412,8 +412,8 @@ class EtcdServer:
             try:
                 await self.propose(serverpb.InternalRequest(member_attr_set=attrs))
                 break
-            except errors.EtcdError as exc:
-                log.warning("publishing member attributes failed (%s); retrying", exc.message)
+            except errors.PetcdError as exc:
+                log.warning("publishing member attributes failed (%s); retrying", exc)
                 await asyncio.sleep(0.5)
         if self.role == StateType.LEADER and self.membership.cluster_version != CLUSTER_VERSION:
             await self._propose_quietly(
@@ -426,12 +426,12 @@ class EtcdServer:
         """Propose a request through raft and return the applied result (or raise)."""
         assert self.raft is not None and self.driver is not None
         if self._stopping:
-            raise errors.ERR_STOPPED
+            raise errors.StoppedError()
         req_id = self.idgen.next()
         req.header.id = req_id
         data = req.SerializeToString()
         if len(data) > self.settings.max_request_bytes:
-            raise errors.ERR_REQUEST_TOO_LARGE
+            raise errors.RequestTooLargeError()
         result = await self._propose_and_wait(req_id, self.raft.node.propose, data)
         if isinstance(result, BaseException):
             raise result
@@ -441,7 +441,7 @@ class EtcdServer:
         """Propose a membership change and wait until it is applied."""
         assert self.raft is not None and self.driver is not None
         if self._stopping:
-            raise errors.ERR_STOPPED
+            raise errors.StoppedError()
         cc.id = self.idgen.next()
         await self._propose_and_wait(cc.id, self.raft.node.propose_conf_change, cc)
 
@@ -460,9 +460,9 @@ class EtcdServer:
                 except NoLeaderError:
                     await self._await_leader(deadline)
                 except ProposalDroppedError:
-                    raise errors.ERR_TOO_MANY_REQUESTS from None
+                    raise errors.TooManyRequestsError() from None
                 except ConfChangeError as exc:
-                    raise errors.EtcdError(errors.ERR_MEMBER_NOT_ENOUGH_STARTED.code, f"etcdserver: {exc}") from None
+                    raise errors.ConfChangeRejectedError(str(exc)) from None
             self.driver.notify()
             self.wait.expire_at(req_id, deadline)
             return await fut
@@ -477,11 +477,11 @@ class EtcdServer:
             log.warning("this member (%x) was removed from the cluster; stopping", self.member_id)
             asyncio.get_running_loop().create_task(self.stop())
 
-    def _timeout_error(self, leader_at_start: int) -> errors.EtcdError:
+    def _timeout_error(self, leader_at_start: int) -> errors.PetcdError:
         # a proposal forwarded to a leader that then failed is lost; say so, as etcd does
         if leader_at_start == 0 or leader_at_start != self.leader:
-            return errors.ERR_TIMEOUT_DUE_TO_LEADER_FAIL
-        return errors.ERR_TIMEOUT
+            return errors.TimeoutDueToLeaderFailError()
+        return errors.RequestTimeoutError()
 
     async def _await_leader(self, deadline: float) -> None:
         remaining = deadline - self.clock()
@@ -494,7 +494,7 @@ class EtcdServer:
     async def linearizable_read(self) -> None:
         """Return once this member has applied everything committed before the call."""
         if self._stopping:
-            raise errors.ERR_STOPPED
+            raise errors.StoppedError()
         await self.reads.wait()
 
     # -- KV API -----------------------------------------------------------------------
@@ -556,20 +556,20 @@ class EtcdServer:
 
     def _check_quota(self, cost: int) -> None:
         if ALARM_NOSPACE in self.alarms.values():
-            raise errors.ERR_NO_SPACE
+            raise errors.NoSpaceError()
         if self.db_size + cost > self.settings.quota_backend_bytes:
             # raise the alarm through raft so every member agrees, then refuse
             req = serverpb.InternalRequest(
                 alarm=pb.AlarmRequest(action=pb.AlarmRequest.ACTIVATE, memberID=self.member_id, alarm=ALARM_NOSPACE)
             )
             asyncio.get_running_loop().create_task(self._propose_quietly(req))
-            raise errors.ERR_NO_SPACE
+            raise errors.NoSpaceError()
 
     async def _propose_quietly(self, req: serverpb.InternalRequest) -> None:
         try:
             await self.propose(req)
-        except errors.EtcdError as exc:
-            log.warning("proposal failed: %s", exc.message)
+        except errors.PetcdError as exc:
+            log.warning("proposal failed: %s", exc)
 
 
 def _fill_txn_headers(resp: pb.TxnResponse, srv: EtcdServer) -> None:

@@ -9,11 +9,12 @@ import os
 import tempfile
 from collections.abc import AsyncIterator
 
-from petcd import ETCD_API_VERSION
+from petcd import ETCD_API_VERSION, errors
+from petcd.mvcc import CompactedError, FutureRevError
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.serverpb import internal_pb2 as serverpb
 from petcd.raft import StateType
-from petcd.server import errors
+from petcd.server.apply_kv import mvcc_error
 from petcd.server.etcdserver import ALARM_NONE, EtcdServer
 
 log = logging.getLogger("petcd.server")
@@ -34,8 +35,7 @@ def status(srv: EtcdServer) -> pb.StatusResponse:
         dbSizeInUse=srv.backend.size_in_use(),
         isLearner=srv.membership.is_learner(srv.member_id),
     )
-    if srv.leader == 0:
-        resp.errors.append(errors.ERR_NO_LEADER.message)
+    # (the api layer puts etcd's "no leader" text first when there is no leader)
     for member_id, alarm in sorted(srv.alarms):
         # Go's proto text form, which etcd puts here
         resp.errors.append(f"memberID:{member_id} alarm:{pb.AlarmType.Name(alarm)} ")
@@ -74,14 +74,8 @@ def hash_kv(srv: EtcdServer, rev: int) -> pb.HashKVResponse:
     assert srv.store is not None
     try:
         h, cur, compact = srv.store.hash_kv(rev)
-    except Exception as exc:
-        from petcd.mvcc import CompactedError, FutureRevError
-
-        if isinstance(exc, CompactedError):
-            raise errors.ERR_COMPACTED from None
-        if isinstance(exc, FutureRevError):
-            raise errors.ERR_FUTURE_REV from None
-        raise
+    except (CompactedError, FutureRevError) as exc:
+        raise mvcc_error(exc) from None
     return pb.HashKVResponse(header=srv.header(cur), hash=h, compact_revision=compact, hash_revision=rev or cur)
 
 
@@ -120,10 +114,10 @@ async def move_leader(srv: EtcdServer, target: int) -> None:
     """Hand leadership to target (a voter) and wait until it leads, as etcd's MoveLeader."""
     assert srv.raft is not None and srv.driver is not None
     if srv.role != StateType.LEADER:
-        raise errors.ERR_NOT_LEADER
+        raise errors.NotLeaderError()
     member = srv.membership.members.get(target)
     if member is None or member.is_learner:
-        raise errors.ERR_BAD_LEADER_TRANSFEREE
+        raise errors.BadLeaderTransfereeError()
     if target == srv.member_id:
         return
     srv.raft.node.transfer_leader(target)
@@ -131,5 +125,5 @@ async def move_leader(srv: EtcdServer, target: int) -> None:
     deadline = srv.clock() + srv.settings.request_timeout
     while srv.leader != target:
         if srv.clock() >= deadline:
-            raise errors.ERR_TIMEOUT_LEADER_TRANSFER
+            raise errors.LeaderTransferTimeoutError()
         await asyncio.sleep(0.02)

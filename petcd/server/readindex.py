@@ -10,11 +10,11 @@ timer until the request deadline.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from petcd import errors
 from petcd.raft import ProposalDroppedError, ReadState
-from petcd.server import errors
 
 if TYPE_CHECKING:
     from petcd.server.etcdserver import EtcdServer
@@ -36,7 +36,7 @@ class LinearizableReads:
         try:
             await fut
         except TimeoutError:
-            raise errors.ERR_TIMEOUT from None
+            raise errors.RequestTimeoutError() from None
         finally:
             handle.cancel()
 
@@ -68,11 +68,11 @@ class LinearizableReads:
             try:
                 index = await self._read_index()
                 await self._wait_applied(index)
-            except Exception as exc:  # every waiter in the round gets the error
-                err = exc if isinstance(exc, errors.EtcdError) else errors.ERR_TIMEOUT
+            except Exception as exc:  # every waiter in the round gets the error, each its own
+                make = _error_factory(exc)
                 for w in waiters:
                     if not w.done():
-                        w.set_exception(err)
+                        w.set_exception(make())
                 continue
             for w in waiters:
                 if not w.done():
@@ -101,7 +101,7 @@ class LinearizableReads:
             except TimeoutError:
                 self._states.pop(ctx, None)
                 if srv.clock() >= deadline:
-                    raise errors.ERR_TIMEOUT from None
+                    raise errors.RequestTimeoutError() from None
             finally:
                 handle.cancel()
 
@@ -111,6 +111,13 @@ class LinearizableReads:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._applied.append((index, fut))
         await fut
+
+
+def _error_factory(exc: Exception) -> Callable[[], BaseException]:
+    if isinstance(exc, errors.PetcdError):
+        cls, message = type(exc), str(exc)
+        return lambda: cls(message)
+    return errors.RequestTimeoutError
 
 
 def _expire(fut: asyncio.Future[object]) -> None:

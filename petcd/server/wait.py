@@ -86,7 +86,8 @@ class Wait:
     def is_registered(self, req_id: int) -> bool:
         return req_id in self._futures
 
-    def fail_all(self, exc: BaseException) -> None:
+    def fail_all(self, make_error: Callable[[], BaseException]) -> None:
+        """Fail every waiter, each with its own new error from make_error."""
         futures, self._futures = self._futures, {}
         self._deadlines.clear()
         if self._timer is not None:
@@ -94,4 +95,4 @@ class Wait:
             self._timer = None
         for fut in futures.values():
             if not fut.done():
-                fut.set_exception(exc)
+                fut.set_exception(make_error())

@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from petcd import errors
 from petcd.backend import LEASE
 from petcd.lease import (
     FOREVER_SECONDS,
@@ -21,7 +22,6 @@ from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.leasepb import lease_pb2 as leasepb
 from petcd.proto.mvccpb import kv_pb2 as mvccpb
 from petcd.proto.serverpb import internal_pb2 as serverpb
-from petcd.server import errors
 from tests.lease.conftest import Env
 
 
@@ -55,15 +55,15 @@ def test_grant_raises_short_ttls_to_the_minimum_and_persists(env: Env) -> None:
 
 def test_grant_errors(env: Env) -> None:
     env.lessor.grant(5, 10)
-    with pytest.raises(errors.EtcdError) as e:
+    with pytest.raises(errors.PetcdError) as e:
         env.lessor.grant(5, 20)
-    assert e.value is errors.ERR_LEASE_EXIST
-    with pytest.raises(errors.EtcdError) as e:
+    assert isinstance(e.value, errors.LeaseExistsError)
+    with pytest.raises(errors.PetcdError) as e:
         env.lessor.grant(0, 10)
-    assert e.value is errors.ERR_LEASE_NOT_FOUND
-    with pytest.raises(errors.EtcdError) as e:
+    assert isinstance(e.value, errors.LeaseNotFoundError)
+    with pytest.raises(errors.PetcdError) as e:
         env.lessor.grant(6, MAX_LEASE_TTL + 1)
-    assert e.value is errors.ERR_LEASE_TTL_TOO_LARGE
+    assert isinstance(e.value, errors.LeaseTTLTooLargeError)
     assert env.lessor.grant(6, MAX_LEASE_TTL).ttl == MAX_LEASE_TTL
     assert stored(env, 5) is not None and stored(env, 6) is not None
 
@@ -123,9 +123,9 @@ def test_time_to_live_truncates_like_etcd(env: Env) -> None:
     assert env.lessor.time_to_live(1) == (10, 7, [])
     env.clock.advance(8.2)  # expired 0.7 s ago, revocation pending
     assert env.lessor.time_to_live(1)[1] == 0
-    with pytest.raises(errors.EtcdError) as e:
+    with pytest.raises(errors.PetcdError) as e:
         env.lessor.time_to_live(99)
-    assert e.value is errors.ERR_LEASE_NOT_FOUND
+    assert isinstance(e.value, errors.LeaseNotFoundError)
 
 
 def test_leases_lists_soonest_expiry_first(env: Env) -> None:
@@ -153,9 +153,9 @@ def test_renew_restarts_the_full_ttl(env: Env) -> None:
     assert env.lessor.expired_leases() == [1]
     with pytest.raises(LeaseExpiredError):
         env.lessor.renew(1)
-    with pytest.raises(errors.EtcdError) as e:
+    with pytest.raises(errors.PetcdError) as e:
         env.lessor.renew(42)
-    assert e.value is errors.ERR_LEASE_NOT_FOUND
+    assert isinstance(e.value, errors.LeaseNotFoundError)
 
 
 def test_many_keepalives_keep_the_expiry_heap_bounded(env: Env) -> None:
@@ -201,9 +201,9 @@ def test_attach_and_detach_directly(env: Env) -> None:
     assert env.lessor.lease_of(b"k") == 2
     env.lessor.detach(2, b"k")
     assert env.lessor.lease_of(b"k") == 0
-    with pytest.raises(errors.EtcdError) as e:
+    with pytest.raises(errors.PetcdError) as e:
         env.lessor.attach(3, b"k")
-    assert e.value is errors.ERR_LEASE_NOT_FOUND
+    assert isinstance(e.value, errors.LeaseNotFoundError)
 
 
 # -- revoke --------------------------------------------------------------------------------------
@@ -230,9 +230,9 @@ def test_revoke_deletes_attached_keys_in_one_revision(env: Env) -> None:
     assert not env.lessor.exists(1) and stored(env, 1) is None
     assert env.lessor.lease_of(b"x") == 0
     assert gone == [True]
-    with pytest.raises(errors.EtcdError) as e:
+    with pytest.raises(errors.PetcdError) as e:
         env.lessor.revoke(1)
-    assert e.value is errors.ERR_LEASE_NOT_FOUND
+    assert isinstance(e.value, errors.LeaseNotFoundError)
 
 
 def test_revoke_of_a_lease_without_keys_makes_no_revision(env: Env) -> None:
@@ -276,10 +276,10 @@ def test_apply_grant_revoke_checkpoint(env: Env) -> None:
     assert isinstance(resp, pb.LeaseRevokeResponse) and resp.header.revision == rev + 1
     assert env.store.consistent_index == 7 and env.live_keys() == [b"seed"]
     # a failing request still moves the consistent index: replaying it would fail the same way
-    with pytest.raises(errors.EtcdError):
+    with pytest.raises(errors.PetcdError):
         env.lessor.apply(serverpb.InternalRequest(lease_revoke=pb.LeaseRevokeRequest(ID=9)), 8, env.store)
     assert env.store.consistent_index == 8
-    with pytest.raises(errors.EtcdError):
+    with pytest.raises(errors.PetcdError):
         env.lessor.apply(
             serverpb.InternalRequest(lease_grant=pb.LeaseGrantRequest(ID=0, TTL=5)), 9, env.store
         )

@@ -74,7 +74,7 @@ def test_fail_all_fails_waiters_and_drops_deadlines() -> None:
         w = Wait()
         fut = w.register(7)
         w.expire_at(7, time.monotonic() + 0.01)
-        w.fail_all(RuntimeError("stopped"))
+        w.fail_all(lambda: RuntimeError("stopped"))
         with pytest.raises(RuntimeError):
             await fut
         await asyncio.sleep(0.03)  # the cancelled timer does not fire on the cleared queue
