@@ -213,7 +213,7 @@ class _Session:
         interval = self.server.settings.election_timeout_ms / 1000.0
         misses = 0
         while True:
-            await asyncio.sleep(interval)
+            await self.server.clock.sleep(interval)
             misses = 0 if self.server.leader else misses + 1
             if misses >= MAX_NO_LEADER_CHECKS:
                 self.lost_leader = True
@@ -267,7 +267,7 @@ class _Session:
         no events since the last tick (etcd's per-stream ticker)."""
         stream = self.stream
         while True:
-            await asyncio.sleep(self.svc.progress_interval)
+            await self.server.clock.sleep(self.svc.progress_interval)
             for wid, w in list(stream.watchers.items()):
                 if w.opts.progress_notify and wid not in stream.active:
                     stream.request_progress(wid)

@@ -35,7 +35,7 @@ async def run_expiry(server: LeaseServer, interval: float = EXPIRY_INTERVAL) -> 
     gate = asyncio.Semaphore(MAX_PENDING_REVOKES)
     try:
         while True:
-            await asyncio.sleep(interval)
+            await server.clock.sleep(interval)
             try:
                 _round(server, inflight, gate)
             except Exception:  # a bug in one round must not end lease expiry for good

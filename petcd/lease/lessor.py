@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 
 from petcd import errors
 from petcd.backend import LEASE, Backend
+from petcd.clock import Clock
 from petcd.mvcc import KVStore, RangeOptions
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.leasepb import lease_pb2 as leasepb
@@ -114,7 +115,7 @@ class Lessor:
     def __init__(
         self,
         backend: Backend,
-        clock: Callable[[], float],
+        clock: Clock,
         store: KVStore | None = None,
         *,
         min_ttl: int = 1,
@@ -123,7 +124,7 @@ class Lessor:
         expired_retry_interval: float = DEFAULT_EXPIRED_RETRY_INTERVAL,
     ) -> None:
         self._be = backend
-        self._clock = clock
+        self._clock = clock.now
         self.min_ttl = min_ttl
         self.checkpoint_interval = checkpoint_interval
         self.checkpointing = checkpointing

@@ -12,7 +12,6 @@ would leave the started members without a quorum.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 from petcd import errors
@@ -60,8 +59,7 @@ def _started(m: Member) -> bool:
 def _connected(srv: EtcdServer, member_id: int) -> bool:
     """Whether this member's stream to member_id is up (always true for itself), as etcd asks
     its transport; etcd also wants the stream up for 5 s, which petcd does not."""
-    assert srv.peering is not None
-    return member_id == srv.member_id or srv.peering.transport.active_since(member_id) is not None
+    return member_id == srv.member_id or srv.peering.active_since(member_id) is not None
 
 
 def _has_quorum(members: int, started: int) -> bool:
@@ -109,7 +107,7 @@ async def member_add(srv: EtcdServer, r: pb.MemberAddRequest) -> pb.MemberAddRes
     if r.isLearner and sum(1 for m in srv.membership.members.values() if m.is_learner) >= MAX_LEARNERS:
         raise errors.TooManyLearnersError()
     # etcd mixes the time into a new member's id so a re-added URL gets a new id
-    member_id = compute_member_id(urls, "", int(time.time()))
+    member_id = compute_member_id(urls, "", int(srv.clock.wall()))
     while member_id in srv.membership.members or member_id in srv.membership.removed or member_id == 0:
         member_id = (member_id + 1) & 0xFFFFFFFFFFFFFFFF
     member = Member(member_id, "", urls, [], r.isLearner)
@@ -151,10 +149,9 @@ async def member_update(srv: EtcdServer, r: pb.MemberUpdateRequest) -> pb.Member
 
 
 async def member_promote(srv: EtcdServer, r: pb.MemberPromoteRequest) -> pb.MemberPromoteResponse:
-    assert srv.raft is not None
     if srv.role != StateType.LEADER:
         raise errors.NotLeaderError()
-    status = srv.raft.node.status()
+    status = srv.raft.status()
     progress = status.progress.get(r.ID)
     if progress is not None:
         leader_match = status.progress[srv.member_id].match

@@ -20,6 +20,7 @@ from petcd.api.kv import KVServicer
 from petcd.api.lease import LeaseServicer
 from petcd.api.maintenance import ClusterServicer, MaintenanceServicer
 from petcd.api.watch import register as register_watch
+from petcd.clock import LoopClock
 from petcd.frontend.dispatch import Dispatcher, LinkServer
 from petcd.frontend.process import server_options
 from petcd.frontend.supervisor import (
@@ -35,6 +36,7 @@ from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.server.bootstrap import BootstrapError
 from petcd.server.config import ConfigError, ServerConfig, best_practice_warnings, load_config_or_exit
 from petcd.server.etcdserver import EtcdServer
+from petcd.server.member import build_member
 from petcd.server.settings_from_config import settings_from_config
 from petcd.wal import WAL, WALError
 
@@ -71,7 +73,6 @@ def build_grpc_server(srv: EtcdServer, dispatcher: Dispatcher) -> grpc.aio.Serve
     ):
         add_servicer(server, services[name], servicer)
         dispatcher.add_servicer(services[name], servicer)
-    assert srv.peering is not None
     add_peer_service(srv.peering.transport, server)
     return server
 
@@ -86,8 +87,8 @@ def frontend_count(requested: int) -> int:
 
 async def serve(cfg: ServerConfig) -> int:
     settings = settings_from_config(cfg)
-    srv = EtcdServer(settings)
     try:
+        srv = await build_member(settings, LoopClock())
         await srv.start()
     except (BootstrapError, WALError) as exc:
         log.error("cannot start: %s", exc)
@@ -146,7 +147,7 @@ async def serve(cfg: ServerConfig) -> int:
         w.cancel()
     log.info("shutting down")
     await _shutdown(server, srv, supervisor, links, guards, sockdir)
-    failed = srv.driver is not None and srv.driver.fatal is not None
+    failed = srv.fatal is not None
     return 1 if failed else 0
 
 

@@ -23,7 +23,6 @@ SNAPSHOT_CHUNK = 32 * 1024
 
 
 def status(srv: EtcdServer) -> pb.StatusResponse:
-    assert srv.backend is not None
     resp = pb.StatusResponse(
         header=srv.header(),
         version=ETCD_API_VERSION,
@@ -56,7 +55,6 @@ async def alarm(srv: EtcdServer, r: pb.AlarmRequest) -> pb.AlarmResponse:
 
 
 async def defragment(srv: EtcdServer) -> pb.DefragmentResponse:
-    assert srv.backend is not None
     before = srv.backend.size()
     # the copy runs in C in a worker thread; the event loop (and raft ticks) keep going
     await asyncio.to_thread(srv.backend.defrag)
@@ -66,12 +64,10 @@ async def defragment(srv: EtcdServer) -> pb.DefragmentResponse:
 
 
 def hash_(srv: EtcdServer) -> pb.HashResponse:
-    assert srv.backend is not None
     return pb.HashResponse(header=srv.header(), hash=srv.backend.hash())
 
 
 def hash_kv(srv: EtcdServer, rev: int) -> pb.HashKVResponse:
-    assert srv.store is not None
     try:
         h, cur, compact = srv.store.hash_kv(rev)
     except (CompactedError, FutureRevError) as exc:
@@ -81,7 +77,6 @@ def hash_kv(srv: EtcdServer, rev: int) -> pb.HashKVResponse:
 
 async def snapshot(srv: EtcdServer) -> AsyncIterator[pb.SnapshotResponse]:
     """Stream a consistent copy of the backend, followed by its sha256 (as etcd does)."""
-    assert srv.backend is not None
     fd, path = tempfile.mkstemp(prefix="petcd-snapshot-", dir=str(srv.paths.snap_dir))
     os.close(fd)
     try:
@@ -112,7 +107,6 @@ def member_list(srv: EtcdServer) -> pb.MemberListResponse:
 
 async def move_leader(srv: EtcdServer, target: int) -> None:
     """Hand leadership to target (a voter) and wait until it leads, as etcd's MoveLeader."""
-    assert srv.raft is not None and srv.driver is not None
     if srv.role != StateType.LEADER:
         raise errors.NotLeaderError()
     member = srv.membership.members.get(target)
@@ -120,10 +114,10 @@ async def move_leader(srv: EtcdServer, target: int) -> None:
         raise errors.BadLeaderTransfereeError()
     if target == srv.member_id:
         return
-    srv.raft.node.transfer_leader(target)
-    srv.driver.notify()
-    deadline = srv.clock() + srv.settings.request_timeout
+    srv.raft.transfer_leader(target)
+    deadline = srv.clock.now() + srv.settings.request_timeout
     while srv.leader != target:
-        if srv.clock() >= deadline:
-            raise errors.LeaderTransferTimeoutError()
-        await asyncio.sleep(0.02)
+        try:
+            await srv.await_leader_change(deadline)
+        except TimeoutError:
+            raise errors.LeaderTransferTimeoutError() from None

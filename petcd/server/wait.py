@@ -15,18 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from petcd.clock import Clock, TimerHandle
+
 
 class Wait:
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Clock) -> None:
         self._futures: dict[int, asyncio.Future[Any]] = {}
         self._clock = clock
         self._deadlines: deque[tuple[float, int]] = deque()  # (deadline, id), earliest first
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: TimerHandle | None = None
         self._timer_at = 0.0  # the deadline the timer is armed for
 
     def register(self, req_id: int) -> asyncio.Future[Any]:
@@ -54,11 +55,11 @@ class Wait:
         if self._timer is not None:
             self._timer.cancel()
         self._timer_at = at
-        self._timer = asyncio.get_running_loop().call_later(max(0.0, at - self._clock()), self._on_timer)
+        self._timer = self._clock.call_later(max(0.0, at - self._clock.now()), self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
-        now = self._clock()
+        now = self._clock.now()
         q = self._deadlines
         futures = self._futures
         while q:

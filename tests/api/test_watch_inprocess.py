@@ -14,12 +14,14 @@ import pytest
 
 from petcd.api.kv import KVServicer
 from petcd.api.watch import PERMISSION_DENIED_REASON, WatchServicer, add_to_server
+from petcd.clock import LoopClock
 from petcd.mvcc.watch_sync import WatchSyncer
 from petcd.mvcc.watchable import WatchableStore
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from petcd.server.bootstrap import Member
 from petcd.server.etcdserver import EtcdServer
+from petcd.server.member import build_member
 from petcd.server.settings import ServerSettings
 from tests.harness import free_ports
 from tests.harness.waiting import until
@@ -80,11 +82,11 @@ def run(
             initial_members=[Member(MEMBER_ID, "m1", ["http://127.0.0.1:2380"])],
             quota_backend_bytes=1 << 30,
         )
-        srv = EtcdServer(settings)
+        srv = await build_member(settings, LoopClock())
         await srv.start()
         assert srv.store is not None
         watchable = WatchableStore(srv.store)
-        syncer = WatchSyncer(watchable)
+        syncer = WatchSyncer(watchable, srv.clock)
         syncer.start()
         server = grpc.aio.server()
         pb_grpc.add_KVServicer_to_server(KVServicer(srv), server)  # type: ignore[no-untyped-call]

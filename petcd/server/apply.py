@@ -1,0 +1,124 @@
+"""The apply chain: what a committed InternalRequest does, as etcd's chain of appliers.
+
+Each applier has ``apply(req, index) -> result`` and either answers (a response, or raises a
+``petcd.errors`` error that goes back to the proposer) or hands the request to the next one.
+The chain is built by :func:`build_chain`: the quota applier (NOSPACE refusals) first, then the
+backend dispatch, a dict from request kind to handler. Further steps (auth: permission checks
+for the request's user) are inserted in that list, in front of the dispatch.
+
+Every member runs this on the same committed requests in the same order, so it must be
+deterministic: no clock, no randomness, nothing but the member state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from petcd import errors
+from petcd.proto.etcdserverpb import rpc_pb2 as pb
+from petcd.proto.serverpb import internal_pb2 as serverpb
+from petcd.server.apply_kv import txn_has_put
+from petcd.server.state import StateCell
+
+log = logging.getLogger("petcd.server")
+
+ALARM_NONE = pb.NONE
+ALARM_NOSPACE = pb.NOSPACE
+ALARM_CORRUPT = pb.CORRUPT
+
+Handler = Callable[[serverpb.InternalRequest, int], Any]
+
+
+class Applier(Protocol):
+    def apply(self, req: serverpb.InternalRequest, index: int) -> Any: ...
+
+
+class QuotaApplier:
+    """Refuses what adds data (puts, txns with a put, lease grants) while NOSPACE is raised."""
+
+    def __init__(self, cell: StateCell, next_applier: Applier) -> None:
+        self._cell = cell
+        self._next = next_applier
+
+    def apply(self, req: serverpb.InternalRequest, index: int) -> Any:
+        kind = req.WhichOneof("request")
+        if kind in ("put", "txn", "lease_grant") and ALARM_NOSPACE in self._cell.state.alarms.values():
+            if kind != "txn" or txn_has_put(req.txn):
+                raise errors.NoSpaceError()
+        return self._next.apply(req, index)
+
+
+class BackendApplier:
+    """The end of the chain: the handler of the request's kind, on the current member state."""
+
+    def __init__(self, cell: StateCell) -> None:
+        self._cell = cell
+        self.handlers: dict[str, Handler] = {
+            "put": lambda r, i: self._cell.state.kv.put(r.put, i),
+            "delete_range": lambda r, i: self._cell.state.kv.delete_range(r.delete_range, i),
+            "txn": lambda r, i: self._cell.state.kv.txn(r.txn, i),
+            "compaction": self._compaction,
+            "alarm": self._alarm,
+            "member_attr_set": self._member_attr_set,
+            "cluster_version_set": self._cluster_version_set,
+            "lease_grant": self._lease,
+            "lease_revoke": self._lease,
+            "lease_checkpoint": self._lease,
+        }
+
+    def apply(self, req: serverpb.InternalRequest, index: int) -> Any:
+        kind = req.WhichOneof("request")
+        handler = self.handlers.get(kind or "")
+        if handler is None:
+            raise errors.UnsupportedRequestError(f"unsupported request {kind}")
+        return handler(req, index)
+
+    def _compaction(self, req: serverpb.InternalRequest, index: int) -> pb.CompactionResponse:
+        st = self._cell.state
+        st.kv.check_compaction(req.compaction.revision)
+        st.store.compact(req.compaction.revision)
+        st.store.set_consistent_index(index)
+        resp = pb.CompactionResponse()
+        resp.header.revision = st.store.rev
+        return resp
+
+    def _alarm(self, req: serverpb.InternalRequest, index: int) -> pb.AlarmResponse:
+        st = self._cell.state
+        a = req.alarm
+        resp = pb.AlarmResponse()
+        key = (a.memberID, a.alarm)
+        if a.action == pb.AlarmRequest.ACTIVATE:
+            if a.alarm != ALARM_NONE and key not in st.alarms:
+                st.alarms[key] = a.alarm
+                resp.alarms.add(memberID=a.memberID, alarm=a.alarm)
+                log.warning("alarm %s raised by member %x", pb.AlarmType.Name(a.alarm), a.memberID)
+        elif a.action == pb.AlarmRequest.DEACTIVATE:
+            if key in st.alarms:
+                del st.alarms[key]
+                resp.alarms.add(memberID=a.memberID, alarm=a.alarm)
+        st.membership.save_alarms(st.alarms, index, st.store)
+        return resp
+
+    def _member_attr_set(self, req: serverpb.InternalRequest, index: int) -> None:
+        st = self._cell.state
+        a = req.member_attr_set
+        st.membership.set_attributes(a.member_id, a.name, list(a.client_urls))
+        st.store.set_consistent_index(index)
+
+    def _cluster_version_set(self, req: serverpb.InternalRequest, index: int) -> None:
+        st = self._cell.state
+        st.membership.set_cluster_version(req.cluster_version_set.ver)
+        st.store.set_consistent_index(index)
+
+    def _lease(self, req: serverpb.InternalRequest, index: int) -> object:
+        st = self._cell.state
+        return st.lessor.apply(req, index, st.store)
+
+
+def build_chain(cell: StateCell) -> list[Applier]:
+    """The appliers in order; a request enters at the first. Each delegates to the next."""
+    backend = BackendApplier(cell)
+    quota = QuotaApplier(cell, backend)
+    return [quota, backend]

@@ -1,0 +1,74 @@
+"""Building a whole member before it runs: ``build_member(settings, clock)``.
+
+Everything an :class:`EtcdServer` needs is made here and handed to its constructor: the raft
+node (RawNode, log, WAL, snapshotter), the backend state (``petcd.server.state``), the watchable
+store, the peering, the id generator. Joining an existing cluster asks the other members who this
+member is first (``discover_cluster``), which is why building is async.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+
+from petcd.clock import Clock
+from petcd.mvcc.watch_sync import WatchSyncer
+from petcd.mvcc.watchable import WatchableStore
+from petcd.peer.discovery import discover_cluster
+from petcd.server.bootstrap import Paths, open_raft
+from petcd.server.etcdserver import EtcdServer
+from petcd.server.idgen import IdGenerator
+from petcd.server.peering import Peering
+from petcd.server.raftnode import RaftNode
+from petcd.server.settings import ServerSettings
+from petcd.server.state import StateCell, open_state
+from petcd.wal import WAL
+
+log = logging.getLogger("petcd.server")
+
+
+async def build_member(settings: ServerSettings, clock: Clock, rand: random.Random | None = None) -> EtcdServer:
+    """A member ready to ``start()``: a new one, one joining an existing cluster, or a restart
+    from its data dir. Raises BootstrapError (or WALError) when the data dir cannot be used."""
+    s = settings
+    rand = rand if rand is not None else random.Random()
+    paths = Paths.of(s.data_dir, s.wal_dir)
+    member_id, cluster_id = s.member_id, s.cluster_id
+    peers = s.initial_members
+    restarting = WAL.exists(str(paths.wal_dir))
+    if s.initial_cluster_state == "existing" and not restarting:
+        member_id, cluster_id, peers = await discover_cluster(s.initial_advertise_peer_urls, s.initial_members)
+        log.info("joining cluster %x as member %x", cluster_id, member_id)
+    setup = open_raft(
+        paths, member_id, cluster_id, s.initial_members, s.initial_cluster_state, s.election_ticks, rand
+    )
+    raft = RaftNode(
+        setup.node, setup.storage, setup.wal, setup.snapshotter, clock, s.heartbeat_interval_ms / 1000.0
+    )
+    paths.snap_dir.mkdir(parents=True, exist_ok=True)
+    cell = StateCell(open_state(s, paths, setup.cluster_id, clock))
+    store = cell.state.store
+    if restarting:
+        peers = cell.state.membership.ordered()  # the applied membership; replayed changes add more
+    snapshot_index = setup.snapshot.metadata.index if setup.snapshot else 0
+    peering = Peering(s, paths, setup.member_id, setup.cluster_id, raft, cell, list(peers), clock, rand)
+    watchable = WatchableStore(store)
+    return EtcdServer(
+        settings=s,
+        clock=clock,
+        paths=paths,
+        member_id=setup.member_id,
+        cluster_id=setup.cluster_id,
+        raft=raft,
+        cell=cell,
+        watchable=watchable,
+        watch_syncer=WatchSyncer(watchable, clock),
+        peering=peering,
+        idgen=IdGenerator(setup.member_id, int(clock.wall() * 1000)),
+        applied_index=max(store.consistent_index, snapshot_index),
+        snapshot_index=snapshot_index,
+        # a lone voter need not wait out an election timeout: campaign once the bootstrap
+        # conf changes are applied (raft refuses before that)
+        campaign_at=len(s.initial_members) if setup.is_new else setup.storage.last_index(),
+    )
+
