@@ -230,18 +230,17 @@ class Lessor:
 
     # -- applying committed requests -----------------------------------------------------------
 
-    def apply(self, req: serverpb.InternalRequest, index: int, store: KVStore) -> object:
-        """Apply a committed lease_grant / lease_revoke / lease_checkpoint request at raft index
-        ``index``: the change and the consistent index go into the same backend batch. Returns the
+    def apply(self, req: serverpb.InternalRequest, store: KVStore) -> object:
+        """Apply a committed lease_grant / lease_revoke / lease_checkpoint request (the server's
+        apply loop records the entry's consistent index in the same backend batch). Returns the
         response (header.revision set; the server fills the rest) or raises a petcd.errors error."""
         self._store = store
         kind = req.WhichOneof("request")
         if kind == "lease_revoke":
-            self.revoke(req.lease_revoke.ID, store, index)
+            self.revoke(req.lease_revoke.ID, store)
             revoke_resp = pb.LeaseRevokeResponse()
             revoke_resp.header.revision = store.rev
             return revoke_resp
-        store.set_consistent_index(index)
         if kind == "lease_grant":
             lease = self.grant(req.lease_grant.ID, req.lease_grant.TTL)
             grant_resp = pb.LeaseGrantResponse(ID=lease.id, TTL=lease.ttl)
@@ -273,10 +272,10 @@ class Lessor:
         self._be.put(LEASE, lease_key(lease_id), lease.record())
         return lease
 
-    def revoke(self, lease_id: int, store: KVStore | None = None, index: int = 0) -> None:
+    def revoke(self, lease_id: int, store: KVStore | None = None) -> None:
         """Delete the lease and every key attached to it in one store write txn (one revision,
         none if no key is attached), with the lease record removed in the same backend batch.
-        index > 0 is saved as the consistent index in that txn. Store listeners (watchers) see
+        Store listeners (watchers) see
         the deletes like any write's changes."""
         lease = self._leases.get(lease_id)
         if store is None:
@@ -284,12 +283,8 @@ class Lessor:
         if store is None:
             raise RuntimeError("lessor: revoke needs a KVStore")
         if lease is None:
-            if index:
-                store.set_consistent_index(index)
             raise errors.LeaseNotFoundError()
         with store.write() as txn:
-            if index:
-                txn.set_consistent_index(index)
             # sorted, so every member deletes in the same order and the backends hash the same
             for key in sorted(lease.keys):
                 # a key whose lease changed behind our back (a missed detach) is not ours to delete

@@ -7,7 +7,9 @@ backend dispatch, a dict from request kind to handler. Further steps (auth: perm
 for the request's user) are inserted in that list, in front of the dispatch.
 
 Every member runs this on the same committed requests in the same order, so it must be
-deterministic: no clock, no randomness, nothing but the member state.
+deterministic: no clock, no randomness, nothing but the member state. The appliers never record
+the consistent index: the apply loop (``EtcdServer._apply_entry``) records the index and term of
+every entry, once, after it is applied (failed or not), in the same backend batch as its changes.
 """
 
 from __future__ import annotations
@@ -56,9 +58,9 @@ class BackendApplier:
     def __init__(self, cell: StateCell) -> None:
         self._cell = cell
         self.handlers: dict[str, Handler] = {
-            "put": lambda r, i: self._cell.state.kv.put(r.put, i),
-            "delete_range": lambda r, i: self._cell.state.kv.delete_range(r.delete_range, i),
-            "txn": lambda r, i: self._cell.state.kv.txn(r.txn, i),
+            "put": lambda r, _i: self._cell.state.kv.put(r.put),
+            "delete_range": lambda r, _i: self._cell.state.kv.delete_range(r.delete_range),
+            "txn": lambda r, _i: self._cell.state.kv.txn(r.txn),
             "compaction": self._compaction,
             "alarm": self._alarm,
             "member_attr_set": self._member_attr_set,
@@ -79,7 +81,6 @@ class BackendApplier:
         st = self._cell.state
         st.kv.check_compaction(req.compaction.revision)
         st.store.compact(req.compaction.revision)
-        st.store.set_consistent_index(index)
         resp = pb.CompactionResponse()
         resp.header.revision = st.store.rev
         return resp
@@ -98,23 +99,21 @@ class BackendApplier:
             if key in st.alarms:
                 del st.alarms[key]
                 resp.alarms.add(memberID=a.memberID, alarm=a.alarm)
-        st.membership.save_alarms(st.alarms, index, st.store)
+        st.membership.save_alarms(st.alarms)
         return resp
 
     def _member_attr_set(self, req: serverpb.InternalRequest, index: int) -> None:
         st = self._cell.state
         a = req.member_attr_set
         st.membership.set_attributes(a.member_id, a.name, list(a.client_urls))
-        st.store.set_consistent_index(index)
 
     def _cluster_version_set(self, req: serverpb.InternalRequest, index: int) -> None:
         st = self._cell.state
         st.membership.set_cluster_version(req.cluster_version_set.ver)
-        st.store.set_consistent_index(index)
 
     def _lease(self, req: serverpb.InternalRequest, index: int) -> object:
         st = self._cell.state
-        return st.lessor.apply(req, index, st.store)
+        return st.lessor.apply(req, st.store)
 
 
 def build_chain(cell: StateCell) -> list[Applier]:

@@ -97,15 +97,13 @@ class KVApplier:
 
     # -- single ops -------------------------------------------------------------------
 
-    def put(self, p: pb.PutRequest, index: int) -> pb.PutResponse:
+    def put(self, p: pb.PutRequest) -> pb.PutResponse:
         with self.store.write() as txn:
-            txn.set_consistent_index(index)
             # _put already set the header's revision: the txn's, which the store now has
             return self._put(txn, p)
 
-    def delete_range(self, d: pb.DeleteRangeRequest, index: int) -> pb.DeleteRangeResponse:
+    def delete_range(self, d: pb.DeleteRangeRequest) -> pb.DeleteRangeResponse:
         with self.store.write() as txn:
-            txn.set_consistent_index(index)
             resp = self._delete(txn, d)
         resp.header.revision = self.store.rev
         return resp
@@ -139,9 +137,8 @@ class KVApplier:
 
     # -- txn --------------------------------------------------------------------------
 
-    def txn(self, t: pb.TxnRequest, index: int) -> pb.TxnResponse:
+    def txn(self, t: pb.TxnRequest) -> pb.TxnResponse:
         with self.store.write() as txn:
-            txn.set_consistent_index(index)
             path = _txn_path(txn, t)
             self._check_txn(txn, t, path, 0)
             resp = self._run_txn(txn, t, path, [0])

@@ -237,12 +237,13 @@ class EtcdServer:
         # fields read once: each read of a protobuf field builds a new Python object
         index = ent.index
         data = ent.data
+        fresh = index > state.store.consistent_index  # not yet in the backend (else a replay)
         if ent.type == raftpb.EntryConfChange:
             cc = raftpb.ConfChange.FromString(data)
             self.raft.apply_conf_change(cc)
             self.peering.on_conf_change(cc)
-            if index > state.store.consistent_index:
-                state.membership.apply_conf_change(cc, index, state.store)
+            if fresh:
+                state.membership.apply_conf_change(cc)
                 self.on_conf_change(cc)
             if cc.id:
                 self.wait.trigger(cc.id, None)
@@ -251,7 +252,7 @@ class EtcdServer:
             # lessor can take over the clocks (extended by an election timeout)
             if self.role == StateType.LEADER and ent.term == self.term:
                 state.lessor.promote(self.settings.election_timeout_ms / 1000.0)
-        elif index > state.store.consistent_index:
+        elif fresh:
             req = serverpb.InternalRequest.FromString(data)
             try:
                 result: Any = self._appliers[0].apply(req, index)
@@ -260,6 +261,10 @@ class EtcdServer:
             req_id = req.header.id
             if req_id:
                 self.wait.trigger(req_id, result)
+        if fresh:
+            # the one place the consistent index is recorded: every kind of entry, applied or
+            # refused (a replay would refuse it again), in the backend batch of its changes
+            state.store.set_consistent_index(index, ent.term)
         self.applied_index = index
 
     def _compact_step(self) -> None:

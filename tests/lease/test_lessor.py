@@ -258,32 +258,29 @@ def test_revoke_leaves_a_key_whose_lease_changed_without_a_detach(env: Env) -> N
 def test_apply_grant_revoke_checkpoint(env: Env) -> None:
     env.put(b"seed")
     resp = env.lessor.apply(
-        serverpb.InternalRequest(lease_grant=pb.LeaseGrantRequest(ID=9, TTL=1)), 5, env.store
+        serverpb.InternalRequest(lease_grant=pb.LeaseGrantRequest(ID=9, TTL=1)), env.store
     )
     assert isinstance(resp, pb.LeaseGrantResponse)
     assert (resp.ID, resp.TTL, resp.header.revision) == (9, 2, env.store.rev)
-    assert env.store.consistent_index == 5
     env.put(b"k", 9)
     cp = pb.LeaseCheckpointRequest(
         checkpoints=[pb.LeaseCheckpoint(ID=9, remaining_TTL=1), pb.LeaseCheckpoint(ID=77)]
     )
-    resp = env.lessor.apply(serverpb.InternalRequest(lease_checkpoint=cp), 6, env.store)
-    assert isinstance(resp, pb.LeaseCheckpointResponse) and env.store.consistent_index == 6
+    resp = env.lessor.apply(serverpb.InternalRequest(lease_checkpoint=cp), env.store)
+    assert isinstance(resp, pb.LeaseCheckpointResponse)
     rec = stored(env, 9)
     assert rec is not None and rec.remaining_ttl == 1
     rev = env.store.rev
-    resp = env.lessor.apply(serverpb.InternalRequest(lease_revoke=pb.LeaseRevokeRequest(ID=9)), 7, env.store)
+    resp = env.lessor.apply(serverpb.InternalRequest(lease_revoke=pb.LeaseRevokeRequest(ID=9)), env.store)
     assert isinstance(resp, pb.LeaseRevokeResponse) and resp.header.revision == rev + 1
-    assert env.store.consistent_index == 7 and env.live_keys() == [b"seed"]
-    # a failing request still moves the consistent index: replaying it would fail the same way
-    with pytest.raises(errors.PetcdError):
-        env.lessor.apply(serverpb.InternalRequest(lease_revoke=pb.LeaseRevokeRequest(ID=9)), 8, env.store)
-    assert env.store.consistent_index == 8
-    with pytest.raises(errors.PetcdError):
+    assert env.live_keys() == [b"seed"]
+    # (the consistent index is the server's apply loop's: tests/server/test_apply_chain.py)
+    with pytest.raises(errors.LeaseNotFoundError):
+        env.lessor.apply(serverpb.InternalRequest(lease_revoke=pb.LeaseRevokeRequest(ID=9)), env.store)
+    with pytest.raises(errors.LeaseNotFoundError):
         env.lessor.apply(
-            serverpb.InternalRequest(lease_grant=pb.LeaseGrantRequest(ID=0, TTL=5)), 9, env.store
+            serverpb.InternalRequest(lease_grant=pb.LeaseGrantRequest(ID=0, TTL=5)), env.store
         )
-    assert env.store.consistent_index == 9
 
 
 # -- leadership ----------------------------------------------------------------------------------
@@ -342,7 +339,7 @@ def test_checkpoints_carry_the_remaining_ttl_over_a_leader_change(env: Env) -> N
     cps = lessor.checkpoints_due()
     assert [(c.ID, c.remaining_TTL) for c in cps] == [(1, 20)]  # 19.9 s rounded up
     lessor.apply(
-        serverpb.InternalRequest(lease_checkpoint=pb.LeaseCheckpointRequest(checkpoints=cps)), 3, env.store
+        serverpb.InternalRequest(lease_checkpoint=pb.LeaseCheckpointRequest(checkpoints=cps)), env.store
     )
     assert lessor.needs_checkpoint_clear(1) and not lessor.needs_checkpoint_clear(2)
     # the primary schedules the next one
@@ -383,9 +380,9 @@ def test_checkpointing_can_be_disabled(env: Env) -> None:
 
 
 def test_leases_and_attachments_survive_a_restart(env: Env) -> None:
-    env.lessor.apply(serverpb.InternalRequest(lease_grant=pb.LeaseGrantRequest(ID=1, TTL=30)), 1, env.store)
-    env.lessor.apply(serverpb.InternalRequest(lease_grant=pb.LeaseGrantRequest(ID=2, TTL=60)), 2, env.store)
-    env.lessor.apply(serverpb.InternalRequest(lease_grant=pb.LeaseGrantRequest(ID=3, TTL=10)), 3, env.store)
+    env.lessor.apply(serverpb.InternalRequest(lease_grant=pb.LeaseGrantRequest(ID=1, TTL=30)), env.store)
+    env.lessor.apply(serverpb.InternalRequest(lease_grant=pb.LeaseGrantRequest(ID=2, TTL=60)), env.store)
+    env.lessor.apply(serverpb.InternalRequest(lease_grant=pb.LeaseGrantRequest(ID=3, TTL=10)), env.store)
     env.put(b"a", 1)
     env.put(b"b", 1)
     env.put(b"c", 2)
@@ -393,11 +390,10 @@ def test_leases_and_attachments_survive_a_restart(env: Env) -> None:
     env.delete(b"d")
     env.put(b"e")
     cp = pb.LeaseCheckpointRequest(checkpoints=[pb.LeaseCheckpoint(ID=2, remaining_TTL=25)])
-    env.lessor.apply(serverpb.InternalRequest(lease_checkpoint=cp), 4, env.store)
-    env.lessor.apply(serverpb.InternalRequest(lease_revoke=pb.LeaseRevokeRequest(ID=3)), 5, env.store)
+    env.lessor.apply(serverpb.InternalRequest(lease_checkpoint=cp), env.store)
+    env.lessor.apply(serverpb.InternalRequest(lease_revoke=pb.LeaseRevokeRequest(ID=3)), env.store)
     env.reopen()
     lessor = env.lessor
-    assert env.store.consistent_index == 5
     assert sorted(lessor.leases()) == [1, 2]
     assert lessor.time_to_live(1, keys=True) == (30, FOREVER_SECONDS, [b"a", b"b"])
     assert lessor.time_to_live(2, keys=True)[2] == [b"c"]
