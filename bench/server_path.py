@@ -16,10 +16,10 @@ import tempfile
 import time
 
 from petcd.clock import LoopClock
+from petcd.peer.member import build as build_member
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.server.bootstrap import Member
 from petcd.server.main import tune_gc
-from petcd.server.member import build_member
 from petcd.server.settings import ServerSettings
 
 
@@ -29,7 +29,7 @@ async def run(puts: int, concurrency: int) -> tuple[float, float]:
             name="bench", data_dir=d, member_id=1, cluster_id=1,
             initial_members=[Member(1, "bench", ["http://127.0.0.1:1"])],
         )
-        srv = await build_member(settings, LoopClock())
+        srv = (await build_member(settings, LoopClock())).server
         await srv.start()
         while srv.leader == 0:
             await asyncio.sleep(0.01)

@@ -15,6 +15,8 @@ from petcd.errors import PetcdError
 log = logging.getLogger("petcd.api")
 
 T = TypeVar("T")
+# what a servicer method is handed (grpc-stubs make it generic in request and response)
+Context = grpc.aio.ServicerContext[Any, Any]
 
 
 def unmarshal_error(exc: Exception) -> str:

@@ -23,7 +23,8 @@ async def discover_cluster(own_peer_urls: list[str], peers: list[Member], timeou
             target = url.split("://", 1)[-1].rstrip("/")
             try:
                 async with grpc.aio.insecure_channel(target) as ch:
-                    resp = await pb_grpc.ClusterStub(ch).MemberList(pb.MemberListRequest(), timeout=timeout)
+                    resp = await pb_grpc.ClusterStub(ch).MemberList(  # type: ignore[no-untyped-call]
+                        pb.MemberListRequest(), timeout=timeout)
             except grpc.aio.AioRpcError as exc:
                 errors_seen.append(f"{url}: {exc.details()}")
                 continue

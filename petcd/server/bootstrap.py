@@ -135,11 +135,11 @@ def open_raft(
         walsnap = WalSnapshot(md.index, md.term, md.conf_state)
     wal = WAL.open(str(paths.wal_dir), walsnap)
     meta_bytes, hard_state, entries = wal.read_all()
-    meta = serverpb.WalMetadata.FromString(meta_bytes)
-    if initial_cluster_state == "new" and cluster_id and meta.cluster_id != cluster_id:
+    wal_meta = serverpb.WalMetadata.FromString(meta_bytes)
+    if initial_cluster_state == "new" and cluster_id and wal_meta.cluster_id != cluster_id:
         wal.close()
         raise BootstrapError(
-            f"data dir {paths.data_dir} belongs to cluster {meta.cluster_id:x} (member {meta.member_id:x}), "
+            f"data dir {paths.data_dir} belongs to cluster {wal_meta.cluster_id:x} (member {wal_meta.member_id:x}), "
             f"but these flags describe cluster {cluster_id:x}: check --initial-cluster, "
             "--initial-cluster-token and --data-dir"
         )
@@ -150,13 +150,13 @@ def open_raft(
     if entries:
         storage.append(entries)
     applied = snap.metadata.index if snap is not None else 0
-    node = RawNode(raft_config(meta.member_id, storage, applied, election_ticks, rand))
+    node = RawNode(raft_config(wal_meta.member_id, storage, applied, election_ticks, rand))
     log.info(
         "restarting member %x in cluster %x at commit index %d (%d WAL entries after snapshot %d)",
-        meta.member_id,
-        meta.cluster_id,
+        wal_meta.member_id,
+        wal_meta.cluster_id,
         hard_state.commit,
         len(entries),
         applied,
     )
-    return RaftSetup(node, storage, wal, snapshotter, meta.member_id, meta.cluster_id, snap, False)
+    return RaftSetup(node, storage, wal, snapshotter, wal_meta.member_id, wal_meta.cluster_id, snap, False)

@@ -11,7 +11,8 @@ import shutil
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 import grpc
 
@@ -31,12 +32,13 @@ from petcd.frontend.supervisor import (
     claim_ports,
     make_socket_dir,
 )
+from petcd.peer import PeerTransport
 from petcd.peer import add_to_server as add_peer_service
+from petcd.peer.member import build as build_member
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.server.bootstrap import BootstrapError
 from petcd.server.config import ConfigError, ServerConfig, best_practice_warnings, load_config_or_exit
 from petcd.server.etcdserver import EtcdServer
-from petcd.server.member import build_member
 from petcd.server.settings_from_config import settings_from_config
 from petcd.wal import WAL, WALError
 
@@ -59,7 +61,7 @@ def setup_logging(level: str) -> None:
     )
 
 
-def build_grpc_server(srv: EtcdServer, dispatcher: Dispatcher) -> grpc.aio.Server:
+def build_grpc_server(srv: EtcdServer, transport: PeerTransport, dispatcher: Dispatcher) -> grpc.aio.Server:
     """The member's own gRPC server: the client API (also fed to ``dispatcher`` for calls that
     front-ends forward) and the peer service."""
     s = srv.settings
@@ -73,7 +75,7 @@ def build_grpc_server(srv: EtcdServer, dispatcher: Dispatcher) -> grpc.aio.Serve
     ):
         add_servicer(server, services[name], servicer)
         dispatcher.add_servicer(services[name], servicer)
-    add_peer_service(srv.peering.transport, server)
+    add_peer_service(transport, server)
     return server
 
 
@@ -88,7 +90,8 @@ def frontend_count(requested: int) -> int:
 async def serve(cfg: ServerConfig) -> int:
     settings = settings_from_config(cfg)
     try:
-        srv = await build_member(settings, LoopClock())
+        member = await build_member(settings, LoopClock())
+        srv = member.server
         await srv.start()
     except (BootstrapError, WALError) as exc:
         log.error("cannot start: %s", exc)
@@ -106,7 +109,7 @@ async def serve(cfg: ServerConfig) -> int:
         fronted = []
     direct = [a for a in dict.fromkeys([*client_addrs, *peer_addrs]) if a not in fronted]
     dispatcher = Dispatcher()
-    server = build_grpc_server(srv, dispatcher)
+    server = build_grpc_server(srv, member.transport, dispatcher)
     sockdir = make_socket_dir() if fronted else ""
     guards: list[socket.socket] = []
     supervisor: FrontendSupervisor | None = None
@@ -195,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         import uvloop
 
-        runner = uvloop.run
+        runner: Callable[[Coroutine[Any, Any, int]], int] = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency, but stay usable without it
         runner = asyncio.run
     tune_gc()

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Awaitable, Callable
 
 from petcd.clock import Clock
 from petcd.mvcc.watch_sync import WatchSyncer
 from petcd.mvcc.watchable import WatchableStore
-from petcd.peer.discovery import discover_cluster
-from petcd.server.bootstrap import Paths, open_raft
+from petcd.server.bootstrap import Member, Paths, open_raft
 from petcd.server.etcdserver import EtcdServer
 from petcd.server.idgen import IdGenerator
-from petcd.server.peering import Peering
+from petcd.server.peering import Peering, TransportFactory
 from petcd.server.raftnode import RaftNode
 from petcd.server.settings import ServerSettings
 from petcd.server.state import StateCell, open_state
@@ -27,9 +27,20 @@ from petcd.wal import WAL
 log = logging.getLogger("petcd.server")
 
 
-async def build_member(settings: ServerSettings, clock: Clock, rand: random.Random | None = None) -> EtcdServer:
-    """A member ready to ``start()``: a new one, one joining an existing cluster, or a restart
-    from its data dir. Raises BootstrapError (or WALError) when the data dir cannot be used."""
+# (own peer URLs, --initial-cluster members) -> (member id, cluster id, the cluster's members)
+Discover = Callable[[list[str], list[Member]], Awaitable[tuple[int, int, list[Member]]]]
+
+
+async def build_member(
+    settings: ServerSettings,
+    clock: Clock,
+    make_transport: TransportFactory,
+    discover: Discover,
+    rand: random.Random | None = None,
+) -> EtcdServer:
+    """A member ready to ``start()``: a new one, one joining an existing cluster (asking
+    ``discover`` who it is), or a restart from its data dir. Raises BootstrapError (or WALError)
+    when the data dir cannot be used. ``petcd.peer.member.build`` passes the real transport."""
     s = settings
     rand = rand if rand is not None else random.Random()
     paths = Paths.of(s.data_dir, s.wal_dir)
@@ -37,7 +48,7 @@ async def build_member(settings: ServerSettings, clock: Clock, rand: random.Rand
     peers = s.initial_members
     restarting = WAL.exists(str(paths.wal_dir))
     if s.initial_cluster_state == "existing" and not restarting:
-        member_id, cluster_id, peers = await discover_cluster(s.initial_advertise_peer_urls, s.initial_members)
+        member_id, cluster_id, peers = await discover(s.initial_advertise_peer_urls, s.initial_members)
         log.info("joining cluster %x as member %x", cluster_id, member_id)
     setup = open_raft(
         paths, member_id, cluster_id, s.initial_members, s.initial_cluster_state, s.election_ticks, rand
@@ -51,7 +62,7 @@ async def build_member(settings: ServerSettings, clock: Clock, rand: random.Rand
     if restarting:
         peers = cell.state.membership.ordered()  # the applied membership; replayed changes add more
     snapshot_index = setup.snapshot.metadata.index if setup.snapshot else 0
-    peering = Peering(s, paths, setup.member_id, setup.cluster_id, raft, cell, list(peers), clock, rand)
+    peering = Peering(s, paths, setup.member_id, setup.cluster_id, raft, cell, list(peers), make_transport)
     watchable = WatchableStore(store)
     return EtcdServer(
         settings=s,

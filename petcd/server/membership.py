@@ -72,10 +72,10 @@ class Membership:
             log.info("removed member %x", cc.node_id)
         elif cc.type == raftpb.ConfChangeUpdateNode:
             ctx = serverpb.ConfChangeContext.FromString(cc.context)
-            m = self.members.get(cc.node_id)
-            if m is not None:
-                m.peer_urls = list(ctx.member.peer_urls)
-                self._save(m)
+            known = self.members.get(cc.node_id)
+            if known is not None:
+                known.peer_urls = list(ctx.member.peer_urls)
+                self._save(known)
 
     def set_attributes(self, member_id: int, name: str, client_urls: list[str]) -> None:
         m = self.members.get(member_id)

@@ -5,6 +5,10 @@ A snapshot for a follower is the raft snapshot (membership) plus a consistent co
 the backend file. The receiving member's transport stores the file; it is moved to
 ``<snap dir>/<index>.snap.db`` before raft sees the MsgSnap, and installed when the
 snapshot comes out of a Ready (``EtcdServer`` swaps in a new ``MemberState``).
+
+The transport itself (``petcd.peer``) sits above the server: the server sees it as a
+:class:`Transport`, made by a factory that is handed the :class:`PeerHandlers` (``petcd.peer.member``
+builds a member with the real one).
 """
 
 from __future__ import annotations
@@ -12,12 +16,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import tempfile
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from petcd.clock import Clock
-from petcd.peer import PeerConfig, PeerTransport
 from petcd.proto.raftpb import raft_pb2 as raftpb
 from petcd.proto.serverpb import internal_pb2 as serverpb
 from petcd.raft import RaftError
@@ -27,6 +31,46 @@ from petcd.server.settings import ServerSettings
 from petcd.server.state import StateCell
 
 log = logging.getLogger("petcd.server")
+
+
+class Transport(Protocol):
+    """What the member uses of its peer transport."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def send(self, msgs: Sequence[raftpb.Message]) -> None: ...
+
+    def add_peer(self, peer_id: int, urls: Sequence[str]) -> bool: ...
+
+    def remove_peer(self, peer_id: int) -> None: ...
+
+    def mark_removed(self, peer_ids: Iterable[int]) -> None: ...
+
+    def peers(self) -> dict[int, list[str]]: ...
+
+    def active_since(self, peer_id: int) -> float | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PeerHandlers:
+    """What the transport calls (see ``petcd.peer.PeerTransport`` for each one's contract)."""
+
+    member_id: int
+    cluster_id: int
+    on_messages: Callable[[list[raftpb.Message]], None]
+    on_snapshot: Callable[[raftpb.Message, str], Awaitable[None]]
+    report_unreachable: Callable[[int], None]
+    report_snapshot: Callable[[int, bool], None]
+    snapshot_source: Callable[[raftpb.Message], Awaitable[str]]
+    snapshot_dir: Path
+    max_batch_bytes: int
+    on_removed: Callable[[int], None]
+    cluster_version: Callable[[], str]
+
+
+TransportFactory = Callable[[PeerHandlers], Transport]
 
 
 def snapshot_db_path(snap_dir: Path, index: int) -> Path:
@@ -43,8 +87,7 @@ class Peering:
         raft: RaftNode,
         cell: StateCell,
         initial_peers: list[Member],
-        clock: Clock,
-        rand: random.Random,
+        make_transport: TransportFactory,
     ) -> None:
         self.member_id = member_id
         self.snap_dir = paths.snap_dir
@@ -53,21 +96,21 @@ class Peering:
         self._initial_peers = initial_peers
         # set when a peer says this member was removed: the server stops
         self.removed = asyncio.Event()
-        self.transport = PeerTransport(
-            member_id,
-            cluster_id,
-            on_messages=self._on_messages,
-            on_snapshot=self._on_snapshot,
-            report_unreachable=raft.report_unreachable,
-            report_snapshot=raft.report_snapshot,
-            snapshot_source=self._snapshot_db_copy,
-            snapshot_dir=self.snap_dir / "incoming",
-            # one gRPC server carries both APIs, so a batch must fit its message limit
-            config=PeerConfig(max_batch_bytes=settings.max_recv_message_bytes - 64 * 1024),
-            on_removed=self._on_removed,
-            cluster_version=lambda: cell.state.membership.cluster_version,
-            clock=clock,
-            rand=rand,
+        self.transport = make_transport(
+            PeerHandlers(
+                member_id=member_id,
+                cluster_id=cluster_id,
+                on_messages=self._on_messages,
+                on_snapshot=self._on_snapshot,
+                report_unreachable=raft.report_unreachable,
+                report_snapshot=raft.report_snapshot,
+                snapshot_source=self._snapshot_db_copy,
+                snapshot_dir=self.snap_dir / "incoming",
+                # one gRPC server carries both APIs, so a batch must fit its message limit
+                max_batch_bytes=settings.max_recv_message_bytes - 64 * 1024,
+                on_removed=self._on_removed,
+                cluster_version=lambda: cell.state.membership.cluster_version,
+            )
         )
 
     async def start(self) -> None:

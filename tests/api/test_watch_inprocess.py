@@ -17,11 +17,11 @@ from petcd.api.watch import PERMISSION_DENIED_REASON, WatchServicer, add_to_serv
 from petcd.clock import LoopClock
 from petcd.mvcc.watch_sync import WatchSyncer
 from petcd.mvcc.watchable import WatchableStore
+from petcd.peer.member import build as build_member
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from petcd.server.bootstrap import Member
 from petcd.server.etcdserver import EtcdServer
-from petcd.server.member import build_member
 from petcd.server.settings import ServerSettings
 from tests.harness import free_ports
 from tests.harness.waiting import until
@@ -82,7 +82,7 @@ def run(
             initial_members=[Member(MEMBER_ID, "m1", ["http://127.0.0.1:2380"])],
             quota_backend_bytes=1 << 30,
         )
-        srv = await build_member(settings, LoopClock())
+        srv = (await build_member(settings, LoopClock())).server
         await srv.start()
         assert srv.store is not None
         watchable = WatchableStore(srv.store)

@@ -15,11 +15,11 @@ from petcd.backend import LEASE
 from petcd.clock import LoopClock
 from petcd.lease import lease_key
 from petcd.lease.service import lease_grant, lease_leases, lease_renew, lease_revoke, lease_time_to_live
+from petcd.peer.member import build as build_member
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.leasepb import lease_pb2 as leasepb
 from petcd.server.bootstrap import Member
 from petcd.server.etcdserver import EtcdServer
-from petcd.server.member import build_member
 from petcd.server.settings import ServerSettings
 from tests.harness.waiting import until
 
@@ -38,7 +38,7 @@ def run(tmp_path: Path, body: Callable[[EtcdServer], Awaitable[None]]) -> None:
             initial_members=[Member(MEMBER_ID, "m1", ["http://127.0.0.1:2380"])],
             quota_backend_bytes=1 << 30,
         )
-        srv = await build_member(settings, LoopClock())
+        srv = (await build_member(settings, LoopClock())).server
         await srv.start()
         try:
             await until(lambda: srv.lessor.is_primary, "the lessor to be promoted")

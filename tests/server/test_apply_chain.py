@@ -13,12 +13,12 @@ import pytest
 
 from petcd import errors
 from petcd.clock import LoopClock
+from petcd.peer.member import build as build_member
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.serverpb import internal_pb2 as serverpb
 from petcd.server.apply import ALARM_NOSPACE, BackendApplier
 from petcd.server.bootstrap import Member
 from petcd.server.etcdserver import EtcdServer
-from petcd.server.member import build_member
 from petcd.server.settings import ServerSettings
 from petcd.server.state import StateCell
 from tests.harness.waiting import until
@@ -39,7 +39,7 @@ def settings(tmp_path: Path) -> ServerSettings:
 
 def run(tmp_path: Path, body: Callable[[EtcdServer], Awaitable[None]]) -> None:
     async def main() -> None:
-        srv = await build_member(settings(tmp_path), LoopClock())
+        srv = (await build_member(settings(tmp_path), LoopClock())).server
         await srv.start()
         try:
             await until(lambda: srv.lessor.is_primary, "the member to lead")
@@ -87,7 +87,7 @@ def test_every_entry_records_its_index_and_term_once_applied_or_refused(tmp_path
 
     async def reopen() -> None:
         # what the backend holds after a restart is the last recorded entry, before any replay
-        srv = await build_member(settings(tmp_path), LoopClock())
+        srv = (await build_member(settings(tmp_path), LoopClock())).server
         try:
             assert srv.store.consistent_index >= seen[-1] and srv.store.term >= 1
         finally:
