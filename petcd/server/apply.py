@@ -2,9 +2,10 @@
 
 Each applier has ``apply(req, index) -> result`` and either answers (a response, or raises a
 ``petcd.errors`` error that goes back to the proposer) or hands the request to the next one.
-The chain is built by :func:`build_chain`: the quota applier (NOSPACE refusals) first, then the
-backend dispatch, a dict from request kind to handler. Further steps (auth: permission checks
-for the request's user) are inserted in that list, in front of the dispatch.
+The chain is built by :func:`build_chain`: the quota applier (NOSPACE refusals) first, then any
+further steps given to it (auth: permission checks for the request's user), then the backend
+dispatch, a dict from request kind to handler. A step is a function that is given the next
+applier and returns one that delegates to it.
 
 Every member runs this on the same committed requests in the same order, so it must be
 deterministic: no clock, no randomness, nothing but the member state. The appliers never record
@@ -15,7 +16,7 @@ every entry, once, after it is applied (failed or not), in the same backend batc
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from petcd import errors
@@ -35,6 +36,10 @@ Handler = Callable[[serverpb.InternalRequest, int], Any]
 
 class Applier(Protocol):
     def apply(self, req: serverpb.InternalRequest, index: int) -> Any: ...
+
+
+# given the next applier, an applier that delegates to it
+ApplierStep = Callable[[Applier], Applier]
 
 
 class QuotaApplier:
@@ -116,8 +121,9 @@ class BackendApplier:
         return st.lessor.apply(req, st.store)
 
 
-def build_chain(cell: StateCell) -> list[Applier]:
-    """The appliers in order; a request enters at the first. Each delegates to the next."""
-    backend = BackendApplier(cell)
-    quota = QuotaApplier(cell, backend)
-    return [quota, backend]
+def build_chain(cell: StateCell, steps: Sequence[ApplierStep] = ()) -> Applier:
+    """quota -> steps, in order -> backend dispatch; a request enters at the returned applier."""
+    applier: Applier = BackendApplier(cell)
+    for step in reversed(steps):
+        applier = step(applier)
+    return QuotaApplier(cell, applier)

@@ -28,7 +28,7 @@ from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.raftpb import raft_pb2 as raftpb
 from petcd.proto.serverpb import internal_pb2 as serverpb
 from petcd.raft import ConfChangeError, NoLeaderError, ProposalDroppedError, Ready, StateType
-from petcd.server.apply import ALARM_CORRUPT, ALARM_NONE, ALARM_NOSPACE, build_chain
+from petcd.server.apply import ALARM_CORRUPT, ALARM_NONE, ALARM_NOSPACE, Applier
 from petcd.server.apply_kv import KVApplier, do_range, txn_has_put, txn_is_read_only
 from petcd.server.bootstrap import Member, Paths
 from petcd.server.compactor import make_compactor, run_compactor
@@ -64,6 +64,7 @@ class EtcdServer:
         cluster_id: int,
         raft: RaftNode,
         cell: StateCell,
+        applier: Applier,
         watchable: WatchableStore,
         watch_syncer: WatchSyncer,
         peering: Peering,
@@ -79,6 +80,7 @@ class EtcdServer:
         self.cluster_id = cluster_id
         self.raft = raft
         self._cell = cell
+        self._applier = applier  # the apply chain (petcd.server.apply)
         self.watchable = watchable
         self.watch_syncer = watch_syncer
         self.peering = peering
@@ -100,7 +102,6 @@ class EtcdServer:
         self._campaign_at = campaign_at
         self._campaign_pending = True
         self.fatal: BaseException | None = None  # what stopped the raft node, if anything
-        self._appliers = build_chain(cell)
         self._compaction_done = asyncio.Event()
 
     # -- the replaceable state (see petcd.server.state) --------------------------------
@@ -255,7 +256,7 @@ class EtcdServer:
         elif fresh:
             req = serverpb.InternalRequest.FromString(data)
             try:
-                result: Any = self._appliers[0].apply(req, index)
+                result: Any = self._applier.apply(req, index)
             except errors.PetcdError as exc:
                 result = exc
             req_id = req.header.id

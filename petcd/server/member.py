@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from petcd.clock import Clock
 from petcd.mvcc.watch_sync import WatchSyncer
 from petcd.mvcc.watchable import WatchableStore
+from petcd.server.apply import ApplierStep, build_chain
 from petcd.server.bootstrap import Member, Paths, open_raft
 from petcd.server.etcdserver import EtcdServer
 from petcd.server.idgen import IdGenerator
@@ -37,10 +38,12 @@ async def build_member(
     make_transport: TransportFactory,
     discover: Discover,
     rand: random.Random | None = None,
+    apply_steps: Sequence[ApplierStep] = (),
 ) -> EtcdServer:
     """A member ready to ``start()``: a new one, one joining an existing cluster (asking
     ``discover`` who it is), or a restart from its data dir. Raises BootstrapError (or WALError)
-    when the data dir cannot be used. ``petcd.peer.member.build`` passes the real transport."""
+    when the data dir cannot be used. ``petcd.peer.member.build`` passes the real transport.
+    ``apply_steps`` go into the apply chain between the quota check and the backend dispatch."""
     s = settings
     rand = rand if rand is not None else random.Random()
     paths = Paths.of(s.data_dir, s.wal_dir)
@@ -72,6 +75,7 @@ async def build_member(
         cluster_id=setup.cluster_id,
         raft=raft,
         cell=cell,
+        applier=build_chain(cell, apply_steps),
         watchable=watchable,
         watch_syncer=WatchSyncer(watchable, clock),
         peering=peering,

@@ -16,7 +16,7 @@ from petcd.clock import LoopClock
 from petcd.peer.member import build as build_member
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.serverpb import internal_pb2 as serverpb
-from petcd.server.apply import ALARM_NOSPACE, BackendApplier
+from petcd.server.apply import ALARM_NOSPACE, Applier, BackendApplier, build_chain
 from petcd.server.bootstrap import Member
 from petcd.server.etcdserver import EtcdServer
 from petcd.server.settings import ServerSettings
@@ -136,5 +136,35 @@ def test_dispatch_refuses_an_unknown_request_kind(tmp_path: Path) -> None:
         del dispatch.handlers["compaction"]
         with pytest.raises(errors.UnsupportedRequestError, match="unsupported request compaction"):
             dispatch.apply(serverpb.InternalRequest(compaction=pb.CompactionRequest(revision=1)), 1)
+
+    run(tmp_path, body)
+
+
+def test_a_step_runs_between_the_quota_check_and_the_dispatch(tmp_path: Path) -> None:
+    async def body(srv: EtcdServer) -> None:
+        seen: list[str | None] = []
+
+        class Recorder:
+            def __init__(self, nxt: Applier) -> None:
+                self.nxt = nxt
+
+            def apply(self, req: serverpb.InternalRequest, index: int) -> object:
+                seen.append(req.WhichOneof("request"))
+                if req.HasField("delete_range"):
+                    raise errors.PermissionDeniedError()
+                return self.nxt.apply(req, index)
+
+        cell = StateCell(srv.state)
+        chain = build_chain(cell, [Recorder])
+        resp = chain.apply(serverpb.InternalRequest(put=pb.PutRequest(key=b"s", value=b"1")), srv.applied_index + 1)
+        assert isinstance(resp, pb.PutResponse) and srv.store.range(b"s", b"").kvs[0].value == b"1"
+        with pytest.raises(errors.PermissionDeniedError):
+            chain.apply(serverpb.InternalRequest(delete_range=pb.DeleteRangeRequest(key=b"s")), srv.applied_index + 2)
+        assert srv.store.range(b"s", b"").kvs  # refused before the dispatch
+        srv.alarms[(MEMBER_ID, ALARM_NOSPACE)] = ALARM_NOSPACE
+        with pytest.raises(errors.NoSpaceError):
+            chain.apply(serverpb.InternalRequest(put=pb.PutRequest(key=b"t", value=b"1")), srv.applied_index + 3)
+        del srv.alarms[(MEMBER_ID, ALARM_NOSPACE)]
+        assert seen == ["put", "delete_range"]  # the quota applier refused the last one first
 
     run(tmp_path, body)
