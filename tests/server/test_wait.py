@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from petcd.clock import LoopClock
+from petcd.clock import LoopClock, ManualClock
 from petcd.server.wait import Wait
 
 
@@ -83,5 +83,21 @@ def test_fail_all_fails_waiters_and_drops_deadlines() -> None:
         w.expire_at(8, time.monotonic() + 0.01)
         with pytest.raises(TimeoutError):
             await fresh
+
+    asyncio.run(main())
+
+
+def test_deadlines_follow_the_injected_clock() -> None:
+    async def main() -> None:
+        clock = ManualClock()
+        w = Wait(clock)
+        fut = w.register(9)
+        w.expire_at(9, 5.0)
+        clock.advance(4.9)
+        await asyncio.sleep(0.01)  # real time passing does not matter
+        assert not fut.done()
+        clock.advance(0.2)
+        with pytest.raises(TimeoutError):
+            await fut
 
     asyncio.run(main())
