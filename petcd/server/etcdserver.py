@@ -1,8 +1,9 @@
 """EtcdServer: one member. Requests in, raft proposals out, committed entries applied.
 
 A write is wrapped in an :class:`InternalRequest` with a fresh id, proposed to raft,
-and the caller awaits that id in :class:`Wait`; the apply loop executes the committed
-entry on the MVCC store and triggers the id with the response or the error. A
+and the caller awaits that id in :class:`Wait`; the apply loop runs the committed entry
+through the apply chain (``petcd.server.apply``), records the entry's index and term in the
+backend batch of its changes, and triggers the id with the response or the error. A
 linearizable read first gets a read index from raft (batched: every read that arrives
 while a round is in flight shares the next round), waits until that index is applied,
 and then reads the local store.
