@@ -15,9 +15,10 @@ import pstats
 import tempfile
 import time
 
+from petcd.clock import LoopClock
 from petcd.config import settings_from_flags
+from petcd.peer.member import build as build_member
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
-from petcd.server.etcdserver import EtcdServer
 from petcd.server.main import tune_gc
 
 
@@ -25,7 +26,7 @@ async def run(puts: int, concurrency: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as d:
         settings = settings_from_flags(["--name=bench", f"--data-dir={d}",
                                         "--initial-advertise-peer-urls=http://127.0.0.1:1"])
-        srv = EtcdServer(settings)
+        srv = (await build_member(settings, LoopClock())).server
         await srv.start()
         while srv.leader == 0:
             await asyncio.sleep(0.01)

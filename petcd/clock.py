@@ -13,8 +13,10 @@ import asyncio
 import heapq
 import itertools
 import time
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class TimerHandle(Protocol):
@@ -112,3 +114,26 @@ class ManualClock:
             self._now = max(self._now, due)
             timer.fn()
         self._now = target
+
+
+async def wait_for(clock: Clock, aw: Awaitable[T], seconds: float) -> T:
+    """``asyncio.wait_for`` on ``clock``: the result of ``aw``, or TimeoutError once ``seconds``
+    have passed on the clock (``aw`` is then cancelled)."""
+    task = asyncio.ensure_future(aw)
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        if not task.done():
+            expired = True
+            task.cancel()
+
+    handle = clock.call_later(seconds, expire)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if expired:
+            raise TimeoutError from None
+        raise
+    finally:
+        handle.cancel()

@@ -16,7 +16,9 @@ python3 -c 'import tests.harness as h; h.require_etcd(); h.require_etcd_34(); pr
 
 echo "== ruff"
 python3 -m ruff check petcd tests scripts bench
-echo "== mypy --strict (raft, wal, mvcc)"
-python3 -m mypy --strict petcd/raft petcd/wal petcd/mvcc
+echo "== mypy --strict"
+python3 -m mypy --strict petcd
+echo "== import layers (pyproject.toml [tool.importlinter])"
+lint-imports
 echo "== pytest"
 python3 -m pytest "$@"

@@ -32,7 +32,7 @@ def _lenient(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
 
 def add_servicer(server: grpc.aio.Server, service: ServiceDescriptor, servicer: object) -> None:
     """Serve ``servicer``'s methods of ``service`` on ``server`` (as the generated code would)."""
-    handlers: dict[str, grpc.RpcMethodHandler] = {}
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for m in service.methods:
         parse = GetMessageClass(m.input_type).FromString
         serialize = GetMessageClass(m.output_type).SerializeToString
@@ -52,4 +52,4 @@ def add_servicer(server: grpc.aio.Server, service: ServiceDescriptor, servicer: 
             handlers[m.name] = grpc.stream_stream_rpc_method_handler(
                 fn, request_deserializer=parse, response_serializer=serialize)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
-    server.add_registered_method_handlers(service.full_name, handlers)
+    server.add_registered_method_handlers(service.full_name, handlers)  # type: ignore[attr-defined]

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import grpc
-
 from petcd.api import validate
-from petcd.api.grpcerr import unary
+from petcd.api.grpcerr import Context, unary
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from petcd.server.etcdserver import EtcdServer
@@ -16,29 +14,29 @@ class KVServicer(pb_grpc.KVServicer):
         self.server = server
 
     @unary
-    async def Range(self, request: pb.RangeRequest, context: grpc.aio.ServicerContext) -> pb.RangeResponse:
+    async def Range(self, request: pb.RangeRequest, context: Context) -> pb.RangeResponse:
         validate.check_range(request)
         return await self.server.range(request)
 
     @unary
-    async def Put(self, request: pb.PutRequest, context: grpc.aio.ServicerContext) -> pb.PutResponse:
+    async def Put(self, request: pb.PutRequest, context: Context) -> pb.PutResponse:
         validate.check_put(request)
         return await self.server.put(request)
 
     @unary
     async def DeleteRange(
-        self, request: pb.DeleteRangeRequest, context: grpc.aio.ServicerContext
+        self, request: pb.DeleteRangeRequest, context: Context
     ) -> pb.DeleteRangeResponse:
         validate.check_delete(request)
         return await self.server.delete_range(request)
 
     @unary
-    async def Txn(self, request: pb.TxnRequest, context: grpc.aio.ServicerContext) -> pb.TxnResponse:
+    async def Txn(self, request: pb.TxnRequest, context: Context) -> pb.TxnResponse:
         validate.check_txn(request, self.server.settings.max_txn_ops)
         return await self.server.txn(request)
 
     @unary
     async def Compact(
-        self, request: pb.CompactionRequest, context: grpc.aio.ServicerContext
+        self, request: pb.CompactionRequest, context: Context
     ) -> pb.CompactionResponse:
         return await self.server.compact(request)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import grpc
-
-from petcd.api.grpcerr import unary
+from petcd.api.grpcerr import Context, abort_with, unary
+from petcd.errors import LeaseNotFoundError, PetcdError
 from petcd.lease import service
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
-from petcd.server.errors import ERR_LEASE_NOT_FOUND, EtcdError
 
 
 class LeaseServicer(pb_grpc.LeaseServicer):
@@ -19,18 +17,18 @@ class LeaseServicer(pb_grpc.LeaseServicer):
 
     @unary
     async def LeaseGrant(
-        self, request: pb.LeaseGrantRequest, context: grpc.aio.ServicerContext
+        self, request: pb.LeaseGrantRequest, context: Context
     ) -> pb.LeaseGrantResponse:
         return await service.lease_grant(self.server, request)
 
     @unary
     async def LeaseRevoke(
-        self, request: pb.LeaseRevokeRequest, context: grpc.aio.ServicerContext
+        self, request: pb.LeaseRevokeRequest, context: Context
     ) -> pb.LeaseRevokeResponse:
         return await service.lease_revoke(self.server, request)
 
     async def LeaseKeepAlive(
-        self, request_iterator: AsyncIterator[pb.LeaseKeepAliveRequest], context: grpc.aio.ServicerContext
+        self, request_iterator: AsyncIterator[pb.LeaseKeepAliveRequest], context: Context
     ) -> AsyncIterator[pb.LeaseKeepAliveResponse]:
         try:
             async for req in request_iterator:
@@ -39,23 +37,21 @@ class LeaseServicer(pb_grpc.LeaseServicer):
                 resp = pb.LeaseKeepAliveResponse(header=self.server.header(), ID=req.ID)
                 try:
                     resp.TTL = await service.lease_renew(self.server, req.ID)
-                except EtcdError as exc:
-                    if exc is not ERR_LEASE_NOT_FOUND:
-                        raise
+                except LeaseNotFoundError:
                     resp.TTL = 0  # etcd's answer for a lease that is gone
                 yield resp
-        except EtcdError as exc:
-            await context.abort(exc.code, exc.message)
+        except PetcdError as exc:
+            await abort_with(context, exc)
 
     @unary
     async def LeaseTimeToLive(
-        self, request: pb.LeaseTimeToLiveRequest, context: grpc.aio.ServicerContext
+        self, request: pb.LeaseTimeToLiveRequest, context: Context
     ) -> pb.LeaseTimeToLiveResponse:
         return await service.lease_time_to_live(self.server, request)
 
     @unary
     async def LeaseLeases(
-        self, request: pb.LeaseLeasesRequest, context: grpc.aio.ServicerContext
+        self, request: pb.LeaseLeasesRequest, context: Context
     ) -> pb.LeaseLeasesResponse:
         return service.lease_leases(self.server)
 

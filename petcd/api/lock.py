@@ -20,16 +20,13 @@ from petcd.api.errors import status_of
 from petcd.api.grpcerr import unary
 from petcd.proto.v3lockpb import v3lock_pb2 as lockpb
 from petcd.proto.v3lockpb import v3lock_pb2_grpc as lockpb_grpc
-from petcd.server.errors import EtcdError
 from petcd.server.lock import Locks
 
 T = TypeVar("T")
 
 
-def client_status(exc: errors.PetcdError | EtcdError) -> tuple[grpc.StatusCode, str]:
+def client_status(exc: errors.PetcdError) -> tuple[grpc.StatusCode, str]:
     """The status etcd's concurrency services answer for an error (see the module docstring)."""
-    if isinstance(exc, EtcdError):
-        return grpc.StatusCode.UNKNOWN, exc.message
     code, text = status_of(exc)
     if isinstance(exc, errors.CompactedError):
         return code, text
@@ -43,7 +40,7 @@ def as_client_errors(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> T:
         try:
             return await fn(self, request, context)
-        except (errors.PetcdError, EtcdError) as exc:
+        except errors.PetcdError as exc:
             code, text = client_status(exc)
             await context.abort(code, text)
             raise  # abort raises; this line only satisfies the type checker

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import grpc
-
-from petcd.api.grpcerr import unary
+from petcd import errors
+from petcd.api.errors import status_of
+from petcd.api.grpcerr import Context, unary
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
-from petcd.server import cluster, errors, maintenance
+from petcd.server import cluster, maintenance
 from petcd.server.etcdserver import EtcdServer
 
 
@@ -18,43 +18,46 @@ class MaintenanceServicer(pb_grpc.MaintenanceServicer):
         self.server = server
 
     @unary
-    async def Alarm(self, request: pb.AlarmRequest, context: grpc.aio.ServicerContext) -> pb.AlarmResponse:
+    async def Alarm(self, request: pb.AlarmRequest, context: Context) -> pb.AlarmResponse:
         return await maintenance.alarm(self.server, request)
 
     @unary
-    async def Status(self, request: pb.StatusRequest, context: grpc.aio.ServicerContext) -> pb.StatusResponse:
-        return maintenance.status(self.server)
+    async def Status(self, request: pb.StatusRequest, context: Context) -> pb.StatusResponse:
+        resp = maintenance.status(self.server)
+        if self.server.leader == 0:
+            resp.errors.insert(0, status_of(errors.NoLeaderError())[1])
+        return resp
 
     @unary
     async def Defragment(
-        self, request: pb.DefragmentRequest, context: grpc.aio.ServicerContext
+        self, request: pb.DefragmentRequest, context: Context
     ) -> pb.DefragmentResponse:
         return await maintenance.defragment(self.server)
 
     @unary
-    async def Hash(self, request: pb.HashRequest, context: grpc.aio.ServicerContext) -> pb.HashResponse:
+    async def Hash(self, request: pb.HashRequest, context: Context) -> pb.HashResponse:
         return maintenance.hash_(self.server)
 
     @unary
-    async def HashKV(self, request: pb.HashKVRequest, context: grpc.aio.ServicerContext) -> pb.HashKVResponse:
+    async def HashKV(self, request: pb.HashKVRequest, context: Context) -> pb.HashKVResponse:
         return maintenance.hash_kv(self.server, request.revision)
 
     async def Snapshot(
-        self, request: pb.SnapshotRequest, context: grpc.aio.ServicerContext
+        self, request: pb.SnapshotRequest, context: Context
     ) -> AsyncIterator[pb.SnapshotResponse]:
         async for chunk in maintenance.snapshot(self.server):
             yield chunk
 
     @unary
     async def MoveLeader(
-        self, request: pb.MoveLeaderRequest, context: grpc.aio.ServicerContext
+        self, request: pb.MoveLeaderRequest, context: Context
     ) -> pb.MoveLeaderResponse:
         await maintenance.move_leader(self.server, request.targetID)
         return pb.MoveLeaderResponse()  # etcd answers without a header
 
     @unary
-    async def Downgrade(self, request: pb.DowngradeRequest, context: grpc.aio.ServicerContext) -> pb.DowngradeResponse:
-        raise errors.ERR_NOT_CAPABLE
+    async def Downgrade(self, request: pb.DowngradeRequest, context: Context) -> pb.DowngradeResponse:
+        raise errors.NotCapableError()
 
 
 class ClusterServicer(pb_grpc.ClusterServicer):
@@ -63,30 +66,30 @@ class ClusterServicer(pb_grpc.ClusterServicer):
 
     @unary
     async def MemberList(
-        self, request: pb.MemberListRequest, context: grpc.aio.ServicerContext
+        self, request: pb.MemberListRequest, context: Context
     ) -> pb.MemberListResponse:
         if request.linearizable:
             await self.server.linearizable_read()
         return maintenance.member_list(self.server)
 
     @unary
-    async def MemberAdd(self, request: pb.MemberAddRequest, context: grpc.aio.ServicerContext) -> pb.MemberAddResponse:
+    async def MemberAdd(self, request: pb.MemberAddRequest, context: Context) -> pb.MemberAddResponse:
         return await cluster.member_add(self.server, request)
 
     @unary
     async def MemberRemove(
-        self, request: pb.MemberRemoveRequest, context: grpc.aio.ServicerContext
+        self, request: pb.MemberRemoveRequest, context: Context
     ) -> pb.MemberRemoveResponse:
         return await cluster.member_remove(self.server, request)
 
     @unary
     async def MemberUpdate(
-        self, request: pb.MemberUpdateRequest, context: grpc.aio.ServicerContext
+        self, request: pb.MemberUpdateRequest, context: Context
     ) -> pb.MemberUpdateResponse:
         return await cluster.member_update(self.server, request)
 
     @unary
     async def MemberPromote(
-        self, request: pb.MemberPromoteRequest, context: grpc.aio.ServicerContext
+        self, request: pb.MemberPromoteRequest, context: Context
     ) -> pb.MemberPromoteResponse:
         return await cluster.member_promote(self.server, request)

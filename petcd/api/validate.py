@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from petcd import errors
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
-from petcd.server import errors
 
 _SORT_ORDERS = set(pb.RangeRequest.SortOrder.values())
 _SORT_TARGETS = set(pb.RangeRequest.SortTarget.values())
@@ -11,23 +11,23 @@ _SORT_TARGETS = set(pb.RangeRequest.SortTarget.values())
 
 def check_range(r: pb.RangeRequest) -> None:
     if not r.key:
-        raise errors.ERR_EMPTY_KEY
+        raise errors.EmptyKeyError()
     if r.sort_order not in _SORT_ORDERS or r.sort_target not in _SORT_TARGETS:
-        raise errors.ERR_INVALID_SORT_OPTION
+        raise errors.InvalidSortOptionError()
 
 
 def check_put(r: pb.PutRequest) -> None:
     if not r.key:
-        raise errors.ERR_EMPTY_KEY
+        raise errors.EmptyKeyError()
     if r.ignore_value and r.value:
-        raise errors.ERR_VALUE_PROVIDED
+        raise errors.ValueProvidedError()
     if r.ignore_lease and r.lease != 0:
-        raise errors.ERR_LEASE_PROVIDED
+        raise errors.LeaseProvidedError()
 
 
 def check_delete(r: pb.DeleteRangeRequest) -> None:
     if not r.key:
-        raise errors.ERR_EMPTY_KEY
+        raise errors.EmptyKeyError()
 
 
 def check_txn(r: pb.TxnRequest, max_ops: int) -> None:
@@ -38,10 +38,10 @@ def check_txn(r: pb.TxnRequest, max_ops: int) -> None:
 
 def _check_txn_ops(r: pb.TxnRequest, max_ops: int) -> None:
     if len(r.compare) > max_ops or len(r.success) > max_ops or len(r.failure) > max_ops:
-        raise errors.ERR_TOO_MANY_OPS
+        raise errors.TooManyOpsError()
     for c in r.compare:
         if not c.key:
-            raise errors.ERR_EMPTY_KEY
+            raise errors.EmptyKeyError()
     for op in (*r.success, *r.failure):
         kind = op.WhichOneof("request")
         if kind == "request_range":
@@ -53,7 +53,7 @@ def _check_txn_ops(r: pb.TxnRequest, max_ops: int) -> None:
         elif kind == "request_txn":
             _check_txn_ops(op.request_txn, max_ops)
         else:
-            raise errors.ERR_KEY_NOT_FOUND  # an empty op, as etcd answers it
+            raise errors.KeyNotFoundError()  # an empty op, as etcd answers it
 
 
 class _Deletes:
@@ -90,11 +90,11 @@ def _check_intervals(ops: object) -> tuple[set[bytes], _Deletes]:
         puts_else, dels_else = _check_intervals(op.request_txn.failure)
         for k in puts_then:
             if k in puts or dels.hits(k):
-                raise errors.ERR_DUPLICATE_KEY
+                raise errors.DuplicateKeyError()
             puts.add(k)
         for k in puts_else:
             if (k in puts and k not in puts_then) or dels.hits(k):
-                raise errors.ERR_DUPLICATE_KEY
+                raise errors.DuplicateKeyError()
             puts.add(k)
         dels.extend(dels_then)
         dels.extend(dels_else)
@@ -103,6 +103,6 @@ def _check_intervals(ops: object) -> tuple[set[bytes], _Deletes]:
             continue
         k = op.request_put.key
         if k in puts or dels.hits(k):
-            raise errors.ERR_DUPLICATE_KEY
+            raise errors.DuplicateKeyError()
         puts.add(k)
     return puts, dels

@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 
+from petcd import errors
+from petcd.api.errors import status_of
 from petcd.mvcc.watchable import (
     STREAM_CAPACITY,
     WatchableStore,
@@ -28,7 +30,6 @@ from petcd.mvcc.watchable import (
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from petcd.proto.mvccpb import kv_pb2 as mvccpb
-from petcd.server import errors
 from petcd.server.etcdserver import EtcdServer
 
 log = logging.getLogger("petcd.api.watch")
@@ -164,11 +165,11 @@ class WatchServicer(pb_grpc.WatchServicer):
         md = dict(context.invocation_metadata() or ())
         require_leader = md.get(REQUIRE_LEADER_KEY) == "true"
         if require_leader and not self.server.leader:
-            await context.abort(errors.ERR_NO_LEADER.code, errors.ERR_NO_LEADER.message)
+            await context.abort(*status_of(errors.NoLeaderError()))
         session = _Session(self, context)
         await session.run(request_iterator, require_leader=require_leader)
         if session.lost_leader:
-            await context.abort(errors.ERR_NO_LEADER.code, errors.ERR_NO_LEADER.message)
+            await context.abort(*status_of(errors.NoLeaderError()))
 
 
 class _Session:
@@ -212,7 +213,7 @@ class _Session:
         interval = self.server.settings.election_timeout_ms / 1000.0
         misses = 0
         while True:
-            await asyncio.sleep(interval)
+            await self.server.clock.sleep(interval)
             misses = 0 if self.server.leader else misses + 1
             if misses >= MAX_NO_LEADER_CHECKS:
                 self.lost_leader = True
@@ -266,7 +267,7 @@ class _Session:
         no events since the last tick (etcd's per-stream ticker)."""
         stream = self.stream
         while True:
-            await asyncio.sleep(self.svc.progress_interval)
+            await self.server.clock.sleep(self.svc.progress_interval)
             for wid, w in list(stream.watchers.items()):
                 if w.opts.progress_notify and wid not in stream.active:
                     stream.request_progress(wid)

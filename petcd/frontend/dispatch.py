@@ -18,7 +18,9 @@ from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import DecodeError
 from google.protobuf.message_factory import GetMessageClass
 
+from petcd.api.errors import status_of
 from petcd.api.grpcerr import unmarshal_error
+from petcd.errors import PetcdError
 from petcd.frontend import wire
 from petcd.frontend.methods import BY_PATH, DIGEST, METHODS, Arity
 
@@ -170,6 +172,10 @@ class _Link(asyncio.Protocol):
             response = await fn(request, ctx)
         except AbortedCall as a:
             self._send(call_id, a.code.value[0], a.details.encode())
+            return
+        except PetcdError as err:  # a method not behind grpcerr.unary: the same mapping
+            code, text = status_of(err)
+            self._send(call_id, code.value[0], text.encode())
             return
         except Exception as exc:
             if ctx.code is not None and ctx.code is not _OK:

@@ -48,7 +48,7 @@ ServicerContext = grpc.aio.ServicerContext[Any, Any]
 
 def forwarded_metadata(context: ServicerContext) -> tuple[tuple[str, str | bytes], ...]:
     md = context.invocation_metadata() or ()
-    return tuple((m.key, m.value) for m in md if not m.key.startswith(_NOT_FORWARDED))
+    return tuple((m.key, m.value) for m in md if not m.key.startswith(_NOT_FORWARDED))  # type: ignore[attr-defined]  # grpc-stubs lag grpc.aio
 
 
 def _unary_handler(link: MemberLink, method: Method) -> Callable[[bytes, ServicerContext], Awaitable[bytes]]:
@@ -78,7 +78,7 @@ async def _relay_error(context: ServicerContext, exc: grpc.aio.AioRpcError) -> N
     code = exc.code()
     if code == grpc.StatusCode.CANCELLED and context.cancelled():
         return
-    await context.abort(code, exc.details() or "", exc.trailing_metadata() or ())
+    await context.abort(code, exc.details() or "", exc.trailing_metadata() or ())  # type: ignore[arg-type]
 
 
 async def _pump(requests: AsyncIterator[bytes], call: Any) -> None:
@@ -109,18 +109,18 @@ async def _relay_responses(
 def _stream_handlers(channel: grpc.aio.Channel, method: Method) -> Callable[..., Any]:
     path = method.path
     if method.arity is Arity.UNARY_STREAM:
-        unary_stream = channel.unary_stream(path)
+        unary_stream = channel.unary_stream(path)  # type: ignore[call-arg]  # grpc-stubs lag grpc.aio
 
         async def handle_us(request: bytes, context: ServicerContext) -> AsyncIterator[bytes]:
             call = unary_stream(request, metadata=forwarded_metadata(context), timeout=context.time_remaining())
-            async with contextlib.aclosing(_relay_responses(call, context, None)) as responses:
+            async with contextlib.aclosing(_relay_responses(call, context, None)) as responses:  # type: ignore[type-var]
                 async for resp in responses:
                     yield resp
 
         return handle_us
 
     if method.arity is Arity.UNARY_UNARY:
-        unary_unary = channel.unary_unary(path)
+        unary_unary = channel.unary_unary(path)  # type: ignore[call-arg]  # grpc-stubs lag grpc.aio
 
         async def handle_uu(request: bytes, context: ServicerContext) -> bytes:
             call = unary_unary(request, metadata=forwarded_metadata(context), timeout=context.time_remaining())
@@ -136,12 +136,12 @@ def _stream_handlers(channel: grpc.aio.Channel, method: Method) -> Callable[...,
         return handle_uu
 
     if method.arity is Arity.STREAM_STREAM:
-        stream_stream = channel.stream_stream(path)
+        stream_stream = channel.stream_stream(path)  # type: ignore[call-arg]  # grpc-stubs lag grpc.aio
 
         async def handle_ss(requests: AsyncIterator[bytes], context: ServicerContext) -> AsyncIterator[bytes]:
-            call = stream_stream(metadata=forwarded_metadata(context), timeout=context.time_remaining())
+            call = stream_stream(metadata=forwarded_metadata(context), timeout=context.time_remaining())  # type: ignore[call-arg]
             pump = asyncio.create_task(_pump(requests, call))
-            async with contextlib.aclosing(_relay_responses(call, context, pump)) as responses:
+            async with contextlib.aclosing(_relay_responses(call, context, pump)) as responses:  # type: ignore[type-var]
                 async for resp in responses:
                     yield resp
 
@@ -152,7 +152,7 @@ def _stream_handlers(channel: grpc.aio.Channel, method: Method) -> Callable[...,
 
 def add_handlers(server: grpc.aio.Server, link: MemberLink, channel: grpc.aio.Channel) -> None:
     """Serve every client method on ``server``: unary ones over the link, streams over the channel."""
-    by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
+    by_service: dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]] = {}
     for m in METHODS:
         handlers = by_service.setdefault(m.service, {})
         if m.arity is Arity.UNARY_UNARY and m.path in BLOCKING_UNARY:
@@ -165,7 +165,7 @@ def add_handlers(server: grpc.aio.Server, link: MemberLink, channel: grpc.aio.Ch
             handlers[m.name] = grpc.stream_stream_rpc_method_handler(_stream_handlers(channel, m))
     for service, handlers in by_service.items():
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
-        server.add_registered_method_handlers(service, handlers)
+        server.add_registered_method_handlers(service, handlers)  # type: ignore[attr-defined]  # grpc-stubs lag grpc.aio
 
 
 def server_options(max_recv_bytes: int, max_streams: int, reuse_port: bool, keepalive: Keepalive
@@ -227,7 +227,7 @@ async def serve(args: argparse.Namespace) -> int:
     # on SIGTERM the member is stopping us first: let calls in flight finish
     await server.stop(grace=None if link.closed.is_set() else 1.0)
     link.close()
-    await channel.close()
+    await channel.close()  # type: ignore[call-arg]  # grpc-stubs lag grpc.aio
     return 0
 
 

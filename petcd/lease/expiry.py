@@ -12,11 +12,11 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
+from petcd import errors
 from petcd.lease.lessor import REVOKE_RATE
 from petcd.lease.service import LeaseServer
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.serverpb import internal_pb2 as serverpb
-from petcd.server import errors
 
 log = logging.getLogger("petcd.lease")
 
@@ -35,7 +35,7 @@ async def run_expiry(server: LeaseServer, interval: float = EXPIRY_INTERVAL) -> 
     gate = asyncio.Semaphore(MAX_PENDING_REVOKES)
     try:
         while True:
-            await asyncio.sleep(interval)
+            await server.clock.sleep(interval)
             try:
                 _round(server, inflight, gate)
             except Exception:  # a bug in one round must not end lease expiry for good
@@ -65,18 +65,18 @@ async def _revoke(server: LeaseServer, lease_id: int, gate: asyncio.Semaphore) -
     async with gate:
         try:
             await server.propose(serverpb.InternalRequest(lease_revoke=pb.LeaseRevokeRequest(ID=lease_id)))
-        except errors.EtcdError as exc:
+        except errors.PetcdError as exc:
             # a lease revoked meanwhile is fine; otherwise it is offered again after the retry interval
-            if exc is not errors.ERR_LEASE_NOT_FOUND:
-                log.warning("failed to revoke expired lease %x: %s", lease_id, exc.message)
+            if not isinstance(exc, errors.LeaseNotFoundError):
+                log.warning("failed to revoke expired lease %x: %s", lease_id, exc)
 
 
 async def _checkpoint(server: LeaseServer, cps: list[pb.LeaseCheckpoint]) -> None:
     req = serverpb.InternalRequest(lease_checkpoint=pb.LeaseCheckpointRequest(checkpoints=cps))
     try:
         await server.propose(req)
-    except errors.EtcdError as exc:
-        log.warning("failed to checkpoint %d leases: %s", len(cps), exc.message)
+    except errors.PetcdError as exc:
+        log.warning("failed to checkpoint %d leases: %s", len(cps), exc)
 
 
 __all__ = ["EXPIRY_INTERVAL", "MAX_PENDING_REVOKES", "MAX_REVOKES_PER_ROUND", "run_expiry"]

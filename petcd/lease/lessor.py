@@ -41,18 +41,19 @@ import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from petcd import errors
 from petcd.backend import LEASE, Backend
+from petcd.clock import Clock
 from petcd.mvcc import KVStore, RangeOptions
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.leasepb import lease_pb2 as leasepb
 from petcd.proto.mvccpb import kv_pb2 as mvccpb
 from petcd.proto.serverpb import internal_pb2 as serverpb
-from petcd.server import errors
 
 log = logging.getLogger("petcd.lease")
 
 NO_LEASE = 0
-# etcd's MaxLeaseTTL: larger TTLs are refused (ERR_LEASE_TTL_TOO_LARGE).
+# etcd's MaxLeaseTTL: larger TTLs are refused (LeaseTTLTooLargeError).
 MAX_LEASE_TTL = 9_000_000_000
 # How many revocations per second the leader aims for; promote() spreads out leases that
 # would otherwise expire together beyond 3/4 of it (etcd's leaseRevokeRate).
@@ -114,7 +115,7 @@ class Lessor:
     def __init__(
         self,
         backend: Backend,
-        clock: Callable[[], float],
+        clock: Clock,
         store: KVStore | None = None,
         *,
         min_ttl: int = 1,
@@ -123,7 +124,7 @@ class Lessor:
         expired_retry_interval: float = DEFAULT_EXPIRED_RETRY_INTERVAL,
     ) -> None:
         self._be = backend
-        self._clock = clock
+        self._clock = clock.now
         self.min_ttl = min_ttl
         self.checkpoint_interval = checkpoint_interval
         self.checkpointing = checkpointing
@@ -208,12 +209,12 @@ class Lessor:
 
     def time_to_live(self, lease_id: int, keys: bool = False) -> tuple[int, int, list[bytes]]:
         """(granted TTL, remaining whole seconds, attached keys if asked, sorted).
-        ERR_LEASE_NOT_FOUND if there is no such lease. The remaining time truncates toward zero
+        LeaseNotFoundError if there is no such lease. The remaining time truncates toward zero
         (an expired lease awaiting revocation shows 0 or less), as etcd reports it; a member
         that is not primary has no clock and reports FOREVER_SECONDS."""
         lease = self._leases.get(lease_id)
         if lease is None:
-            raise errors.ERR_LEASE_NOT_FOUND
+            raise errors.LeaseNotFoundError()
         if lease.expiry == math.inf:
             remaining = FOREVER_SECONDS
         else:
@@ -221,26 +222,25 @@ class Lessor:
         return lease.ttl, remaining, sorted(lease.keys) if keys else []
 
     def remaining(self, lease_id: int) -> float:
-        """Seconds until expiry on the clock (inf when not primary); ERR_LEASE_NOT_FOUND."""
+        """Seconds until expiry on the clock (inf when not primary); LeaseNotFoundError."""
         lease = self._leases.get(lease_id)
         if lease is None:
-            raise errors.ERR_LEASE_NOT_FOUND
+            raise errors.LeaseNotFoundError()
         return lease.expiry - self._clock()
 
     # -- applying committed requests -----------------------------------------------------------
 
-    def apply(self, req: serverpb.InternalRequest, index: int, store: KVStore) -> object:
-        """Apply a committed lease_grant / lease_revoke / lease_checkpoint request at raft index
-        ``index``: the change and the consistent index go into the same backend batch. Returns the
-        response (header.revision set; the server fills the rest) or raises EtcdError."""
+    def apply(self, req: serverpb.InternalRequest, store: KVStore) -> object:
+        """Apply a committed lease_grant / lease_revoke / lease_checkpoint request (the server's
+        apply loop records the entry's consistent index in the same backend batch). Returns the
+        response (header.revision set; the server fills the rest) or raises a petcd.errors error."""
         self._store = store
         kind = req.WhichOneof("request")
         if kind == "lease_revoke":
-            self.revoke(req.lease_revoke.ID, store, index)
+            self.revoke(req.lease_revoke.ID, store)
             revoke_resp = pb.LeaseRevokeResponse()
             revoke_resp.header.revision = store.rev
             return revoke_resp
-        store.set_consistent_index(index)
         if kind == "lease_grant":
             lease = self.grant(req.lease_grant.ID, req.lease_grant.TTL)
             grant_resp = pb.LeaseGrantResponse(ID=lease.id, TTL=lease.ttl)
@@ -258,11 +258,11 @@ class Lessor:
         """Create a lease (applied state). TTLs below min_ttl are raised to it; the primary
         starts its clock, other members keep it forever."""
         if lease_id == NO_LEASE:
-            raise errors.ERR_LEASE_NOT_FOUND
+            raise errors.LeaseNotFoundError()
         if ttl > MAX_LEASE_TTL:
-            raise errors.ERR_LEASE_TTL_TOO_LARGE
+            raise errors.LeaseTTLTooLargeError()
         if lease_id in self._leases:
-            raise errors.ERR_LEASE_EXIST
+            raise errors.LeaseExistsError()
         lease = Lease(lease_id, max(ttl, self.min_ttl))
         self._leases[lease_id] = lease
         if self._primary:
@@ -272,10 +272,10 @@ class Lessor:
         self._be.put(LEASE, lease_key(lease_id), lease.record())
         return lease
 
-    def revoke(self, lease_id: int, store: KVStore | None = None, index: int = 0) -> None:
+    def revoke(self, lease_id: int, store: KVStore | None = None) -> None:
         """Delete the lease and every key attached to it in one store write txn (one revision,
         none if no key is attached), with the lease record removed in the same backend batch.
-        index > 0 is saved as the consistent index in that txn. Store listeners (watchers) see
+        Store listeners (watchers) see
         the deletes like any write's changes."""
         lease = self._leases.get(lease_id)
         if store is None:
@@ -283,12 +283,8 @@ class Lessor:
         if store is None:
             raise RuntimeError("lessor: revoke needs a KVStore")
         if lease is None:
-            if index:
-                store.set_consistent_index(index)
-            raise errors.ERR_LEASE_NOT_FOUND
+            raise errors.LeaseNotFoundError()
         with store.write() as txn:
-            if index:
-                txn.set_consistent_index(index)
             # sorted, so every member deletes in the same order and the backends hash the same
             for key in sorted(lease.keys):
                 # a key whose lease changed behind our back (a missed detach) is not ours to delete
@@ -319,10 +315,10 @@ class Lessor:
 
     def attach(self, lease_id: int, key: bytes) -> None:
         """Attach key to lease (a put with this lease). Moving a key from another lease detaches
-        it there. ERR_LEASE_NOT_FOUND for a missing lease (check before writing)."""
+        it there. LeaseNotFoundError for a missing lease (check before writing)."""
         lease = self._leases.get(lease_id)
         if lease is None:
-            raise errors.ERR_LEASE_NOT_FOUND
+            raise errors.LeaseNotFoundError()
         old = self._key_lease.get(key, NO_LEASE)
         if old == lease_id:
             return
@@ -362,14 +358,14 @@ class Lessor:
 
     def renew(self, lease_id: int) -> int:
         """Keep-alive: restart the lease's clock at its full TTL and return the TTL.
-        NotPrimaryError when not primary, ERR_LEASE_NOT_FOUND for a missing lease,
+        NotPrimaryError when not primary, LeaseNotFoundError for a missing lease,
         LeaseExpiredError for one that expired and awaits revocation (wait for it with
         add_revoke_waiter: a keep-alive must not revive a lease whose revoke is under way)."""
         if not self._primary:
             raise NotPrimaryError
         lease = self._leases.get(lease_id)
         if lease is None:
-            raise errors.ERR_LEASE_NOT_FOUND
+            raise errors.LeaseNotFoundError()
         now = self._clock()
         if lease.expiry <= now:
             raise LeaseExpiredError

@@ -8,13 +8,13 @@ the primary lessor (the leader's) from its clock, as etcd does.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any, Protocol
 
+from petcd import errors
+from petcd.clock import Clock, wait_for
 from petcd.lease.lessor import MAX_LEASE_TTL, LeaseExpiredError, Lessor, NotPrimaryError
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.serverpb import internal_pb2 as serverpb
-from petcd.server import errors
 
 # etcd's quota cost of a lease grant (the lease record and its bookkeeping).
 LEASE_GRANT_QUOTA_COST = 64
@@ -31,11 +31,15 @@ class _IdGen(Protocol):
 class LeaseServer(Protocol):
     """What these functions use of the EtcdServer."""
 
-    lessor: Lessor
-    idgen: _IdGen
     member_id: int
     leader: int
-    clock: Callable[[], float]
+    clock: Clock
+
+    @property
+    def idgen(self) -> _IdGen: ...
+
+    @property
+    def lessor(self) -> Lessor: ...
 
     @property
     def settings(self) -> Any: ...
@@ -44,9 +48,9 @@ class LeaseServer(Protocol):
 
     def header(self, revision: int | None = None) -> pb.ResponseHeader: ...
 
-    def _fill_header(self, h: pb.ResponseHeader) -> None: ...
+    def fill_header(self, h: pb.ResponseHeader) -> None: ...
 
-    def _check_quota(self, cost: int) -> None: ...
+    def check_quota(self, cost: int) -> None: ...
 
 
 def next_lease_id(server: LeaseServer) -> int:
@@ -62,10 +66,10 @@ async def lease_grant(server: LeaseServer, r: pb.LeaseGrantRequest) -> pb.LeaseG
     if req.ID == 0:
         req.ID = next_lease_id(server)
     if req.TTL > MAX_LEASE_TTL:
-        raise errors.ERR_LEASE_TTL_TOO_LARGE  # the apply would refuse it too; spare the proposal
-    server._check_quota(LEASE_GRANT_QUOTA_COST)
+        raise errors.LeaseTTLTooLargeError()  # the apply would refuse it too; spare the proposal
+    server.check_quota(LEASE_GRANT_QUOTA_COST)
     resp: pb.LeaseGrantResponse = await server.propose(serverpb.InternalRequest(lease_grant=req))
-    server._fill_header(resp.header)
+    server.fill_header(resp.header)
     return resp
 
 
@@ -73,15 +77,15 @@ async def lease_revoke(server: LeaseServer, r: pb.LeaseRevokeRequest) -> pb.Leas
     resp: pb.LeaseRevokeResponse = await server.propose(
         serverpb.InternalRequest(lease_revoke=pb.LeaseRevokeRequest(ID=r.ID))
     )
-    server._fill_header(resp.header)
+    server.fill_header(resp.header)
     return resp
 
 
 async def lease_renew(server: LeaseServer, lease_id: int) -> int:
-    """Keep a lease alive; returns its TTL. ERR_LEASE_NOT_FOUND if it does not exist or expired
+    """Keep a lease alive; returns its TTL. LeaseNotFoundError if it does not exist or expired
     (after waiting for its revocation to be applied, so a client told the lease is gone will
     not find its keys)."""
-    deadline = server.clock() + server.settings.request_timeout
+    deadline = server.clock.now() + server.settings.request_timeout
     while True:
         lessor = server.lessor
         try:
@@ -96,20 +100,18 @@ async def lease_renew(server: LeaseServer, lease_id: int) -> int:
             await wait_primary(server, deadline)
         except LeaseExpiredError:
             if await _wait_revoked(server, lease_id, deadline):
-                raise errors.ERR_LEASE_NOT_FOUND from None
+                raise errors.LeaseNotFoundError() from None
             # demoted before the revoke was applied: ask again (it waits for the new primary)
 
 
 async def lease_time_to_live(server: LeaseServer, r: pb.LeaseTimeToLiveRequest) -> pb.LeaseTimeToLiveResponse:
     """Granted and remaining TTL (and keys) of a lease; TTL -1 if there is no such lease."""
-    deadline = server.clock() + server.settings.request_timeout
+    deadline = server.clock.now() + server.settings.request_timeout
     if not server.lessor.is_primary:
         await wait_primary(server, deadline)
     try:
         granted, remaining, keys = server.lessor.time_to_live(r.ID, r.keys)
-    except errors.EtcdError as exc:
-        if exc is not errors.ERR_LEASE_NOT_FOUND:
-            raise
+    except errors.LeaseNotFoundError:
         return pb.LeaseTimeToLiveResponse(header=server.header(), ID=r.ID, TTL=-1)
     return pb.LeaseTimeToLiveResponse(
         header=server.header(), ID=r.ID, TTL=remaining, grantedTTL=granted, keys=keys
@@ -125,13 +127,13 @@ def lease_leases(server: LeaseServer) -> pb.LeaseLeasesResponse:
 async def wait_primary(server: LeaseServer, deadline: float) -> None:
     """Wait until this member's lessor is primary. Only the leader's is; a follower would have
     to forward the request to the leader, which needs the cluster transport: until then it
-    answers ERR_NOT_LEADER at once instead of waiting out the timeout."""
+    answers NotLeaderError at once instead of waiting out the timeout."""
     while not server.lessor.is_primary:
         if server.leader not in (0, server.member_id):
-            raise errors.ERR_NOT_LEADER
-        if server.clock() >= deadline:
-            raise errors.ERR_TIMEOUT
-        await asyncio.sleep(_PRIMARY_POLL)
+            raise errors.NotLeaderError()
+        if server.clock.now() >= deadline:
+            raise errors.RequestTimeoutError()
+        await server.clock.sleep(_PRIMARY_POLL)
 
 
 async def _wait_revoked(server: LeaseServer, lease_id: int, deadline: float) -> bool:
@@ -145,9 +147,9 @@ async def _wait_revoked(server: LeaseServer, lease_id: int, deadline: float) -> 
     lessor = server.lessor
     lessor.add_revoke_waiter(lease_id, done)
     try:
-        return await asyncio.wait_for(fut, max(0.0, deadline - server.clock()))
+        return await wait_for(server.clock, fut, max(0.0, deadline - server.clock.now()))
     except TimeoutError:
-        raise errors.ERR_TIMEOUT from None
+        raise errors.RequestTimeoutError() from None
     finally:
         lessor.remove_revoke_waiter(lease_id, done)
 

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 
+from petcd.clock import Clock, wait_for
 from petcd.mvcc.watchable import WatchableStore
 
 log = logging.getLogger("petcd.mvcc.watch")
@@ -23,8 +24,9 @@ IDLE_INTERVAL = 0.1
 
 
 class WatchSyncer:
-    def __init__(self, ws: WatchableStore, idle_interval: float = IDLE_INTERVAL) -> None:
+    def __init__(self, ws: WatchableStore, clock: Clock, idle_interval: float = IDLE_INTERVAL) -> None:
         self.ws = ws
+        self.clock = clock
         self.idle_interval = idle_interval
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -50,10 +52,10 @@ class WatchSyncer:
                 # work that cannot progress waits for a client to read (drain wakes us) or for
                 # the idle interval
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.idle_interval)
+                    await wait_for(self.clock, self._wake.wait(), self.idle_interval)
             self._wake.clear()
             try:
                 while ws.sync_step():
-                    await asyncio.sleep(0)
+                    await asyncio.sleep(0)  # a yield to the loop between steps, not a wait
             except Exception:  # a failed read must not kill every watch; retry on the next wake
                 log.exception("watch sync failed")

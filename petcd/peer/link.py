@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from petcd.clock import Clock
 from petcd.peer.config import PeerConfig, PeerStats
 from petcd.peer.outqueue import OutQueue
 from petcd.peer.snapshot import SnapshotTransferError, send_snapshot
@@ -48,7 +49,7 @@ class LinkEnv:
     member_id: int
     cluster_id: int
     config: PeerConfig
-    clock: Callable[[], float]
+    clock: Clock
     rand: random.Random
     report_unreachable: Callable[[int], None]
     report_snapshot: Callable[[int, bool], None]
@@ -97,7 +98,7 @@ class PeerLink:
         self._snapshot_busy = False
         self._halting = False
         self._full_reported = False
-        self._logs = _LogLimiter(env.clock, cfg.log_interval)
+        self._logs = _LogLimiter(env.clock.now, cfg.log_interval)
         self._accepted = False
         self._closed = False
         self._header = peerpb.MessageBatch(
@@ -201,7 +202,7 @@ class PeerLink:
                 self._url_index = (self._url_index + 1) % len(self._targets)
                 self._channel = self._new_channel()
             # jitter keeps members that lost each other at once from retrying in lockstep
-            await asyncio.sleep(delay * (0.5 + 0.5 * self.env.rand.random()))
+            await self.env.clock.sleep(delay * (0.5 + 0.5 * self.env.rand.random()))
             delay = min(delay * 2, cfg.backoff_max)
 
     async def _stream_once(self) -> None:
@@ -251,7 +252,7 @@ class PeerLink:
 
     def _set_up(self) -> None:
         self.queue.set_up(True)
-        self.active_since = self.env.clock()
+        self.active_since = self.env.clock.now()
         self.stats.connected = True
         log.info("peer %x: stream established (%s)", self.peer_id, self.urls[self._url_index])
 

@@ -15,7 +15,6 @@ import contextlib
 import logging
 import os
 import random
-import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import grpc
 
 import petcd
+from petcd.clock import Clock, LoopClock
 from petcd.peer.config import PeerConfig, PeerStats
 from petcd.peer.link import LinkEnv, PeerLink
 from petcd.peer.snapshot import remove_partial_files
@@ -59,7 +59,7 @@ class PeerTransport:
         on_removed: Callable[[int], None] | None = None,
         cluster_version: Callable[[], str] = lambda: "",
         server_version: str = petcd.__version__,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
         rand: random.Random | None = None,
     ) -> None:
         """
@@ -73,7 +73,8 @@ class PeerTransport:
             transport deletes it afterwards unless ``config.delete_sent_snapshots`` is False.
         on_removed(peer): a peer answered PERMISSION_DENIED: this member was removed from the cluster
             (repeats on every retry, about every ``config.backoff_max`` seconds: make it idempotent).
-        clock: for ``active_since`` and log rate limits; rand: backoff jitter.
+        clock: for ``active_since``, log rate limits and backoffs (a LoopClock if None);
+            rand: backoff jitter (a fresh Random if None).
         """
         self.member_id = member_id
         self.cluster_id = cluster_id
@@ -81,14 +82,14 @@ class PeerTransport:
         self.snapshot_dir = Path(snapshot_dir)
         self.server_version = server_version
         self.cluster_version = cluster_version
-        self.clock = clock
+        self.clock: Clock = clock if clock is not None else LoopClock()
         self._on_messages = on_messages
         self._on_snapshot = on_snapshot
         self._env = LinkEnv(
             member_id=member_id,
             cluster_id=cluster_id,
             config=self.config,
-            clock=clock,
+            clock=self.clock,
             rand=rand or random.Random(),
             # deferred: send() runs inside the raft driver's Ready handling, and raft must not be
             # re-entered from there
@@ -263,9 +264,9 @@ class PeerTransport:
         req = peerpb.ProbeRequest(cluster_id=self.cluster_id, sender_id=self.member_id, receiver_id=peer_id)
         async with grpc.aio.insecure_channel(grpc_target(url), options=channel_options()) as ch:
             stub = peer_grpc.RaftTransportStub(ch)  # type: ignore[no-untyped-call]
-            started = self.clock()
+            started = self.clock.now()
             resp: peerpb.ProbeResponse = await stub.Probe(req, timeout=timeout)
-            rtt = self.clock() - started
+            rtt = self.clock.now() - started
         return ProbeResult(resp.cluster_id, resp.member_id, resp.server_version, resp.cluster_version, rtt)
 
     def _spawn(self, coro: Awaitable[None]) -> None:

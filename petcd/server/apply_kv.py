@@ -2,7 +2,7 @@
 
 Every member runs these on the same committed requests in the same order, so they
 must be deterministic: no clock, no randomness, nothing outside the store and the
-lessor. Errors are :class:`EtcdError` values, returned to the proposer.
+lessor. Errors are ``petcd.errors`` exceptions, returned to the proposer.
 
 A Txn is evaluated in three passes, as etcd does: the compares of the whole nested
 tree choose a path of branches (``_txn_path``); the chosen ops are checked (missing
@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+from petcd import errors
 from petcd.mvcc import CompactedError, FutureRevError, KVStore, RangeOptions
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.mvccpb import kv_pb2 as mvccpb
-from petcd.server import errors
 
 _SORT_KEYS: dict[int, Callable[[mvccpb.KeyValue], object]] = {
     pb.RangeRequest.KEY: lambda kv: kv.key,
@@ -40,16 +40,17 @@ class ReadView(Protocol):
     def range(self, key: bytes, end: bytes, opts: RangeOptions) -> object: ...
 
 
-def _mvcc_error(exc: Exception) -> errors.EtcdError:
+def mvcc_error(exc: Exception) -> errors.PetcdError:
+    """The domain error for an MVCC read error (mvcc keeps its own exception classes)."""
     if isinstance(exc, CompactedError):
-        return errors.ERR_COMPACTED
+        return errors.CompactedError()
     if isinstance(exc, FutureRevError):
-        return errors.ERR_FUTURE_REV
+        return errors.FutureRevisionError()
     raise exc
 
 
 def do_range(view: ReadView, r: pb.RangeRequest, cur_rev: int) -> pb.RangeResponse:
-    """Range with etcd's limit, sort, filter and count rules (raises EtcdError)."""
+    """Range with etcd's limit, sort, filter and count rules (raises petcd.errors exceptions)."""
     filtered = bool(r.min_mod_revision or r.max_mod_revision or r.min_create_revision or r.max_create_revision)
     limit = r.limit
     if r.sort_order != pb.RangeRequest.NONE or filtered:
@@ -59,7 +60,7 @@ def do_range(view: ReadView, r: pb.RangeRequest, cur_rev: int) -> pb.RangeRespon
     try:
         rr = view.range(r.key, r.range_end, RangeOptions(limit=limit, rev=r.revision, count_only=r.count_only))
     except (CompactedError, FutureRevError) as exc:
-        raise _mvcc_error(exc) from None
+        raise mvcc_error(exc) from None
     kvs: list[mvccpb.KeyValue] = list(rr.kvs)  # type: ignore[attr-defined]
     if filtered:
         kvs = [
@@ -96,15 +97,13 @@ class KVApplier:
 
     # -- single ops -------------------------------------------------------------------
 
-    def put(self, p: pb.PutRequest, index: int) -> pb.PutResponse:
+    def put(self, p: pb.PutRequest) -> pb.PutResponse:
         with self.store.write() as txn:
-            txn.set_consistent_index(index)
             # _put already set the header's revision: the txn's, which the store now has
             return self._put(txn, p)
 
-    def delete_range(self, d: pb.DeleteRangeRequest, index: int) -> pb.DeleteRangeResponse:
+    def delete_range(self, d: pb.DeleteRangeRequest) -> pb.DeleteRangeResponse:
         with self.store.write() as txn:
-            txn.set_consistent_index(index)
             resp = self._delete(txn, d)
         resp.header.revision = self.store.rev
         return resp
@@ -115,7 +114,7 @@ class KVApplier:
         if p.ignore_value or p.ignore_lease or p.prev_kv:
             prev = txn.range(p.key, b"", RangeOptions()).kvs  # type: ignore[attr-defined]
             if (p.ignore_value or p.ignore_lease) and not prev:
-                raise errors.ERR_KEY_NOT_FOUND
+                raise errors.KeyNotFoundError()
             if p.ignore_value:
                 value = prev[0].value
             if p.ignore_lease:
@@ -123,7 +122,7 @@ class KVApplier:
             if p.prev_kv and prev:
                 resp.prev_kv.CopyFrom(prev[0])
         if lease != 0 and not self.leases.exists(lease):
-            raise errors.ERR_LEASE_NOT_FOUND
+            raise errors.LeaseNotFoundError()
         txn.put(p.key, value, lease)  # type: ignore[attr-defined]
         resp.header.revision = txn.rev  # type: ignore[attr-defined]
         return resp
@@ -138,9 +137,8 @@ class KVApplier:
 
     # -- txn --------------------------------------------------------------------------
 
-    def txn(self, t: pb.TxnRequest, index: int) -> pb.TxnResponse:
+    def txn(self, t: pb.TxnRequest) -> pb.TxnResponse:
         with self.store.write() as txn:
-            txn.set_consistent_index(index)
             path = _txn_path(txn, t)
             self._check_txn(txn, t, path, 0)
             resp = self._run_txn(txn, t, path, [0])
@@ -167,15 +165,15 @@ class KVApplier:
                 p = op.request_put
                 if p.ignore_value or p.ignore_lease:
                     if not txn.range(p.key, b"", RangeOptions()).kvs:  # type: ignore[attr-defined]
-                        raise errors.ERR_KEY_NOT_FOUND
+                        raise errors.KeyNotFoundError()
                 if p.lease != 0 and not self.leases.exists(p.lease):
-                    raise errors.ERR_LEASE_NOT_FOUND
+                    raise errors.LeaseNotFoundError()
             elif kind == "request_range":
                 rev = op.request_range.revision
                 if rev > self.store.rev:
-                    raise errors.ERR_FUTURE_REV
+                    raise errors.FutureRevisionError()
                 if rev and rev < self.store.compact_rev:
-                    raise errors.ERR_COMPACTED
+                    raise errors.CompactedError()
             elif kind == "request_txn":
                 at = self._check_txn(txn, op.request_txn, path, at)
         return at
@@ -203,9 +201,9 @@ class KVApplier:
 
     def check_compaction(self, rev: int) -> None:
         if rev <= self.store.compact_rev:
-            raise errors.ERR_COMPACTED
+            raise errors.CompactedError()
         if rev > self.store.rev:
-            raise errors.ERR_FUTURE_REV
+            raise errors.FutureRevisionError()
 
 
 def _txn_path(view: object, t: pb.TxnRequest) -> list[bool]:

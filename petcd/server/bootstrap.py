@@ -122,17 +122,17 @@ def open_raft(
         walsnap = WalSnapshot(md.index, md.term, md.conf_state)
     wal = WAL.open(str(paths.wal_dir), walsnap, unsafe_no_fsync=unsafe_no_fsync)
     meta_bytes, hard_state, entries = wal.read_all()
-    meta = serverpb.WalMetadata.FromString(meta_bytes)
-    if initial_cluster_state == "new" and cluster_id and meta.cluster_id != cluster_id:
+    wal_meta = serverpb.WalMetadata.FromString(meta_bytes)
+    if initial_cluster_state == "new" and cluster_id and wal_meta.cluster_id != cluster_id:
         wal.close()
         raise BootstrapError(
-            f"data dir {paths.data_dir} belongs to cluster {meta.cluster_id:x} (member {meta.member_id:x}), "
+            f"data dir {paths.data_dir} belongs to cluster {wal_meta.cluster_id:x} (member {wal_meta.member_id:x}), "
             f"but these flags describe cluster {cluster_id:x}: check --initial-cluster, "
             "--initial-cluster-token and --data-dir"
         )
     if force_new_cluster:
         try:
-            alone = standalone(meta.member_id, snap.metadata.conf_state if snap is not None else None,
+            alone = standalone(wal_meta.member_id, snap.metadata.conf_state if snap is not None else None,
                                hard_state, entries)
         except BootstrapRefusal as exc:
             wal.close()
@@ -140,7 +140,8 @@ def open_raft(
         wal.save(alone.hard_state, alone.appended, True)
         entries, hard_state = alone.entries, alone.hard_state
         log.warning("--force-new-cluster: member %x continues as the only member of cluster %x; "
-                    "%d other members are being removed", meta.member_id, meta.cluster_id, len(alone.appended))
+                    "%d other members are being removed", wal_meta.member_id, wal_meta.cluster_id,
+                    len(alone.appended))
     storage = MemoryStorage()
     if snap is not None:
         storage.apply_snapshot(snap)
@@ -148,13 +149,13 @@ def open_raft(
     if entries:
         storage.append(entries)
     applied = snap.metadata.index if snap is not None else 0
-    node = RawNode(raft_config(meta.member_id, storage, applied, election_ticks, rand, pre_vote))
+    node = RawNode(raft_config(wal_meta.member_id, storage, applied, election_ticks, rand, pre_vote))
     log.info(
         "restarting member %x in cluster %x at commit index %d (%d WAL entries after snapshot %d)",
-        meta.member_id,
-        meta.cluster_id,
+        wal_meta.member_id,
+        wal_meta.cluster_id,
         hard_state.commit,
         len(entries),
         applied,
     )
-    return RaftSetup(node, storage, wal, snapshotter, meta.member_id, meta.cluster_id, snap, False)
+    return RaftSetup(node, storage, wal, snapshotter, wal_meta.member_id, wal_meta.cluster_id, snap, False)

@@ -12,16 +12,15 @@ would leave the started members without a quorum.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
+from petcd import errors
 from petcd.config.cluster_ids import compute_member_id
 from petcd.config.govalues import GoValueError, new_urls
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.raftpb import raft_pb2 as raftpb
 from petcd.proto.serverpb import internal_pb2 as serverpb
 from petcd.raft import StateType
-from petcd.server import errors
 from petcd.server.bootstrap import Member
 from petcd.server.maintenance import cluster_header, member_list
 
@@ -37,14 +36,14 @@ def _peer_urls(raw: list[str]) -> list[str]:
     try:
         return [str(u) for u in new_urls(raw)]
     except GoValueError:
-        raise errors.ERR_MEMBER_BAD_URLS from None
+        raise errors.MemberBadURLsError() from None
 
 
 def _check_urls_unused(srv: EtcdServer, urls: list[str], member_id: int = 0) -> None:
     """No member but member_id may already use one of urls."""
     for m in srv.membership.members.values():
         if m.id != member_id and set(m.peer_urls) & set(urls):
-            raise errors.ERR_PEER_URL_EXIST
+            raise errors.PeerURLExistsError()
 
 
 def _voters(srv: EtcdServer) -> list[Member]:
@@ -59,8 +58,7 @@ def _started(m: Member) -> bool:
 def _connected(srv: EtcdServer, member_id: int) -> bool:
     """Whether this member's stream to member_id is up (always true for itself), as etcd asks
     its transport; etcd also wants the stream up for 5 s, which petcd does not."""
-    assert srv.peering is not None
-    return member_id == srv.member_id or srv.peering.transport.active_since(member_id) is not None
+    return member_id == srv.member_id or srv.peering.active_since(member_id) is not None
 
 
 def _has_quorum(members: int, started: int) -> bool:
@@ -100,20 +98,20 @@ async def member_add(srv: EtcdServer, r: pb.MemberAddRequest) -> pb.MemberAddRes
     urls = _peer_urls(list(r.peerURLs))
     if srv.settings.strict_reconfig_check:
         if not r.isLearner and not _ready_to_add_voter(srv):
-            raise errors.ERR_MEMBER_NOT_ENOUGH_STARTED
+            raise errors.MemberNotEnoughStartedError()
         # etcd asks this of learners too
         if not all(_connected(srv, m.id) for m in _voters(srv)):
-            raise errors.ERR_UNHEALTHY
+            raise errors.UnhealthyClusterError()
     # etcd mixes the time (in seconds) into a new member's id so a re-added URL gets a new id; within
     # the same second the id repeats, and etcd's checks (in this order) then refuse it
-    member_id = compute_member_id(urls, "", int(time.time()))
+    member_id = compute_member_id(urls, "", int(srv.clock.wall()))
     if member_id in srv.membership.removed:
-        raise errors.ERR_MEMBER_NOT_FOUND  # etcd's ErrIDRemoved, sent as "member not found"
+        raise errors.MemberNotFoundError()  # etcd's ErrIDRemoved, sent as "member not found"
     if member_id in srv.membership.members:
-        raise errors.ERR_MEMBER_EXIST
+        raise errors.MemberExistsError()
     _check_urls_unused(srv, urls)
     if r.isLearner and sum(1 for m in srv.membership.members.values() if m.is_learner) >= srv.settings.max_learners:
-        raise errors.ERR_TOO_MANY_LEARNERS
+        raise errors.TooManyLearnersError()
     member = Member(member_id, "", urls, [], r.isLearner)
     await _propose(srv, raftpb.ConfChangeAddLearnerNode if r.isLearner else raftpb.ConfChangeAddNode, member)
     return pb.MemberAddResponse(
@@ -128,15 +126,15 @@ async def member_remove(srv: EtcdServer, r: pb.MemberRemoveRequest) -> pb.Member
     if srv.settings.strict_reconfig_check and not (member is not None and member.is_learner):
         # etcd checks the quorum before it looks the member up
         if not _ready_to_remove_voter(srv, r.ID):
-            raise errors.ERR_MEMBER_NOT_ENOUGH_STARTED
+            raise errors.MemberNotEnoughStartedError()
         # a member this one has no stream to is not part of the active quorum
         if r.ID == srv.member_id or _connected(srv, r.ID):
             voters = _voters(srv)
             active = sum(1 for m in voters if _connected(srv, m.id))
             if active - 1 < 1 + (len(voters) - 1) // 2:
-                raise errors.ERR_UNHEALTHY
+                raise errors.UnhealthyClusterError()
     if member is None:
-        raise errors.ERR_MEMBER_NOT_FOUND
+        raise errors.MemberNotFoundError()
     await srv.propose_conf_change(raftpb.ConfChange(type=raftpb.ConfChangeRemoveNode, node_id=r.ID))
     return pb.MemberRemoveResponse(header=cluster_header(srv), members=member_list(srv).members)
 
@@ -145,7 +143,7 @@ async def member_update(srv: EtcdServer, r: pb.MemberUpdateRequest) -> pb.Member
     urls = _peer_urls(list(r.peerURLs))
     member = srv.membership.members.get(r.ID)
     if member is None:
-        raise errors.ERR_MEMBER_NOT_FOUND
+        raise errors.MemberNotFoundError()
     _check_urls_unused(srv, urls, r.ID)
     updated = Member(member.id, member.name, urls, member.client_urls, member.is_learner)
     await _propose(srv, raftpb.ConfChangeUpdateNode, updated)
@@ -153,21 +151,20 @@ async def member_update(srv: EtcdServer, r: pb.MemberUpdateRequest) -> pb.Member
 
 
 async def member_promote(srv: EtcdServer, r: pb.MemberPromoteRequest) -> pb.MemberPromoteResponse:
-    assert srv.raft is not None
     if srv.role != StateType.LEADER:
-        raise errors.ERR_NOT_LEADER
-    status = srv.raft.node.status()
+        raise errors.NotLeaderError()
+    status = srv.raft.status()
     progress = status.progress.get(r.ID)
     if progress is not None:
         leader_match = status.progress[srv.member_id].match
         if progress.match < leader_match * LEARNER_READY_PERCENT:
-            raise errors.ERR_LEARNER_NOT_READY
+            raise errors.LearnerNotReadyError()
     if srv.settings.strict_reconfig_check and not _ready_to_promote(srv):
-        raise errors.ERR_MEMBER_NOT_ENOUGH_STARTED
+        raise errors.MemberNotEnoughStartedError()
     member = srv.membership.members.get(r.ID)
     if member is None:
-        raise errors.ERR_MEMBER_NOT_FOUND
+        raise errors.MemberNotFoundError()
     if not member.is_learner:
-        raise errors.ERR_MEMBER_NOT_LEARNER
+        raise errors.MemberNotLearnerError()
     await _propose(srv, raftpb.ConfChangeAddNode, member)
     return pb.MemberPromoteResponse(header=cluster_header(srv), members=member_list(srv).members)

@@ -12,10 +12,11 @@ server runs it on its leader and proposes the compaction through raft.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
+
+from petcd.clock import Clock
 
 log = logging.getLogger("petcd.compactor")
 
@@ -82,15 +83,15 @@ def make_compactor(mode: str, retention_value: int, start: float) -> Compactor |
 
 async def run_compactor(
     compactor: Compactor,
-    clock: Callable[[], float],
+    clock: Clock,
     current_rev: Callable[[], int],
     is_leader: Callable[[], bool],
     compact: Callable[[int], Awaitable[None]],
 ) -> None:
     """Sample on the compactor's interval and compact on the leader only."""
     while True:
-        await asyncio.sleep(compactor.interval)
-        target = compactor.observe(clock(), current_rev())
+        await clock.sleep(compactor.interval)
+        target = compactor.observe(clock.now(), current_rev())
         if target is None or not is_leader():
             continue
         try:

@@ -111,9 +111,7 @@ class MemberKV:
         return await self._server.delete_range(r)
 
     async def grant_lease(self, ttl: int) -> int:
-        # EtcdServer is lease_service's LeaseServer (mypy disagrees on IdGenerator.next, as for
-        # run_expiry in etcdserver.py)
-        resp = await lease_service.lease_grant(self._server, pb.LeaseGrantRequest(TTL=ttl))  # type: ignore[arg-type]
+        resp = await lease_service.lease_grant(self._server, pb.LeaseGrantRequest(TTL=ttl))
         return resp.ID
 
     def watch(self, key: bytes, end: bytes, start_rev: int) -> KeyWatch:

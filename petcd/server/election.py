@@ -128,7 +128,7 @@ class Elections:
                             yield epb.LeaderResponse(header=batch.header, kv=ev.kv)
                 finally:
                     watch.close()
-        except Exception as exc:  # petcd.errors, and the server's own (petcd.server.errors)
+        except Exception as exc:  # petcd.errors and mvcc errors end an observer quietly
             log.info("election observer of %r ends: %s", name, exc)
 
     async def _first_put(self, prefix: bytes, rev: int) -> tuple[pb.ResponseHeader, mvccpb.KeyValue]:

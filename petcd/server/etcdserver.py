@@ -1,8 +1,9 @@
 """EtcdServer: one member. Requests in, raft proposals out, committed entries applied.
 
 A write is wrapped in an :class:`InternalRequest` with a fresh id, proposed to raft,
-and the caller awaits that id in :class:`Wait`; the apply loop executes the committed
-entry on the MVCC store and triggers the id with the response or the error. A
+and the caller awaits that id in :class:`Wait`; the apply loop runs the committed entry
+through the apply chain (``petcd.server.apply``), records the entry's index and term in the
+backend batch of its changes, and triggers the id with the response or the error. A
 linearizable read first gets a read index from raft (batched: every read that arrives
 while a round is in flight shares the next round), waits until that index is applied,
 and then reads the local store.
@@ -13,14 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
+from petcd import errors
 from petcd.backend import Backend
+from petcd.clock import Clock, wait_for
 from petcd.config.settings import ServerSettings
-from petcd.lease import Lessor, min_lease_ttl
+from petcd.lease import Lessor
 from petcd.lease.expiry import run_expiry
 from petcd.mvcc import KVStore
 from petcd.mvcc.watch_sync import WatchSyncer
@@ -29,17 +30,17 @@ from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.raftpb import raft_pb2 as raftpb
 from petcd.proto.serverpb import internal_pb2 as serverpb
 from petcd.raft import ConfChangeError, NoLeaderError, ProposalDroppedError, Ready, StateType
-from petcd.server import errors
+from petcd.server.apply import ALARM_CORRUPT, ALARM_NONE, ALARM_NOSPACE, Applier
 from petcd.server.apply_kv import KVApplier, do_range, txn_has_put, txn_is_read_only
-from petcd.server.bootstrap import Member, Paths, RaftSetup, open_raft
+from petcd.server.bootstrap import Member, Paths
 from petcd.server.compactor import make_compactor, run_compactor
 from petcd.server.idgen import IdGenerator
 from petcd.server.membership import Membership
-from petcd.server.peering import Peering, discover_cluster
-from petcd.server.raftnode import RaftDriver
+from petcd.server.peering import Peering
+from petcd.server.raftnode import RaftNode
 from petcd.server.readindex import LinearizableReads
+from petcd.server.state import MemberState, StateCell, open_state
 from petcd.server.wait import Wait
-from petcd.wal import WAL, WalSnapshot
 
 log = logging.getLogger("petcd.server")
 _P = TypeVar("_P")  # what a proposal hands raft: entry data or a ConfChange
@@ -49,18 +50,45 @@ _GRPC_OVERHEAD = 512 * 1024
 SLOW_COMMIT_SECONDS = 0.05
 # the cluster version a leader records (etcd: major.minor.0 of the lowest member)
 CLUSTER_VERSION = "3.5.0"
-ALARM_NONE = pb.AlarmType.Value("NONE")
-ALARM_NOSPACE = pb.AlarmType.Value("NOSPACE")
-ALARM_CORRUPT = pb.AlarmType.Value("CORRUPT")
 
 
 class EtcdServer:
-    def __init__(self, settings: ServerSettings, clock: Callable[[], float] = time.monotonic) -> None:
+    """One member, built whole by ``petcd.server.member.build_member``; ``start()`` runs it."""
+
+    def __init__(
+        self,
+        *,
+        settings: ServerSettings,
+        clock: Clock,
+        paths: Paths,
+        member_id: int,
+        cluster_id: int,
+        raft: RaftNode,
+        cell: StateCell,
+        applier: Applier,
+        watchable: WatchableStore,
+        watch_syncer: WatchSyncer,
+        peering: Peering,
+        idgen: IdGenerator,
+        applied_index: int,
+        snapshot_index: int,
+        campaign_at: int,
+    ) -> None:
         self.settings = settings
         self.clock = clock
-        self.paths = Paths.of(settings.data_dir, settings.wal_dir)
+        self.paths = paths
+        self.member_id = member_id
+        self.cluster_id = cluster_id
+        self.raft = raft
+        self._cell = cell
+        self._applier = applier  # the apply chain (petcd.server.apply)
+        self.watchable = watchable
+        self.watch_syncer = watch_syncer
+        self.peering = peering
+        self.idgen = idgen
+        self.applied_index = applied_index
+        self.snapshot_index = snapshot_index
         self.wait = Wait(clock)
-        self.applied_index = 0
         self.committed_index = 0
         self.term = 0
         self.leader = 0
@@ -70,122 +98,82 @@ class EtcdServer:
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = False
         self.stopped = asyncio.Event()
-        self.raft: RaftSetup | None = None
-        self.driver: RaftDriver | None = None
-        self.backend: Backend | None = None
-        self.store: KVStore | None = None
-        self.watch_syncer: WatchSyncer | None = None
-        self.peering: Peering | None = None
-        self.alarms: dict[tuple[int, int], int] = {}  # (member id, alarm type) -> alarm type
-        self.snapshot_index = 0
+        # the file size only changes when a batch commits; the quota check reads this copy
+        self.db_size = cell.state.backend.size()
+        self._campaign_at = campaign_at
+        self._campaign_pending = True
+        self.fatal: BaseException | None = None  # what stopped the raft node, if anything
+        self._compaction_done = asyncio.Event()
+
+    # -- the replaceable state (see petcd.server.state) --------------------------------
+
+    @property
+    def state(self) -> MemberState:
+        return self._cell.state
+
+    @property
+    def backend(self) -> Backend:
+        return self._cell.state.backend
+
+    @property
+    def store(self) -> KVStore:
+        return self._cell.state.store
+
+    @property
+    def membership(self) -> Membership:
+        return self._cell.state.membership
+
+    @property
+    def alarms(self) -> dict[tuple[int, int], int]:
+        return self._cell.state.alarms
+
+    @property
+    def lessor(self) -> Lessor:
+        return self._cell.state.lessor
+
+    @property
+    def kv(self) -> KVApplier:
+        return self._cell.state.kv
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
 
     # -- life cycle -------------------------------------------------------------------
 
     async def start(self) -> None:
         s = self.settings
-        rand = random.Random()
-        member_id, cluster_id = s.member_id, s.cluster_id
-        peers = s.initial_members
-        restarting = WAL.exists(str(self.paths.wal_dir))
-        if s.initial_cluster_state == "existing" and not restarting:
-            member_id, cluster_id, peers = await discover_cluster(s.initial_advertise_peer_urls, s.initial_members)
-            log.info("joining cluster %x as member %x", cluster_id, member_id)
-        setup = open_raft(
-            self.paths,
-            member_id,
-            cluster_id,
-            s.initial_members,
-            s.initial_cluster_state,
-            s.election_ticks,
-            rand,
-            pre_vote=s.pre_vote,
-            unsafe_no_fsync=s.unsafe_no_fsync,
-            force_new_cluster=s.force_new_cluster,
-        )
-        self.raft = setup
-        self.member_id = setup.member_id
-        self.cluster_id = setup.cluster_id
-        self.idgen = IdGenerator(self.member_id, int(time.time() * 1000))
-        self.paths.snap_dir.mkdir(parents=True, exist_ok=True)
-        self._open_state()
-        self.watch_syncer = WatchSyncer(self.watchable)
         self.watch_syncer.start()
-        self.peering = Peering(self)
-        if restarting:
-            peers = self.membership.ordered()  # the applied membership; replayed changes add more
-        await self.peering.start(list(peers))
-        self.applied_index = max(self.store.consistent_index, setup.snapshot.metadata.index if setup.snapshot else 0)
-        self.snapshot_index = setup.snapshot.metadata.index if setup.snapshot else 0
-        self.driver = RaftDriver(
-            setup.node,
-            setup.storage,
-            setup.wal,
-            setup.snapshotter,
-            s.heartbeat_interval_ms / 1000.0,
-            self._apply_ready,
-            self._send,
-        )
-        self.driver.on_fatal = self._on_fatal
-        if s.initial_election_tick_advance and len(peers) > 1:
-            # --initial-election-tick-advance: most of the first election timeout has already
-            # passed, so a member whose peers are gone does not wait a whole timeout (a lone
-            # voter campaigns at once anyway, below)
-            for _ in range(s.election_ticks - 2):
-                setup.node.tick()
-        self.driver.start()
-        self._tasks.append(asyncio.create_task(self.reads.run(), name="read-index"))
-        self._tasks.append(asyncio.create_task(self._publish(), name="publish"))
-        compactor = make_compactor(s.auto_compaction_mode, s.auto_compaction_retention_value, self.clock())
+        await self.peering.start()
+        self.raft.start(self._apply_ready, self._send, self._on_fatal)
+        self._spawn(self.reads.run(), "read-index")
+        self._spawn(self._publish(), "publish")
+        self._spawn(self._stop_when_removed(), "removed-watch")
+        compactor = make_compactor(s.auto_compaction_mode, s.auto_compaction_retention_value, self.clock.now())
         if compactor is not None:
-            self._tasks.append(
-                asyncio.create_task(
-                    run_compactor(
-                        compactor,
-                        self.clock,
-                        lambda: self.store.rev if self.store is not None else 0,
-                        lambda: self.role == StateType.LEADER,
-                        self._auto_compact,
-                    ),
-                    name="auto-compaction",
-                )
+            self._spawn(
+                run_compactor(
+                    compactor,
+                    self.clock,
+                    lambda: self.store.rev,
+                    lambda: self.role == StateType.LEADER,
+                    self._auto_compact,
+                ),
+                "auto-compaction",
             )
-        self._tasks.append(asyncio.create_task(self._backend_commit_loop(), name="backend-commit"))
-        self._tasks.append(asyncio.create_task(run_expiry(self), name="lease-expiry"))
-        # a lone voter need not wait out an election timeout: campaign once the bootstrap
-        # conf changes are applied (raft refuses before that)
-        self._campaign_at = len(s.initial_members) if setup.is_new else setup.storage.last_index()
-        self._campaign_pending = True
+        self._spawn(self._backend_commit_loop(), "backend-commit")
+        self._spawn(run_expiry(self), "lease-expiry")
 
-    def _open_state(self) -> None:
-        """Open the backend and everything kept in it (at start, and after a snapshot
-        replaced the backend file)."""
-        s = self.settings
-        self.backend = Backend(
-            str(self.paths.db_path),
-            map_size=s.backend_map_size,
-            max_map_size=s.backend_max_map_size,
-            batch_interval=s.backend_batch_interval,
-            batch_limit=s.backend_batch_limit,
-            unsafe_no_fsync=s.unsafe_no_fsync,
-        )
-        self.store = KVStore(self.backend, compaction_batch=s.compaction_batch_limit)
-        if self.watch_syncer is None:
-            self.watchable = WatchableStore(self.store)
-        else:
-            self.watchable.restore(self.store)
-        # the file size only changes when a batch commits; the quota check reads this copy
-        self.db_size = self.backend.size()
-        self.membership = Membership(self.backend, self.cluster_id)
-        self.alarms = self.membership.load_alarms()
-        # etcd's minimum TTL: a lease must outlive one and a half election timeouts
-        min_ttl = min_lease_ttl(s.election_ticks, s.heartbeat_interval_ms)
-        self.lessor = Lessor(self.backend, self.clock, self.store, min_ttl=min_ttl,
-                             checkpointing=s.lease_checkpoint)
-        self.kv = KVApplier(self.store, self.lessor)
-        self.store.add_listener(lambda events, _rev: self.lessor.apply_changes(events))
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        self._tasks.append(asyncio.create_task(coro, name=name))
+
+    async def _stop_when_removed(self) -> None:
+        await self.peering.removed.wait()
+        asyncio.get_running_loop().create_task(self.stop())
 
     def _on_fatal(self, exc: BaseException) -> None:
-        self.wait.fail_all(errors.ERR_STOPPED)
+        self.fatal = exc
+        self.wait.fail_all(errors.StoppedError)
         asyncio.get_running_loop().create_task(self.stop())
 
     async def stop(self) -> None:
@@ -194,25 +182,20 @@ class EtcdServer:
         self._stopping = True
         for t in self._tasks:
             t.cancel()
-        if self.peering is not None:
-            await self.peering.stop()
-        if self.driver is not None:
-            await self.driver.stop()
-        self.wait.fail_all(errors.ERR_STOPPED)
-        if self.watch_syncer is not None:
-            await self.watch_syncer.stop()
-        if self.backend is not None:
-            self.backend.force_commit()
-            self.backend.close()
-        if self.raft is not None:
-            self.raft.wal.close()
+        await self.peering.stop()
+        await self.raft.stop()
+        self.wait.fail_all(errors.StoppedError)
+        await self.watch_syncer.stop()
+        self.backend.force_commit()
+        self.backend.close()
+        self.raft.close()
+        self._compaction_done.set()
         self.stopped.set()
 
     # -- raft plumbing ----------------------------------------------------------------
 
     def _send(self, msgs: Sequence[raftpb.Message]) -> None:
-        if self.peering is not None:
-            self.peering.send(list(msgs))
+        self.peering.send(list(msgs))
 
     async def _apply_ready(self, rd: Ready) -> None:
         if rd.soft_state is not None:
@@ -231,41 +214,38 @@ class EtcdServer:
             await self._apply_snapshot(rd.snapshot)
         if self._campaign_pending and self.applied_index >= self._campaign_at:
             self._campaign_pending = False
-            voters = self.raft.node.status().config.voters if self.raft is not None else []
-            if list(voters) == [self.member_id] and self.leader == 0:
-                self.raft.node.campaign()  # type: ignore[union-attr]
+            if self.raft.voters() == [self.member_id] and self.leader == 0:
+                self.raft.campaign()
         if rd.committed_entries:
             await self._wait_backend_writable()
             for ent in rd.committed_entries:
                 self._apply_entry(ent)
-            assert self.backend is not None and self.store is not None
-            if self.store.compaction_pending:
-                # one batch per round keeps applies flowing while old revisions are removed
-                self.store.compact_step()
+            self._compact_step()
             self._commit_backend()
             self.reads.on_applied(self.applied_index)
             await self._maybe_snapshot()
 
     async def _wait_backend_writable(self) -> None:
         # a write while defrag swaps the file would block this thread, and with it the event
-        # loop; wait on the loop instead so ticks and client I/O go on
-        assert self.backend is not None
-        while self.backend.write_blocked:
-            self.backend.commit_if_due()
-            await asyncio.sleep(0.002)
+        # loop; wait on the loop instead so ticks and client I/O go on. (Polled: the defrag
+        # thread needs this thread to commit its batch before it can go on.)
+        backend = self.backend
+        while backend.write_blocked:
+            backend.commit_if_due()
+            await self.clock.sleep(0.002)
 
     def _apply_entry(self, ent: raftpb.Entry) -> None:
-        assert self.raft is not None and self.store is not None
+        state = self._cell.state
         # fields read once: each read of a protobuf field builds a new Python object
         index = ent.index
         data = ent.data
+        fresh = index > state.store.consistent_index  # not yet in the backend (else a replay)
         if ent.type == raftpb.EntryConfChange:
             cc = raftpb.ConfChange.FromString(data)
-            self.raft.node.apply_conf_change(cc)
-            if self.peering is not None:
-                self.peering.on_conf_change(cc)
-            if index > self.store.consistent_index:
-                self.membership.apply_conf_change(cc, index, self.store)
+            self.raft.apply_conf_change(cc)
+            self.peering.on_conf_change(cc)
+            if fresh:
+                state.membership.apply_conf_change(cc)
                 self.on_conf_change(cc)
             if cc.id:
                 self.wait.trigger(cc.id, None)
@@ -273,142 +253,78 @@ class EtcdServer:
             # the new leader's empty entry: everything of earlier terms is applied, so the
             # lessor can take over the clocks (extended by an election timeout)
             if self.role == StateType.LEADER and ent.term == self.term:
-                self.lessor.promote(self.settings.election_timeout_ms / 1000.0)
-        elif index > self.store.consistent_index:
+                state.lessor.promote(self.settings.election_timeout_ms / 1000.0)
+        elif fresh:
             req = serverpb.InternalRequest.FromString(data)
             try:
-                result: Any = self._apply_request(req, index)
-            except errors.EtcdError as exc:
+                result: Any = self._applier.apply(req, index)
+            except errors.PetcdError as exc:
                 result = exc
             req_id = req.header.id
             if req_id:
                 self.wait.trigger(req_id, result)
+        if fresh:
+            # the one place the consistent index is recorded: every kind of entry, applied or
+            # refused (a replay would refuse it again), in the backend batch of its changes
+            state.store.set_consistent_index(index, ent.term)
         self.applied_index = index
 
-    def _apply_request(self, req: serverpb.InternalRequest, index: int) -> Any:
-        kind = req.WhichOneof("request")
-        capped = ALARM_NOSPACE in self.alarms.values()
-        if kind == "put":
-            if capped:
-                raise errors.ERR_NO_SPACE
-            return self.kv.put(req.put, index)
-        if kind == "delete_range":
-            return self.kv.delete_range(req.delete_range, index)
-        if kind == "txn":
-            if capped and txn_has_put(req.txn):
-                raise errors.ERR_NO_SPACE
-            return self.kv.txn(req.txn, index)
-        if kind == "compaction":
-            return self._apply_compaction(req.compaction, index)
-        if kind == "alarm":
-            return self._apply_alarm(req.alarm, index)
-        if kind == "member_attr_set":
-            a = req.member_attr_set
-            self.membership.set_attributes(a.member_id, a.name, list(a.client_urls))
-            self.store.set_consistent_index(index)  # type: ignore[union-attr]
-            return None
-        if kind == "cluster_version_set":
-            self.membership.set_cluster_version(req.cluster_version_set.ver)
-            self.store.set_consistent_index(index)  # type: ignore[union-attr]
-            return None
-        if kind in ("lease_grant", "lease_revoke", "lease_checkpoint"):
-            if kind == "lease_grant" and capped:
-                raise errors.ERR_NO_SPACE
-            return self.lessor.apply(req, index, self.store)
-        raise errors.EtcdError(errors.ERR_NOT_CAPABLE.code, f"etcdserver: unsupported request {kind}")
-
-    def _apply_compaction(self, c: pb.CompactionRequest, index: int) -> pb.CompactionResponse:
-        assert self.store is not None
-        self.kv.check_compaction(c.revision)
-        self.store.compact(c.revision)
-        self.store.set_consistent_index(index)
-        resp = pb.CompactionResponse()
-        resp.header.revision = self.store.rev
-        return resp
-
-    def _apply_alarm(self, a: pb.AlarmRequest, index: int) -> pb.AlarmResponse:
-        resp = pb.AlarmResponse()
-        key = (a.memberID, a.alarm)
-        if a.action == pb.AlarmRequest.GET:
-            pass
-        elif a.action == pb.AlarmRequest.ACTIVATE:
-            if a.alarm != ALARM_NONE and key not in self.alarms:
-                self.alarms[key] = a.alarm
-                resp.alarms.add(memberID=a.memberID, alarm=a.alarm)
-                log.warning("alarm %s raised by member %x", pb.AlarmType.Name(a.alarm), a.memberID)
-        elif a.action == pb.AlarmRequest.DEACTIVATE:
-            if key in self.alarms:
-                del self.alarms[key]
-                resp.alarms.add(memberID=a.memberID, alarm=a.alarm)
-        self.membership.save_alarms(self.alarms, index, self.store)
-        return resp
+    def _compact_step(self) -> None:
+        store = self.store
+        if store.compaction_pending and not self.backend.write_blocked:
+            # one batch per round keeps applies flowing while old revisions are removed
+            store.compact_step()
+            if not store.compaction_pending:
+                self._compaction_done.set()
 
     async def _apply_snapshot(self, snap: raftpb.Snapshot) -> None:
-        """Install a snapshot from the leader: its backend file replaces ours."""
-        assert self.peering is not None and self.backend is not None
+        """Install a snapshot from the leader: its backend file replaces ours, and a new
+        member state opened on it replaces the old one whole."""
         index = snap.metadata.index
         db = self.peering.take_snapshot_db(index)
         if db is None:
             raise RuntimeError(f"raft snapshot at index {index} arrived without its database file")
-        old = self.backend
-        self.backend = None
-        old.close()
+        self.backend.close()
         await asyncio.to_thread(os.replace, db, self.paths.db_path)
         was_leader = self.role == StateType.LEADER
-        self._open_state()
+        state = open_state(self.settings, self.paths, self.cluster_id, self.clock)
+        self._cell.state = state
+        self.watchable.restore(state.store)
+        self.db_size = state.backend.size()
         if was_leader:
-            self.lessor.promote(self.settings.election_timeout_ms / 1000.0)
-        assert self.store is not None
-        self.applied_index = max(self.store.consistent_index, index)
+            state.lessor.promote(self.settings.election_timeout_ms / 1000.0)
+        self.applied_index = max(state.store.consistent_index, index)
         self.snapshot_index = index
         self.peering.sync_members()
-        log.info("installed snapshot at index %d (store revision %d)", index, self.store.rev)
+        self._compaction_done.set()  # a waiter looks at the new store
+        log.info("installed snapshot at index %d (store revision %d)", index, state.store.rev)
 
     async def _maybe_snapshot(self) -> None:
-        assert self.raft is not None and self.backend is not None and self.driver is not None
         if self.applied_index - self.snapshot_index <= self.settings.snapshot_count:
             return
         index = self.applied_index
         # the backend must hold everything the snapshot covers before the WAL lets go of it
         self.backend.force_commit()
-        data = self.membership.snapshot_data().SerializeToString()
-        snap = self.raft.storage.create_snapshot(index, self.raft.node.status().config, data)
-        storage = self.raft.storage
-        wal = self.raft.wal
-
-        def persist() -> None:
-            self.raft.snapshotter.save_snap(snap)  # type: ignore[union-attr]
-            md = snap.metadata
-            wal.save_snapshot(WalSnapshot(md.index, md.term, md.conf_state))
-            wal.release_lock_to(index)
-            # --max-wals / --max-snapshots: 0 keeps everything
-            wal.purge(self.settings.max_wals)
-            self.raft.snapshotter.purge(self.settings.max_snapshots)  # type: ignore[union-attr]
-
-        await self.driver.run_io(persist)
+        snap = self.raft.create_snapshot(index, self.membership.snapshot_data().SerializeToString())
+        await self.raft.persist_snapshot(snap, self.settings.max_wals, self.settings.max_snapshots)
         # keep some entries so a slightly slow follower need not get a full snapshot
-        compact_to = index - self.settings.snapshot_catchup_entries
-        if compact_to > storage.first_index():
-            storage.compact(compact_to)
+        self.raft.compact_log(index - self.settings.snapshot_catchup_entries)
         self.snapshot_index = index
         log.info("saved snapshot at index %d", index)
 
     def _commit_backend(self) -> None:
-        assert self.backend is not None
-        started = self.clock()
-        if self.backend.commit_if_due():
-            self.db_size = self.backend.size()
-            took = self.clock() - started
+        backend = self.backend
+        started = self.clock.now()
+        if backend.commit_if_due():
+            self.db_size = backend.size()
+            took = self.clock.now() - started
             if took > SLOW_COMMIT_SECONDS:
                 log.warning("backend commit took %.1f ms (fsync of the database file)", took * 1000)
 
     async def _backend_commit_loop(self) -> None:
-        assert self.backend is not None
-        assert self.store is not None
         while True:
-            await asyncio.sleep(self.settings.backend_batch_interval)
-            if self.store.compaction_pending and not self.backend.write_blocked:
-                self.store.compact_step()
+            await self.clock.sleep(self.settings.backend_batch_interval)
+            self._compact_step()
             self._commit_backend()
 
     async def _auto_compact(self, rev: int) -> None:
@@ -424,9 +340,9 @@ class EtcdServer:
             try:
                 await self.propose(serverpb.InternalRequest(member_attr_set=attrs))
                 break
-            except errors.EtcdError as exc:
-                log.warning("publishing member attributes failed (%s); retrying", exc.message)
-                await asyncio.sleep(0.5)
+            except errors.PetcdError as exc:
+                log.warning("publishing member attributes failed (%s); retrying", exc)
+                await self.clock.sleep(0.5)
         if self.role == StateType.LEADER and self.membership.cluster_version != CLUSTER_VERSION:
             await self._propose_quietly(
                 serverpb.InternalRequest(cluster_version_set=serverpb.ClusterVersionSet(ver=CLUSTER_VERSION))
@@ -436,33 +352,30 @@ class EtcdServer:
 
     async def propose(self, req: serverpb.InternalRequest) -> Any:
         """Propose a request through raft and return the applied result (or raise)."""
-        assert self.raft is not None and self.driver is not None
         if self._stopping:
-            raise errors.ERR_STOPPED
+            raise errors.StoppedError()
         req_id = self.idgen.next()
         req.header.id = req_id
         data = req.SerializeToString()
         if len(data) > self.settings.max_request_bytes:
-            raise errors.ERR_REQUEST_TOO_LARGE
-        result = await self._propose_and_wait(req_id, self.raft.node.propose, data)
+            raise errors.RequestTooLargeError()
+        result = await self._propose_and_wait(req_id, self.raft.propose, data)
         if isinstance(result, BaseException):
             raise result
         return result
 
     async def propose_conf_change(self, cc: raftpb.ConfChange) -> None:
         """Propose a membership change and wait until it is applied."""
-        assert self.raft is not None and self.driver is not None
         if self._stopping:
-            raise errors.ERR_STOPPED
+            raise errors.StoppedError()
         cc.id = self.idgen.next()
-        await self._propose_and_wait(cc.id, self.raft.node.propose_conf_change, cc)
+        await self._propose_and_wait(cc.id, self.raft.propose_conf_change, cc)
 
     async def _propose_and_wait(self, req_id: int, submit: Callable[[_P], None], payload: _P) -> Any:
         """submit(payload) to raft, waiting for a leader while there is none, then wait until the
         apply loop triggers req_id; one request timeout covers both."""
-        assert self.driver is not None
         fut = self.wait.register(req_id)
-        deadline = self.clock() + self.settings.request_timeout
+        deadline = self.clock.now() + self.settings.request_timeout
         leader = self.leader
         try:
             while True:
@@ -470,12 +383,11 @@ class EtcdServer:
                     submit(payload)
                     break
                 except NoLeaderError:
-                    await self._await_leader(deadline)
+                    await self.await_leader_change(deadline)
                 except ProposalDroppedError:
-                    raise errors.ERR_TOO_MANY_REQUESTS from None
+                    raise errors.TooManyRequestsError() from None
                 except ConfChangeError as exc:
-                    raise errors.EtcdError(errors.ERR_MEMBER_NOT_ENOUGH_STARTED.code, f"etcdserver: {exc}") from None
-            self.driver.notify()
+                    raise errors.ConfChangeRejectedError(str(exc)) from None
             self.wait.expire_at(req_id, deadline)
             return await fut
         except TimeoutError:
@@ -489,30 +401,30 @@ class EtcdServer:
             log.warning("this member (%x) was removed from the cluster; stopping", self.member_id)
             asyncio.get_running_loop().create_task(self.stop())
 
-    def _timeout_error(self, leader_at_start: int) -> errors.EtcdError:
+    def _timeout_error(self, leader_at_start: int) -> errors.PetcdError:
         # a proposal forwarded to a leader that then failed is lost; say so, as etcd does
         if leader_at_start == 0 or leader_at_start != self.leader:
-            return errors.ERR_TIMEOUT_DUE_TO_LEADER_FAIL
-        return errors.ERR_TIMEOUT
+            return errors.TimeoutDueToLeaderFailError()
+        return errors.RequestTimeoutError()
 
-    async def _await_leader(self, deadline: float) -> None:
-        remaining = deadline - self.clock()
+    async def await_leader_change(self, deadline: float) -> None:
+        """Wait until the leader changes (TimeoutError at deadline on the clock)."""
+        remaining = deadline - self.clock.now()
         if remaining <= 0:
             raise TimeoutError
-        await asyncio.wait_for(self._leader_changed.wait(), remaining)
+        await wait_for(self.clock, self._leader_changed.wait(), remaining)
 
     # -- linearizable reads -----------------------------------------------------------
 
     async def linearizable_read(self) -> None:
         """Return once this member has applied everything committed before the call."""
         if self._stopping:
-            raise errors.ERR_STOPPED
+            raise errors.StoppedError()
         await self.reads.wait()
 
     # -- KV API -----------------------------------------------------------------------
 
     def header(self, revision: int | None = None) -> pb.ResponseHeader:
-        assert self.store is not None
         return pb.ResponseHeader(
             cluster_id=self.cluster_id,
             member_id=self.member_id,
@@ -520,73 +432,72 @@ class EtcdServer:
             raft_term=self.term,
         )
 
-    def _fill_header(self, h: pb.ResponseHeader) -> None:
+    def fill_header(self, h: pb.ResponseHeader) -> None:
         h.cluster_id = self.cluster_id
         h.member_id = self.member_id
         h.raft_term = self.term
 
     async def range(self, r: pb.RangeRequest) -> pb.RangeResponse:
-        assert self.store is not None
         if not r.serializable:
             await self.linearizable_read()
         resp = do_range(self.store, r, self.store.rev)
-        self._fill_header(resp.header)
+        self.fill_header(resp.header)
         return resp
 
     async def put(self, r: pb.PutRequest) -> pb.PutResponse:
-        self._check_quota(len(r.key) + len(r.value))
+        self.check_quota(len(r.key) + len(r.value))
         resp: pb.PutResponse = await self.propose(serverpb.InternalRequest(put=r))
-        self._fill_header(resp.header)
+        self.fill_header(resp.header)
         return resp
 
     async def delete_range(self, r: pb.DeleteRangeRequest) -> pb.DeleteRangeResponse:
         resp: pb.DeleteRangeResponse = await self.propose(serverpb.InternalRequest(delete_range=r))
-        self._fill_header(resp.header)
+        self.fill_header(resp.header)
         return resp
 
     async def txn(self, r: pb.TxnRequest) -> pb.TxnResponse:
-        assert self.store is not None
         if txn_is_read_only(r):
             # answered locally after a read index, like a range
             await self.linearizable_read()
             resp = self.kv.read_only_txn(r)
         else:
             if txn_has_put(r):
-                self._check_quota(r.ByteSize())
+                self.check_quota(r.ByteSize())
             resp = await self.propose(serverpb.InternalRequest(txn=r))
         _fill_txn_headers(resp, self)
         return resp
 
     async def compact(self, r: pb.CompactionRequest) -> pb.CompactionResponse:
-        assert self.store is not None
         resp: pb.CompactionResponse = await self.propose(serverpb.InternalRequest(compaction=r))
         if r.physical:
             while self.store.compaction_pending:
-                await asyncio.sleep(0.01)
-        self._fill_header(resp.header)
+                # set by the apply loop when the last compaction batch is done
+                self._compaction_done.clear()
+                await self._compaction_done.wait()
+        self.fill_header(resp.header)
         return resp
 
-    def _check_quota(self, cost: int) -> None:
+    def check_quota(self, cost: int) -> None:
         if ALARM_NOSPACE in self.alarms.values():
-            raise errors.ERR_NO_SPACE
+            raise errors.NoSpaceError()
         if self.db_size + cost > self.settings.quota_backend_bytes:
             # raise the alarm through raft so every member agrees, then refuse
             req = serverpb.InternalRequest(
                 alarm=pb.AlarmRequest(action=pb.AlarmRequest.ACTIVATE, memberID=self.member_id, alarm=ALARM_NOSPACE)
             )
             asyncio.get_running_loop().create_task(self._propose_quietly(req))
-            raise errors.ERR_NO_SPACE
+            raise errors.NoSpaceError()
 
     async def _propose_quietly(self, req: serverpb.InternalRequest) -> None:
         try:
             await self.propose(req)
-        except errors.EtcdError as exc:
-            log.warning("proposal failed: %s", exc.message)
+        except errors.PetcdError as exc:
+            log.warning("proposal failed: %s", exc)
 
 
 def _fill_txn_headers(resp: pb.TxnResponse, srv: EtcdServer) -> None:
     # etcd fills only the outer header; responses of the ops inside carry just the revision
-    srv._fill_header(resp.header)
+    srv.fill_header(resp.header)
 
 
-__all__ = ["EtcdServer", "Member"]
+__all__ = ["ALARM_CORRUPT", "ALARM_NONE", "ALARM_NOSPACE", "EtcdServer", "Member"]

@@ -11,7 +11,8 @@ import shutil
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 import grpc
 
@@ -22,6 +23,7 @@ from petcd.api.lease import LeaseServicer
 from petcd.api.lock import LockServicer
 from petcd.api.maintenance import ClusterServicer, MaintenanceServicer
 from petcd.api.watch import register as register_watch
+from petcd.clock import LoopClock
 from petcd.config import (
     ConfigError,
     ServerSettings,
@@ -42,7 +44,9 @@ from petcd.frontend.supervisor import (
     claim_ports,
     make_socket_dir,
 )
+from petcd.peer import PeerTransport
 from petcd.peer import add_to_server as add_peer_service
+from petcd.peer.member import build as build_member
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.v3electionpb import v3election_pb2 as electionpb
 from petcd.proto.v3lockpb import v3lock_pb2 as lockpb
@@ -64,7 +68,7 @@ def grpc_address(url: str) -> str:
     return rest.split("/", 1)[0]
 
 
-def build_grpc_server(srv: EtcdServer, dispatcher: Dispatcher) -> grpc.aio.Server:
+def build_grpc_server(srv: EtcdServer, transport: PeerTransport, dispatcher: Dispatcher) -> grpc.aio.Server:
     """The member's own gRPC server: the client API (also fed to ``dispatcher`` for calls that
     front-ends forward) and the peer service."""
     s = srv.settings
@@ -81,14 +85,14 @@ def build_grpc_server(srv: EtcdServer, dispatcher: Dispatcher) -> grpc.aio.Serve
         dispatcher.add_servicer(services[name], servicer)
     # Lock and Election are clients of the member's own KV, Watch and Lease APIs, as in etcd
     kv, cleanups = MemberKV(srv), Cleanups()
-    for service, servicer in (
+    concurrency: tuple[tuple[Any, object], ...] = (
         (lockpb.DESCRIPTOR.services_by_name["Lock"], LockServicer(Locks(kv, cleanups))),
         (electionpb.DESCRIPTOR.services_by_name["Election"], ElectionServicer(Elections(kv, cleanups))),
-    ):
-        add_servicer(server, service, servicer)
-        dispatcher.add_servicer(service, servicer)
-    assert srv.peering is not None
-    add_peer_service(srv.peering.transport, server)
+    )
+    for service, concurrency_servicer in concurrency:
+        add_servicer(server, service, concurrency_servicer)
+        dispatcher.add_servicer(service, concurrency_servicer)
+    add_peer_service(transport, server)
     return server
 
 
@@ -105,8 +109,9 @@ def frontend_count(requested: int) -> int:
 
 
 async def serve(settings: ServerSettings) -> int:
-    srv = EtcdServer(settings)
     try:
+        member = await build_member(settings, LoopClock())
+        srv = member.server
         await srv.start()
     except (BootstrapError, WALError) as exc:
         log.error("cannot start: %s", exc)
@@ -124,7 +129,7 @@ async def serve(settings: ServerSettings) -> int:
         fronted = []
     direct = [a for a in dict.fromkeys([*client_addrs, *peer_addrs]) if a not in fronted]
     dispatcher = Dispatcher()
-    server = build_grpc_server(srv, dispatcher)
+    server = build_grpc_server(srv, member.transport, dispatcher)
     sockdir = make_socket_dir() if fronted else ""
     guards: list[socket.socket] = []
     supervisor: FrontendSupervisor | None = None
@@ -166,7 +171,7 @@ async def serve(settings: ServerSettings) -> int:
         w.cancel()
     log.info("shutting down")
     await _shutdown(server, srv, supervisor, links, guards, sockdir)
-    failed = srv.driver is not None and srv.driver.fatal is not None
+    failed = srv.fatal is not None
     return 1 if failed else 0
 
 
@@ -221,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         import uvloop
 
-        runner = uvloop.run
+        runner: Callable[[Coroutine[Any, Any, int]], int] = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency, but stay usable without it
         runner = asyncio.run
     tune_gc()

@@ -9,11 +9,12 @@ import os
 import tempfile
 from collections.abc import AsyncIterator
 
-from petcd import ETCD_API_VERSION
+from petcd import ETCD_API_VERSION, errors
+from petcd.mvcc import CompactedError, FutureRevError
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.serverpb import internal_pb2 as serverpb
 from petcd.raft import StateType
-from petcd.server import errors
+from petcd.server.apply_kv import mvcc_error
 from petcd.server.etcdserver import ALARM_NONE, EtcdServer
 
 log = logging.getLogger("petcd.server")
@@ -22,7 +23,6 @@ SNAPSHOT_CHUNK = 32 * 1024
 
 
 def status(srv: EtcdServer) -> pb.StatusResponse:
-    assert srv.backend is not None
     resp = pb.StatusResponse(
         header=srv.header(),
         version=ETCD_API_VERSION,
@@ -34,8 +34,7 @@ def status(srv: EtcdServer) -> pb.StatusResponse:
         dbSizeInUse=srv.backend.size_in_use(),
         isLearner=srv.membership.is_learner(srv.member_id),
     )
-    if srv.leader == 0:
-        resp.errors.append(errors.ERR_NO_LEADER.message)
+    # (the api layer puts etcd's "no leader" text first when there is no leader)
     for member_id, alarm in sorted(srv.alarms):
         # Go's proto text form, which etcd puts here
         resp.errors.append(f"memberID:{member_id} alarm:{pb.AlarmType.Name(alarm)} ")
@@ -56,7 +55,6 @@ async def alarm(srv: EtcdServer, r: pb.AlarmRequest) -> pb.AlarmResponse:
 
 
 async def defragment(srv: EtcdServer) -> pb.DefragmentResponse:
-    assert srv.backend is not None
     before = srv.backend.size()
     # the copy runs in C in a worker thread; the event loop (and raft ticks) keep going
     await asyncio.to_thread(srv.backend.defrag)
@@ -66,28 +64,19 @@ async def defragment(srv: EtcdServer) -> pb.DefragmentResponse:
 
 
 def hash_(srv: EtcdServer) -> pb.HashResponse:
-    assert srv.backend is not None
     return pb.HashResponse(header=srv.header(), hash=srv.backend.hash())
 
 
 def hash_kv(srv: EtcdServer, rev: int) -> pb.HashKVResponse:
-    assert srv.store is not None
     try:
         h, cur, compact = srv.store.hash_kv(rev)
-    except Exception as exc:
-        from petcd.mvcc import CompactedError, FutureRevError
-
-        if isinstance(exc, CompactedError):
-            raise errors.ERR_COMPACTED from None
-        if isinstance(exc, FutureRevError):
-            raise errors.ERR_FUTURE_REV from None
-        raise
+    except (CompactedError, FutureRevError) as exc:
+        raise mvcc_error(exc) from None
     return pb.HashKVResponse(header=srv.header(cur), hash=h, compact_revision=compact, hash_revision=rev or cur)
 
 
 async def snapshot(srv: EtcdServer) -> AsyncIterator[pb.SnapshotResponse]:
     """Stream a consistent copy of the backend, followed by its sha256 (as etcd does)."""
-    assert srv.backend is not None
     fd, path = tempfile.mkstemp(prefix="petcd-snapshot-", dir=str(srv.paths.snap_dir))
     os.close(fd)
     try:
@@ -123,18 +112,17 @@ def member_list(srv: EtcdServer) -> pb.MemberListResponse:
 
 async def move_leader(srv: EtcdServer, target: int) -> None:
     """Hand leadership to target (a voter) and wait until it leads, as etcd's MoveLeader."""
-    assert srv.raft is not None and srv.driver is not None
     if srv.role != StateType.LEADER:
-        raise errors.ERR_NOT_LEADER
+        raise errors.NotLeaderError()
     member = srv.membership.members.get(target)
     if member is None or member.is_learner:
-        raise errors.ERR_BAD_LEADER_TRANSFEREE
+        raise errors.BadLeaderTransfereeError()
     if target == srv.member_id:
         return
-    srv.raft.node.transfer_leader(target)
-    srv.driver.notify()
-    deadline = srv.clock() + srv.settings.request_timeout
+    srv.raft.transfer_leader(target)
+    deadline = srv.clock.now() + srv.settings.request_timeout
     while srv.leader != target:
-        if srv.clock() >= deadline:
-            raise errors.ERR_TIMEOUT_LEADER_TRANSFER
-        await asyncio.sleep(0.02)
+        try:
+            await srv.await_leader_change(deadline)
+        except TimeoutError:
+            raise errors.LeaderTransferTimeoutError() from None

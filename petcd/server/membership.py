@@ -9,7 +9,6 @@ finds exactly the membership of the last applied entry.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from petcd.backend import Backend
 from petcd.backend.buckets import ALARM, CLUSTER, MEMBERS, MEMBERS_REMOVED
@@ -51,7 +50,7 @@ class Membership:
     def ordered(self) -> list[Member]:
         return sorted(self.members.values(), key=lambda m: m.id)
 
-    def apply_conf_change(self, cc: raftpb.ConfChange, index: int, store: Any) -> None:
+    def apply_conf_change(self, cc: raftpb.ConfChange) -> None:
         """Apply a committed conf change to the member list (raft's own view is separate)."""
         if cc.type in (raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode):
             existing = self.members.get(cc.node_id)
@@ -73,11 +72,10 @@ class Membership:
             log.info("removed member %x", cc.node_id)
         elif cc.type == raftpb.ConfChangeUpdateNode:
             ctx = serverpb.ConfChangeContext.FromString(cc.context)
-            m = self.members.get(cc.node_id)
-            if m is not None:
-                m.peer_urls = list(ctx.member.peer_urls)
-                self._save(m)
-        store.set_consistent_index(index)
+            known = self.members.get(cc.node_id)
+            if known is not None:
+                known.peer_urls = list(ctx.member.peer_urls)
+                self._save(known)
 
     def set_attributes(self, member_id: int, name: str, client_urls: list[str]) -> None:
         m = self.members.get(member_id)
@@ -107,9 +105,8 @@ class Membership:
             alarms[(int(member_hex, 16), int(alarm_type))] = int(alarm_type)
         return alarms
 
-    def save_alarms(self, alarms: dict[tuple[int, int], int], index: int, store: Any) -> None:
+    def save_alarms(self, alarms: dict[tuple[int, int], int]) -> None:
         for key, _value in list(self.backend.range(ALARM)):
             self.backend.delete(ALARM, key)
         for member_id, alarm_type in alarms:
             self.backend.put(ALARM, f"{member_id:016x}/{alarm_type}".encode(), b"")
-        store.set_consistent_index(index)

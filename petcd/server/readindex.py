@@ -10,11 +10,12 @@ timer until the request deadline.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+import functools
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
+from petcd import errors
 from petcd.raft import ProposalDroppedError, ReadState
-from petcd.server import errors
 
 if TYPE_CHECKING:
     from petcd.server.etcdserver import EtcdServer
@@ -32,11 +33,11 @@ class LinearizableReads:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
         self._wake.set()
-        handle = asyncio.get_running_loop().call_later(self.srv.settings.request_timeout, _expire, fut)
+        handle = self.srv.clock.call_later(self.srv.settings.request_timeout, functools.partial(_expire, fut))
         try:
             await fut
         except TimeoutError:
-            raise errors.ERR_TIMEOUT from None
+            raise errors.RequestTimeoutError() from None
         finally:
             handle.cancel()
 
@@ -68,11 +69,11 @@ class LinearizableReads:
             try:
                 index = await self._read_index()
                 await self._wait_applied(index)
-            except Exception as exc:  # every waiter in the round gets the error
-                err = exc if isinstance(exc, errors.EtcdError) else errors.ERR_TIMEOUT
+            except Exception as exc:  # every waiter in the round gets the error, each its own
+                make = _error_factory(exc)
                 for w in waiters:
                     if not w.done():
-                        w.set_exception(err)
+                        w.set_exception(make())
                 continue
             for w in waiters:
                 if not w.done():
@@ -80,28 +81,27 @@ class LinearizableReads:
 
     async def _read_index(self) -> int:
         srv = self.srv
-        assert srv.raft is not None and srv.driver is not None
-        deadline = srv.clock() + srv.settings.request_timeout
+        clock = srv.clock
+        deadline = clock.now() + srv.settings.request_timeout
         while True:
             ctx = srv.idgen.next().to_bytes(8, "big")
             fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
             self._states[ctx] = fut
             try:
-                srv.raft.node.read_index(ctx)
+                srv.raft.read_index(ctx)
             except ProposalDroppedError:
                 self._states.pop(ctx, None)
-                await srv._await_leader(deadline)
+                await srv.await_leader_change(deadline)
                 continue
-            srv.driver.notify()
             # a read index may be silently dropped (leader change); retry on a short timer
-            retry = min(max(deadline - srv.clock(), 0.0), 0.5 + srv.settings.election_timeout_ms / 1000.0)
-            handle = asyncio.get_running_loop().call_later(retry, _expire, fut)
+            retry = min(max(deadline - clock.now(), 0.0), 0.5 + srv.settings.election_timeout_ms / 1000.0)
+            handle = clock.call_later(retry, functools.partial(_expire, fut))
             try:
                 return await fut
             except TimeoutError:
                 self._states.pop(ctx, None)
-                if srv.clock() >= deadline:
-                    raise errors.ERR_TIMEOUT from None
+                if clock.now() >= deadline:
+                    raise errors.RequestTimeoutError() from None
             finally:
                 handle.cancel()
 
@@ -113,6 +113,13 @@ class LinearizableReads:
         await fut
 
 
-def _expire(fut: asyncio.Future[object]) -> None:
+def _error_factory(exc: Exception) -> Callable[[], BaseException]:
+    if isinstance(exc, errors.PetcdError):
+        cls, message = type(exc), str(exc)
+        return lambda: cls(message)
+    return errors.RequestTimeoutError
+
+
+def _expire(fut: asyncio.Future[Any]) -> None:
     if not fut.done():
         fut.set_exception(TimeoutError())

@@ -15,18 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from petcd.clock import Clock, TimerHandle
+
 
 class Wait:
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Clock) -> None:
         self._futures: dict[int, asyncio.Future[Any]] = {}
         self._clock = clock
         self._deadlines: deque[tuple[float, int]] = deque()  # (deadline, id), earliest first
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: TimerHandle | None = None
         self._timer_at = 0.0  # the deadline the timer is armed for
 
     def register(self, req_id: int) -> asyncio.Future[Any]:
@@ -54,11 +55,11 @@ class Wait:
         if self._timer is not None:
             self._timer.cancel()
         self._timer_at = at
-        self._timer = asyncio.get_running_loop().call_later(max(0.0, at - self._clock()), self._on_timer)
+        self._timer = self._clock.call_later(max(0.0, at - self._clock.now()), self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
-        now = self._clock()
+        now = self._clock.now()
         q = self._deadlines
         futures = self._futures
         while q:
@@ -86,7 +87,8 @@ class Wait:
     def is_registered(self, req_id: int) -> bool:
         return req_id in self._futures
 
-    def fail_all(self, exc: BaseException) -> None:
+    def fail_all(self, make_error: Callable[[], BaseException]) -> None:
+        """Fail every waiter, each with its own new error from make_error."""
         futures, self._futures = self._futures, {}
         self._deadlines.clear()
         if self._timer is not None:
@@ -94,4 +96,4 @@ class Wait:
             self._timer = None
         for fut in futures.values():
             if not fut.done():
-                fut.set_exception(exc)
+                fut.set_exception(make_error())

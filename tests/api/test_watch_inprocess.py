@@ -14,9 +14,11 @@ import pytest
 
 from petcd.api.kv import KVServicer
 from petcd.api.watch import PERMISSION_DENIED_REASON, WatchServicer, add_to_server
+from petcd.clock import LoopClock
 from petcd.config import settings_from_flags
 from petcd.mvcc.watch_sync import WatchSyncer
 from petcd.mvcc.watchable import WatchableStore
+from petcd.peer.member import build as build_member
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from petcd.server.bootstrap import Member
@@ -77,11 +79,11 @@ def run(
             cluster_id=0xC2,
             initial_members=[Member(MEMBER_ID, "m1", ["http://127.0.0.1:2380"])],
         )
-        srv = EtcdServer(settings)
+        srv = (await build_member(settings, LoopClock())).server
         await srv.start()
         assert srv.store is not None
         watchable = WatchableStore(srv.store)
-        syncer = WatchSyncer(watchable)
+        syncer = WatchSyncer(watchable, srv.clock)
         syncer.start()
         server = grpc.aio.server()
         pb_grpc.add_KVServicer_to_server(KVServicer(srv), server)  # type: ignore[no-untyped-call]

@@ -1,4 +1,4 @@
-"""Fixtures for the lessor tests: a fake clock and a real backend + KVStore in a temp dir."""
+"""Fixtures for the lessor tests: a manual clock and a real backend + KVStore in a temp dir."""
 
 from __future__ import annotations
 
@@ -9,27 +9,15 @@ from pathlib import Path
 import pytest
 
 from petcd.backend import Backend
+from petcd.clock import ManualClock
 from petcd.lease import Lessor
 from petcd.mvcc import KVStore
-
-
-class FakeClock:
-    """A clock the test moves by hand, so expiry is tested without sleeping."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass
 class Env:
     path: Path
-    clock: FakeClock
+    clock: ManualClock
     backend: Backend
     store: KVStore
     lessor: Lessor
@@ -57,7 +45,7 @@ class Env:
         self.lessor = make_lessor(self.backend, self.clock, self.store, **kw)
 
 
-def make_lessor(backend: Backend, clock: FakeClock, store: KVStore, **kw: object) -> Lessor:
+def make_lessor(backend: Backend, clock: ManualClock, store: KVStore, **kw: object) -> Lessor:
     opts: dict[str, object] = {"min_ttl": 2, "checkpoint_interval": 10.0}
     opts.update(kw)
     return Lessor(backend, clock, store, **opts)  # type: ignore[arg-type]
@@ -65,7 +53,7 @@ def make_lessor(backend: Backend, clock: FakeClock, store: KVStore, **kw: object
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[Env]:
-    clock = FakeClock()
+    clock = ManualClock(start=1000.0)  # moved by hand: expiry is tested without sleeping
     backend = Backend(tmp_path / "db", map_size=64 << 20)
     store = KVStore(backend)
     e = Env(tmp_path, clock, backend, store, make_lessor(backend, clock, store))

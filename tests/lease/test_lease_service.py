@@ -10,13 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from petcd import errors
 from petcd.backend import LEASE
+from petcd.clock import LoopClock
 from petcd.config import settings_from_flags
 from petcd.lease import lease_key
 from petcd.lease.service import lease_grant, lease_leases, lease_renew, lease_revoke, lease_time_to_live
+from petcd.peer.member import build as build_member
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.leasepb import lease_pb2 as leasepb
-from petcd.server import errors
 from petcd.server.bootstrap import Member
 from petcd.server.etcdserver import EtcdServer
 from tests.harness.waiting import until
@@ -34,7 +36,7 @@ def run(tmp_path: Path, body: Callable[[EtcdServer], Awaitable[None]], flags: tu
             cluster_id=0xC1,
             initial_members=[Member(MEMBER_ID, "m1", ["http://127.0.0.1:2380"])],
         )
-        srv = EtcdServer(settings)
+        srv = (await build_member(settings, LoopClock())).server
         await srv.start()
         try:
             await until(lambda: srv.lessor.is_primary, "the lessor to be promoted")
@@ -58,12 +60,12 @@ def test_grant_revoke_and_queries(tmp_path: Path) -> None:
         assert resp.header.member_id == MEMBER_ID and resp.header.raft_term == srv.term
         chosen = await lease_grant(srv, pb.LeaseGrantRequest(TTL=1, ID=77))
         assert (chosen.ID, chosen.TTL) == (77, 2)  # minimum TTL for 100 ms / 1000 ms timeouts
-        with pytest.raises(errors.EtcdError) as e:
+        with pytest.raises(errors.PetcdError) as e:
             await lease_grant(srv, pb.LeaseGrantRequest(TTL=5, ID=77))
-        assert e.value is errors.ERR_LEASE_EXIST
-        with pytest.raises(errors.EtcdError) as e:
+        assert isinstance(e.value, errors.LeaseExistsError)
+        with pytest.raises(errors.PetcdError) as e:
             await lease_grant(srv, pb.LeaseGrantRequest(TTL=9_000_000_001))
-        assert e.value is errors.ERR_LEASE_TTL_TOO_LARGE
+        assert isinstance(e.value, errors.LeaseTTLTooLargeError)
         assert {ls.ID for ls in lease_leases(srv).leases} == {resp.ID, 77}
         assert await lease_renew(srv, resp.ID) == 60
         ttl = await lease_time_to_live(srv, pb.LeaseTimeToLiveRequest(ID=resp.ID, keys=True))
@@ -71,12 +73,12 @@ def test_grant_revoke_and_queries(tmp_path: Path) -> None:
         missing = await lease_time_to_live(srv, pb.LeaseTimeToLiveRequest(ID=12345))
         assert (missing.ID, missing.TTL, missing.header.member_id) == (12345, -1, MEMBER_ID)
         await lease_revoke(srv, pb.LeaseRevokeRequest(ID=resp.ID))
-        with pytest.raises(errors.EtcdError) as e:
+        with pytest.raises(errors.PetcdError) as e:
             await lease_revoke(srv, pb.LeaseRevokeRequest(ID=resp.ID))
-        assert e.value is errors.ERR_LEASE_NOT_FOUND
-        with pytest.raises(errors.EtcdError) as e:
+        assert isinstance(e.value, errors.LeaseNotFoundError)
+        with pytest.raises(errors.PetcdError) as e:
             await lease_renew(srv, resp.ID)
-        assert e.value is errors.ERR_LEASE_NOT_FOUND
+        assert isinstance(e.value, errors.LeaseNotFoundError)
 
     run(tmp_path, body)
 
@@ -87,9 +89,9 @@ def test_keep_alive_of_an_expired_lease_waits_for_its_revocation(tmp_path: Path)
         await srv.put(pb.PutRequest(key=b"k", value=b"v", lease=lease))
         assert srv.lessor.exists(lease)
         await until(lambda: srv.lessor.remaining(lease) <= 0, "the lease to expire")
-        with pytest.raises(errors.EtcdError) as e:
+        with pytest.raises(errors.PetcdError) as e:
             await lease_renew(srv, lease)
-        assert e.value is errors.ERR_LEASE_NOT_FOUND
+        assert isinstance(e.value, errors.LeaseNotFoundError)
         # told "not found" only once the keys are gone
         assert not srv.lessor.exists(lease)
         assert srv.store is not None and srv.store.range(b"k").kvs == []

@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from petcd import errors
 from petcd.backend import LEASE
 from petcd.lease import (
     FOREVER_SECONDS,
@@ -21,7 +22,6 @@ from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.leasepb import lease_pb2 as leasepb
 from petcd.proto.mvccpb import kv_pb2 as mvccpb
 from petcd.proto.serverpb import internal_pb2 as serverpb
-from petcd.server import errors
 from tests.lease.conftest import Env
 
 
@@ -55,15 +55,15 @@ def test_grant_raises_short_ttls_to_the_minimum_and_persists(env: Env) -> None:
 
 def test_grant_errors(env: Env) -> None:
     env.lessor.grant(5, 10)
-    with pytest.raises(errors.EtcdError) as e:
+    with pytest.raises(errors.PetcdError) as e:
         env.lessor.grant(5, 20)
-    assert e.value is errors.ERR_LEASE_EXIST
-    with pytest.raises(errors.EtcdError) as e:
+    assert isinstance(e.value, errors.LeaseExistsError)
+    with pytest.raises(errors.PetcdError) as e:
         env.lessor.grant(0, 10)
-    assert e.value is errors.ERR_LEASE_NOT_FOUND
-    with pytest.raises(errors.EtcdError) as e:
+    assert isinstance(e.value, errors.LeaseNotFoundError)
+    with pytest.raises(errors.PetcdError) as e:
         env.lessor.grant(6, MAX_LEASE_TTL + 1)
-    assert e.value is errors.ERR_LEASE_TTL_TOO_LARGE
+    assert isinstance(e.value, errors.LeaseTTLTooLargeError)
     assert env.lessor.grant(6, MAX_LEASE_TTL).ttl == MAX_LEASE_TTL
     assert stored(env, 5) is not None and stored(env, 6) is not None
 
@@ -123,9 +123,9 @@ def test_time_to_live_truncates_like_etcd(env: Env) -> None:
     assert env.lessor.time_to_live(1) == (10, 7, [])
     env.clock.advance(8.2)  # expired 0.7 s ago, revocation pending
     assert env.lessor.time_to_live(1)[1] == 0
-    with pytest.raises(errors.EtcdError) as e:
+    with pytest.raises(errors.PetcdError) as e:
         env.lessor.time_to_live(99)
-    assert e.value is errors.ERR_LEASE_NOT_FOUND
+    assert isinstance(e.value, errors.LeaseNotFoundError)
 
 
 def test_leases_lists_soonest_expiry_first(env: Env) -> None:
@@ -153,9 +153,9 @@ def test_renew_restarts_the_full_ttl(env: Env) -> None:
     assert env.lessor.expired_leases() == [1]
     with pytest.raises(LeaseExpiredError):
         env.lessor.renew(1)
-    with pytest.raises(errors.EtcdError) as e:
+    with pytest.raises(errors.PetcdError) as e:
         env.lessor.renew(42)
-    assert e.value is errors.ERR_LEASE_NOT_FOUND
+    assert isinstance(e.value, errors.LeaseNotFoundError)
 
 
 def test_many_keepalives_keep_the_expiry_heap_bounded(env: Env) -> None:
@@ -201,9 +201,9 @@ def test_attach_and_detach_directly(env: Env) -> None:
     assert env.lessor.lease_of(b"k") == 2
     env.lessor.detach(2, b"k")
     assert env.lessor.lease_of(b"k") == 0
-    with pytest.raises(errors.EtcdError) as e:
+    with pytest.raises(errors.PetcdError) as e:
         env.lessor.attach(3, b"k")
-    assert e.value is errors.ERR_LEASE_NOT_FOUND
+    assert isinstance(e.value, errors.LeaseNotFoundError)
 
 
 # -- revoke --------------------------------------------------------------------------------------
@@ -230,9 +230,9 @@ def test_revoke_deletes_attached_keys_in_one_revision(env: Env) -> None:
     assert not env.lessor.exists(1) and stored(env, 1) is None
     assert env.lessor.lease_of(b"x") == 0
     assert gone == [True]
-    with pytest.raises(errors.EtcdError) as e:
+    with pytest.raises(errors.PetcdError) as e:
         env.lessor.revoke(1)
-    assert e.value is errors.ERR_LEASE_NOT_FOUND
+    assert isinstance(e.value, errors.LeaseNotFoundError)
 
 
 def test_revoke_of_a_lease_without_keys_makes_no_revision(env: Env) -> None:
@@ -258,32 +258,29 @@ def test_revoke_leaves_a_key_whose_lease_changed_without_a_detach(env: Env) -> N
 def test_apply_grant_revoke_checkpoint(env: Env) -> None:
     env.put(b"seed")
     resp = env.lessor.apply(
-        serverpb.InternalRequest(lease_grant=pb.LeaseGrantRequest(ID=9, TTL=1)), 5, env.store
+        serverpb.InternalRequest(lease_grant=pb.LeaseGrantRequest(ID=9, TTL=1)), env.store
     )
     assert isinstance(resp, pb.LeaseGrantResponse)
     assert (resp.ID, resp.TTL, resp.header.revision) == (9, 2, env.store.rev)
-    assert env.store.consistent_index == 5
     env.put(b"k", 9)
     cp = pb.LeaseCheckpointRequest(
         checkpoints=[pb.LeaseCheckpoint(ID=9, remaining_TTL=1), pb.LeaseCheckpoint(ID=77)]
     )
-    resp = env.lessor.apply(serverpb.InternalRequest(lease_checkpoint=cp), 6, env.store)
-    assert isinstance(resp, pb.LeaseCheckpointResponse) and env.store.consistent_index == 6
+    resp = env.lessor.apply(serverpb.InternalRequest(lease_checkpoint=cp), env.store)
+    assert isinstance(resp, pb.LeaseCheckpointResponse)
     rec = stored(env, 9)
     assert rec is not None and rec.remaining_ttl == 1
     rev = env.store.rev
-    resp = env.lessor.apply(serverpb.InternalRequest(lease_revoke=pb.LeaseRevokeRequest(ID=9)), 7, env.store)
+    resp = env.lessor.apply(serverpb.InternalRequest(lease_revoke=pb.LeaseRevokeRequest(ID=9)), env.store)
     assert isinstance(resp, pb.LeaseRevokeResponse) and resp.header.revision == rev + 1
-    assert env.store.consistent_index == 7 and env.live_keys() == [b"seed"]
-    # a failing request still moves the consistent index: replaying it would fail the same way
-    with pytest.raises(errors.EtcdError):
-        env.lessor.apply(serverpb.InternalRequest(lease_revoke=pb.LeaseRevokeRequest(ID=9)), 8, env.store)
-    assert env.store.consistent_index == 8
-    with pytest.raises(errors.EtcdError):
+    assert env.live_keys() == [b"seed"]
+    # (the consistent index is the server's apply loop's: tests/server/test_apply_chain.py)
+    with pytest.raises(errors.LeaseNotFoundError):
+        env.lessor.apply(serverpb.InternalRequest(lease_revoke=pb.LeaseRevokeRequest(ID=9)), env.store)
+    with pytest.raises(errors.LeaseNotFoundError):
         env.lessor.apply(
-            serverpb.InternalRequest(lease_grant=pb.LeaseGrantRequest(ID=0, TTL=5)), 9, env.store
+            serverpb.InternalRequest(lease_grant=pb.LeaseGrantRequest(ID=0, TTL=5)), env.store
         )
-    assert env.store.consistent_index == 9
 
 
 # -- leadership ----------------------------------------------------------------------------------
@@ -342,7 +339,7 @@ def test_checkpoints_carry_the_remaining_ttl_over_a_leader_change(env: Env) -> N
     cps = lessor.checkpoints_due()
     assert [(c.ID, c.remaining_TTL) for c in cps] == [(1, 20)]  # 19.9 s rounded up
     lessor.apply(
-        serverpb.InternalRequest(lease_checkpoint=pb.LeaseCheckpointRequest(checkpoints=cps)), 3, env.store
+        serverpb.InternalRequest(lease_checkpoint=pb.LeaseCheckpointRequest(checkpoints=cps)), env.store
     )
     assert lessor.needs_checkpoint_clear(1) and not lessor.needs_checkpoint_clear(2)
     # the primary schedules the next one
@@ -383,9 +380,9 @@ def test_checkpointing_can_be_disabled(env: Env) -> None:
 
 
 def test_leases_and_attachments_survive_a_restart(env: Env) -> None:
-    env.lessor.apply(serverpb.InternalRequest(lease_grant=pb.LeaseGrantRequest(ID=1, TTL=30)), 1, env.store)
-    env.lessor.apply(serverpb.InternalRequest(lease_grant=pb.LeaseGrantRequest(ID=2, TTL=60)), 2, env.store)
-    env.lessor.apply(serverpb.InternalRequest(lease_grant=pb.LeaseGrantRequest(ID=3, TTL=10)), 3, env.store)
+    env.lessor.apply(serverpb.InternalRequest(lease_grant=pb.LeaseGrantRequest(ID=1, TTL=30)), env.store)
+    env.lessor.apply(serverpb.InternalRequest(lease_grant=pb.LeaseGrantRequest(ID=2, TTL=60)), env.store)
+    env.lessor.apply(serverpb.InternalRequest(lease_grant=pb.LeaseGrantRequest(ID=3, TTL=10)), env.store)
     env.put(b"a", 1)
     env.put(b"b", 1)
     env.put(b"c", 2)
@@ -393,11 +390,10 @@ def test_leases_and_attachments_survive_a_restart(env: Env) -> None:
     env.delete(b"d")
     env.put(b"e")
     cp = pb.LeaseCheckpointRequest(checkpoints=[pb.LeaseCheckpoint(ID=2, remaining_TTL=25)])
-    env.lessor.apply(serverpb.InternalRequest(lease_checkpoint=cp), 4, env.store)
-    env.lessor.apply(serverpb.InternalRequest(lease_revoke=pb.LeaseRevokeRequest(ID=3)), 5, env.store)
+    env.lessor.apply(serverpb.InternalRequest(lease_checkpoint=cp), env.store)
+    env.lessor.apply(serverpb.InternalRequest(lease_revoke=pb.LeaseRevokeRequest(ID=3)), env.store)
     env.reopen()
     lessor = env.lessor
-    assert env.store.consistent_index == 5
     assert sorted(lessor.leases()) == [1, 2]
     assert lessor.time_to_live(1, keys=True) == (30, FOREVER_SECONDS, [b"a", b"b"])
     assert lessor.time_to_live(2, keys=True)[2] == [b"c"]

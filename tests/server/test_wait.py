@@ -7,12 +7,13 @@ import time
 
 import pytest
 
+from petcd.clock import LoopClock, ManualClock
 from petcd.server.wait import Wait
 
 
 def test_trigger_delivers_results_and_errors() -> None:
     async def main() -> None:
-        w = Wait()
+        w = Wait(LoopClock())
         ok, bad = w.register(1), w.register(2)
         with pytest.raises(ValueError):
             w.register(1)
@@ -29,7 +30,7 @@ def test_trigger_delivers_results_and_errors() -> None:
 
 def test_deadlines_expire_in_order_and_spare_triggered_waiters() -> None:
     async def main() -> None:
-        w = Wait()
+        w = Wait(LoopClock())
         now = time.monotonic()
         futs = {i: w.register(i) for i in range(1, 6)}
         for i in range(1, 6):
@@ -51,7 +52,7 @@ def test_deadlines_expire_in_order_and_spare_triggered_waiters() -> None:
 
 def test_an_earlier_deadline_out_of_order_rearms_the_timer() -> None:
     async def main() -> None:
-        w = Wait()
+        w = Wait(LoopClock())
         now = time.monotonic()
         late, early, past = w.register(1), w.register(2), w.register(3)
         w.expire_at(1, now + 5.0)
@@ -71,10 +72,10 @@ def test_an_earlier_deadline_out_of_order_rearms_the_timer() -> None:
 
 def test_fail_all_fails_waiters_and_drops_deadlines() -> None:
     async def main() -> None:
-        w = Wait()
+        w = Wait(LoopClock())
         fut = w.register(7)
         w.expire_at(7, time.monotonic() + 0.01)
-        w.fail_all(RuntimeError("stopped"))
+        w.fail_all(lambda: RuntimeError("stopped"))
         with pytest.raises(RuntimeError):
             await fut
         await asyncio.sleep(0.03)  # the cancelled timer does not fire on the cleared queue
@@ -82,5 +83,21 @@ def test_fail_all_fails_waiters_and_drops_deadlines() -> None:
         w.expire_at(8, time.monotonic() + 0.01)
         with pytest.raises(TimeoutError):
             await fresh
+
+    asyncio.run(main())
+
+
+def test_deadlines_follow_the_injected_clock() -> None:
+    async def main() -> None:
+        clock = ManualClock()
+        w = Wait(clock)
+        fut = w.register(9)
+        w.expire_at(9, 5.0)
+        clock.advance(4.9)
+        await asyncio.sleep(0.01)  # real time passing does not matter
+        assert not fut.done()
+        clock.advance(0.2)
+        with pytest.raises(TimeoutError):
+            await fut
 
     asyncio.run(main())
