@@ -13,6 +13,7 @@ import pytest
 
 from petcd import errors
 from petcd.clock import LoopClock
+from petcd.config import settings_from_flags
 from petcd.config.settings import ServerSettings
 from petcd.peer.member import build as build_member
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
@@ -27,13 +28,11 @@ MEMBER_ID = 0xA991
 
 
 def settings(tmp_path: Path) -> ServerSettings:
-    return ServerSettings(
-        name="m1",
-        data_dir=str(tmp_path / "data"),
+    return settings_from_flags(
+        ["--name=m1", f"--data-dir={tmp_path / 'data'}", "--quota-backend-bytes=1073741824"],
         member_id=MEMBER_ID,
         cluster_id=0xC3,
         initial_members=[Member(MEMBER_ID, "m1", ["http://127.0.0.1:2380"])],
-        quota_backend_bytes=1 << 30,
     )
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from petcd.clock import ManualClock
+from petcd.config import settings_from_flags
 from petcd.config.settings import ServerSettings
 from petcd.lease.service import lease_grant
 from petcd.peer.member import build
@@ -18,13 +19,11 @@ MEMBER_ID = 0x7173
 
 
 def settings(tmp_path: Path) -> ServerSettings:
-    return ServerSettings(
-        name="m1",
-        data_dir=str(tmp_path / "data"),
+    return settings_from_flags(
+        ["--name=m1", f"--data-dir={tmp_path / 'data'}", "--quota-backend-bytes=1073741824"],
         member_id=MEMBER_ID,
         cluster_id=0xC4,
         initial_members=[Member(MEMBER_ID, "m1", ["http://127.0.0.1:2380"])],
-        quota_backend_bytes=1 << 30,
     )
 
 
