@@ -22,6 +22,7 @@ How it works
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -154,6 +155,8 @@ class Backend:
         self._readers = 0
         self._closed = False
         self._hooks: list[Callable[[], None]] = []
+        # called (from any thread) when write_blocked may have ended or a commit was requested
+        self._state_listeners: list[Callable[[], None]] = []
         self.commits = 0
         parent = os.path.dirname(self._path)
         if parent:
@@ -198,6 +201,22 @@ class Backend:
     def _check_open(self) -> None:
         if self._closed:
             raise BackendError("backend: closed")
+
+    def listen_write_state(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener`` (on whichever thread makes the change, so it must only hand the news
+        to its own thread) whenever ``write_blocked`` may have ended or another thread asks the
+        owner for a commit. Returns the function that removes it."""
+        self._state_listeners.append(listener)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._state_listeners.remove(listener)
+
+        return remove
+
+    def _tell_listeners(self) -> None:
+        for listener in list(self._state_listeners):
+            listener()
 
     def add_commit_hook(self, hook: Callable[[], None]) -> None:
         """hook() runs on the owner thread just before each batch commit and may write (the MVCC
@@ -360,6 +379,7 @@ class Backend:
                 if self._wtxn is not None and self._owner != me:
                     seen = self.commits
                     self._commit_requested = True
+                    self._tell_listeners()
                     while self.commits == seen and not self._closed:
                         self._cond.wait()
         if self._fsync:
@@ -490,10 +510,13 @@ class Backend:
                         if self._owner == me:
                             raise BackendError("backend: exclusive operation with a batch open")
                         self._commit_requested = True
+                        self._tell_listeners()
                     self._cond.wait()
                 self._writes_blocked = True
             finally:
                 self._exclusive_waiters -= 1
+                if self._exclusive_waiters == 0 and not self._writes_blocked:  # gave up (closed)
+                    self._tell_listeners()
 
     def _copy(self, dest: str) -> None:
         """LMDB's compacting copy of the committed state to dest, made by a child process.
@@ -518,6 +541,7 @@ class Backend:
         with self._cond:
             self._writes_blocked = False
             self._cond.notify_all()
+        self._tell_listeners()
 
     def defrag(self) -> None:
         """Rewrite the file without its free pages: LMDB's compacting copy to a temporary file

@@ -227,12 +227,28 @@ class EtcdServer:
 
     async def _wait_backend_writable(self) -> None:
         # a write while defrag swaps the file would block this thread, and with it the event
-        # loop; wait on the loop instead so ticks and client I/O go on. (Polled: the defrag
-        # thread needs this thread to commit its batch before it can go on.)
+        # loop; wait on the loop instead so ticks and client I/O go on. The defrag thread needs
+        # this thread to commit its open batch first, so every change the backend reports (a
+        # commit asked for, writes unblocked) wakes this loop to look again.
         backend = self.backend
-        while backend.write_blocked:
-            backend.commit_if_due()
-            await self.clock.sleep(0.002)
+        if not backend.write_blocked:
+            return
+        loop = asyncio.get_running_loop()
+        changed = asyncio.Event()
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(changed.set)
+
+        remove = backend.listen_write_state(wake)
+        try:
+            while True:
+                changed.clear()
+                backend.commit_if_due()
+                if not backend.write_blocked:
+                    return
+                await changed.wait()
+        finally:
+            remove()
 
     def _apply_entry(self, ent: raftpb.Entry) -> None:
         state = self._cell.state

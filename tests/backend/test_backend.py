@@ -420,3 +420,36 @@ def test_concurrent_readers_defrag_and_map_growth_see_whole_commits(tmp_path: Pa
     assert be.map_size > 1 << 16
     assert len(be.range(KEY)) == n * 10
     be.close()
+
+
+def test_write_state_listeners_hear_the_commit_request_and_the_unblocking(tmp_path: Path) -> None:
+    """The owner needs no polling: a listener is told when a defrag on another thread asks for the
+    owner's batch and again when writes are unblocked."""
+    with Backend(db_path(tmp_path)) as be:
+        _fill(be, 200)
+        be.put(KEY, b"pending", b"1")
+        woken = threading.Semaphore(0)
+        calls: list[int] = []
+
+        def listener() -> None:
+            calls.append(1)
+            woken.release()
+
+        remove = be.listen_write_state(listener)
+        t = threading.Thread(target=be.defrag)
+        t.start()
+        # the owner sleeps on the listener only: without its wake-ups this would never end
+        assert woken.acquire(timeout=10), "no commit request heard"
+        while True:
+            be.commit_if_due()
+            if not be.write_blocked:
+                break
+            assert woken.acquire(timeout=10), "no wake-up from the backend"
+        t.join(10)
+        assert not t.is_alive()
+        remove()
+        heard = len(calls)
+        be.put(KEY, b"after", b"2")
+        be.force_commit()
+        assert len(calls) == heard  # a removed listener hears nothing
+        assert be.get(KEY, b"pending") == b"1"
