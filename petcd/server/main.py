@@ -50,6 +50,7 @@ from petcd.peer.member import build as build_member
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.v3electionpb import v3election_pb2 as electionpb
 from petcd.proto.v3lockpb import v3lock_pb2 as lockpb
+from petcd.server import sdnotify
 from petcd.server.bootstrap import BootstrapError
 from petcd.server.concurrency import Cleanups, MemberKV
 from petcd.server.election import Elections
@@ -161,6 +162,7 @@ async def serve(settings: ServerSettings) -> int:
     log.info("serving client requests on %s (%s)", ", ".join(settings.listen_client_urls),
              f"{count} front-end processes" if fronted else "in the member process")
     log.info("member %x of cluster %x is ready (data dir %s)", srv.member_id, srv.cluster_id, settings.data_dir)
+    sd_ready = sdnotify.notify_ready(srv, f"serving clients on {', '.join(settings.listen_client_urls)}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -170,6 +172,7 @@ async def serve(settings: ServerSettings) -> int:
     for w in waiters:
         w.cancel()
     log.info("shutting down")
+    sdnotify.notify_stopping(sd_ready)
     await _shutdown(server, srv, supervisor, links, guards, sockdir)
     failed = srv.fatal is not None
     return 1 if failed else 0
