@@ -18,7 +18,7 @@ import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import BinaryIO
 
@@ -144,10 +144,19 @@ def save_etcd_snapshot(backend: Backend, path: str | os.PathLike[str]) -> int:
     return size + SHA256_SIZE
 
 
-def import_etcd_db(db: BoltReader, backend: Backend, batch_limit: int = 10000) -> dict[bytes, int]:
+def import_etcd_db(
+    db: BoltReader,
+    backend: Backend,
+    batch_limit: int = 10000,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[bytes, int]:
     """Copy an etcd bbolt database into a petcd backend (on this thread, which must own no other
-    batch), converting each bucket (etcd_layout); returns the pairs written per bucket."""
+    batch), converting each bucket (etcd_layout); returns the pairs written per bucket.
+    progress(bytes, pairs), if given, hears the key and value bytes and the pairs written so far
+    after every batch and at the end."""
     written: dict[bytes, int] = {}
+    total_bytes = 0
+    total_pairs = 0
     for name in db.buckets():
         if name not in ALL_BUCKETS:
             log.warning("bucket %r is not part of etcd 3.5's layout; not copied", name)
@@ -159,8 +168,14 @@ def import_etcd_db(db: BoltReader, backend: Backend, batch_limit: int = 10000) -
         for k, v in pairs if ordered else sorted(pairs):
             backend.put(name, k, v, append=ordered)
             n += 1
+            total_bytes += len(k) + len(v)
             if n % batch_limit == 0:
                 backend.force_commit()
+                if progress is not None:
+                    progress(total_bytes, total_pairs + n)
         written[name] = n
+        total_pairs += n
     backend.force_commit()
+    if progress is not None:
+        progress(total_bytes, total_pairs)
     return written

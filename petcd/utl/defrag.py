@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import struct
+import threading
 import time
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ import lmdb
 from petcd.backend import Backend
 from petcd.server.bootstrap import Paths
 from petcd.utl.printer import human_bytes
+from petcd.utl.progress import Progress
 from petcd.wal import WALError
 from petcd.wal.fileutil import DirLock
 
@@ -117,6 +119,14 @@ def _check_magic(db: str) -> None:
         raise DefragError(f"{db} is not a petcd (LMDB) database")
 
 
+def _watch(path: str, shown: Progress, stop: threading.Event) -> None:
+    while not stop.wait(0.1):
+        try:
+            shown.update(os.path.getsize(path))
+        except FileNotFoundError:
+            pass
+
+
 def _defrag(db: str) -> DefragResult:
     try:
         be = Backend(db)
@@ -132,9 +142,23 @@ def _defrag(db: str) -> DefragResult:
             "current-db-size-in-use": human_bytes(in_use),
         }))
         start = time.monotonic()
-        be.defrag()
+        shown = Progress("defragmenting", total=in_use)
+        stop = threading.Event()
+        # the copy is made by a child process (Backend.defrag) into <db>.defrag: its size is
+        # the progress
+        watcher = threading.Thread(target=_watch, args=(db + ".defrag", shown, stop), daemon=True)
+        if shown.enabled:
+            watcher.start()
+        try:
+            be.defrag()
+        finally:
+            stop.set()
+            if shown.enabled:
+                watcher.join()
         took = time.monotonic() - start
         size2, in_use2 = be.size(), be.size_in_use()
+        shown.update(size2)
+        shown.finish()
     log.info("finished defragmenting directory\t%s", _fields(**{
         "path": db,
         "current-db-size-bytes-diff": size2 - size,
