@@ -63,8 +63,9 @@ def write_etcd_db(backend: Backend, f: BinaryIO) -> int:
 
 
 class EtcdSnapshot:
-    """An etcd-format snapshot of a backend, written to an unlinked temporary file and read back
-    in chunks: `db_size` database bytes, then the 32-byte sha256 of them.
+    """An etcd-format snapshot of a backend, written to an unlinked temporary file (in tmp_dir,
+    by default the backend's directory) and read back in chunks: `db_size` database bytes, then
+    the 32-byte sha256 of them.
 
     in_child=True (the default) converts in a child process that reads the LMDB file itself
     (petcd.bbolt.export), so the member's GIL and event loop are not held for the conversion; it
@@ -73,21 +74,16 @@ class EtcdSnapshot:
 
     def __init__(self, backend: Backend, tmp_dir: str | None = None, in_child: bool = True) -> None:
         directory = tmp_dir if tmp_dir is not None else os.path.dirname(os.path.abspath(backend.path))
-        if in_child:
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix="etcd-snapshot-")
-            os.close(fd)
-            try:
-                self.db_size = export_in_child(backend.path, tmp)
-                self._file: BinaryIO = open(tmp, "rb")  # closed by close()
-            finally:
-                os.unlink(tmp)  # the open file keeps its data until closed
-        else:
-            self._file = tempfile.TemporaryFile(dir=directory, prefix="etcd-snapshot-")
-            try:
+        # unlinked from the start (O_TMPFILE): a crash of either process leaves no file behind
+        self._file: BinaryIO = tempfile.TemporaryFile(dir=directory, prefix="etcd-snapshot-")
+        try:
+            if in_child:
+                self.db_size = export_in_child(backend.path, self._file.fileno())
+            else:
                 self.db_size = write_etcd_db(backend, self._file)
-            except BaseException:
-                self._file.close()
-                raise
+        except BaseException:
+            self._file.close()
+            raise
         self.size = self.db_size + SHA256_SIZE
 
     def chunks(self, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
