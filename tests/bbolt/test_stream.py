@@ -20,6 +20,7 @@ from petcd.bbolt.export import export_in_child
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from tests.bbolt.etcd351 import (
+    ETCDCTL,
     Etcd351,
     etcdctl,
     etcdutl,
@@ -29,6 +30,7 @@ from tests.bbolt.etcd351 import (
     leases,
     petcdutl,
     restore_args,
+    run,
 )
 from tests.harness import Server, ServerGroup
 
@@ -158,6 +160,10 @@ def test_etcdctl_save_from_petcd_then_petcdutl_restore(servers: ServerGroup, tmp
     path, petcd, rev, kvs = _saved_from_petcd(servers, tmp_path)
     lease_ids = leases(petcd)
     want_hash = hashkv(petcd, rev)
+    # the notebook points etcdctl at the peer ports: the member itself streams the same file
+    via_peer = tmp_path / "peer.snapshot"
+    run([str(ETCDCTL), f"--endpoints={petcd.peer_endpoint}", "snapshot", "save", str(via_peer)])
+    assert via_peer.read_bytes() == path.read_bytes()
     restored = Server("petcd", tmp_path / "restored", name="p1")
     servers.servers.append(restored)
     petcdutl("snapshot", "restore", str(path), *restore_args(restored))
