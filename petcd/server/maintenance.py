@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import AsyncIterator
 
 from petcd import ETCD_API_VERSION, errors
@@ -55,8 +56,9 @@ async def alarm(srv: EtcdServer, r: pb.AlarmRequest) -> pb.AlarmResponse:
 
 async def defragment(srv: EtcdServer) -> pb.DefragmentResponse:
     before = srv.backend.size()
-    # the copy runs in C in a worker thread; the event loop (and raft ticks) keep going
-    await asyncio.to_thread(srv.backend.defrag)
+    async with _file_guard(srv):
+        # the copy runs in C in a worker thread; the event loop (and raft ticks) keep going
+        await asyncio.to_thread(srv.backend.defrag)
     srv.db_size = srv.backend.size()
     log.info("defragmented backend: %d -> %d bytes", before, srv.db_size)
     return pb.DefragmentResponse(header=srv.header())
@@ -74,15 +76,33 @@ def hash_kv(srv: EtcdServer, rev: int) -> pb.HashKVResponse:
     return pb.HashKVResponse(header=srv.header(cur), hash=h, compact_revision=compact, hash_revision=rev or cur)
 
 
+# A snapshot's export child has the LMDB file open while it converts. Defrag must not swap the
+# file meanwhile: the reopened environment would not be the lock file's first user, so it would
+# trust the lock file's transaction id, which belongs to the old file, and read the compacted
+# file through the wrong meta page (seen: the buckets vanish and the reopen fails). Exports and
+# defrags of one member therefore take turns.
+_FILE_GUARDS: weakref.WeakKeyDictionary[EtcdServer, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _file_guard(srv: EtcdServer) -> asyncio.Lock:
+    guard = _FILE_GUARDS.get(srv)
+    if guard is None:
+        guard = _FILE_GUARDS[srv] = asyncio.Lock()
+    return guard
+
+
 async def _convert(srv: EtcdServer) -> EtcdSnapshot:
     """EtcdSnapshot made in a worker thread; a client that goes away meanwhile does not leak
     the temporary file (it is closed once the conversion ends)."""
-    job = asyncio.ensure_future(asyncio.to_thread(EtcdSnapshot, srv.backend, str(srv.paths.snap_dir)))
-    try:
-        return await asyncio.shield(job)
-    except asyncio.CancelledError:
-        job.add_done_callback(_close_unclaimed)
-        raise
+    async with _file_guard(srv):
+        job = asyncio.ensure_future(asyncio.to_thread(EtcdSnapshot, srv.backend, str(srv.paths.snap_dir)))
+        try:
+            return await asyncio.shield(job)
+        except asyncio.CancelledError:
+            job.add_done_callback(_close_unclaimed)
+            # the child still has the file open: keep defrag out until it is done
+            await asyncio.shield(asyncio.wait([job]))
+            raise
 
 
 def _close_unclaimed(job: asyncio.Future[EtcdSnapshot]) -> None:
