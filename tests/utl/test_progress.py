@@ -36,6 +36,11 @@ def _run_on_pty(argv: list[str]) -> tuple[int, str]:
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave,
                             env=clean_env())
     os.close(slave)
+    return proc.wait(60), _read_all(master)
+
+
+def _read_all(master: int) -> str:
+    """Everything written to the terminal, once every writer has closed it."""
     out = b""
     while True:
         try:
@@ -48,7 +53,7 @@ def _run_on_pty(argv: list[str]) -> tuple[int, str]:
             break
         out += chunk
     os.close(master)
-    return proc.wait(60), out.decode(errors="replace")
+    return out.decode(errors="replace")
 
 
 def test_progress_line_on_a_terminal() -> None:
@@ -63,8 +68,7 @@ def test_progress_line_on_a_terminal() -> None:
         now[0] = 102.0
         p.update(4_000_000, items=20)
         p.finish()
-    shown = os.read(master, 4096).decode()
-    os.close(master)
+    shown = _read_all(master)
     assert shown.count("copying: ") == 3  # 1 MB came too soon after the start to be drawn
     assert "\rcopying: 2.0 MB / 4.0 MB (50%), 10 keys, 2.0 MB/s, 1.0s" in shown
     assert shown.endswith("\rcopying: 4.0 MB / 4.0 MB (100%), 20 keys, 2.0 MB/s, 2.0s\r\n")  # the tty's newline
