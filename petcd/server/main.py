@@ -51,6 +51,7 @@ from petcd.peer.member import build as build_member
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.v3electionpb import v3election_pb2 as electionpb
 from petcd.proto.v3lockpb import v3lock_pb2 as lockpb
+from petcd.server import sdnotify
 from petcd.server.bootstrap import BootstrapError, Paths
 from petcd.server.concurrency import Cleanups, MemberKV
 from petcd.server.corruption import CorruptionMonitor, DataInconsistencyError
@@ -176,6 +177,7 @@ async def serve(settings: ServerSettings) -> int:
     log.info("member %x of cluster %x is ready (data dir %s)", srv.member_id, srv.cluster_id, settings.data_dir)
     checks = (asyncio.create_task(corruption.run(settings.corrupt_check_interval))
               if settings.corrupt_check_interval > 0 else None)
+    sd_ready = sdnotify.notify_ready(srv, f"serving clients on {', '.join(settings.listen_client_urls)}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -187,6 +189,7 @@ async def serve(settings: ServerSettings) -> int:
     log.info("shutting down")
     if checks is not None:
         checks.cancel()
+    sdnotify.notify_stopping(sd_ready)
     await _shutdown(server, srv, supervisor, links, guards, sockdir)
     failed = srv.fatal is not None
     return 1 if failed else 0
