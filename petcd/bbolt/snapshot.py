@@ -78,7 +78,8 @@ class EtcdSnapshot:
         self._file: BinaryIO = tempfile.TemporaryFile(dir=directory, prefix="etcd-snapshot-")
         try:
             if in_child:
-                self.db_size = export_in_child(backend.path, self._file.fileno())
+                with backend.external_reader() as path:
+                    self.db_size = export_in_child(path, self._file.fileno())
             else:
                 self.db_size = write_etcd_db(backend, self._file)
         except BaseException:
