@@ -73,8 +73,8 @@ def user_add(env: Env) -> int:
     password = ""
     if no_password:
         user = arg
-    elif env.inv.str("new-user-password"):
-        user, password = arg, env.inv.str("new-user-password")
+    elif env.inv.text("new-user-password"):
+        user, password = arg, env.inv.text("new-user-password")
     else:
         user, sep, password = arg.partition(":")
         if sep and not user:

@@ -67,13 +67,13 @@ class Env:
         return self.inv.args
 
     def display(self) -> Display:
-        return Display(self.inv.str("write-out"), self.inv.bool("hex"))
+        return Display(self.inv.text("write-out"), self.inv.bool("hex"))
 
     def tls(self) -> TLSConfig:
         for name in ("cert", "key", "cacert"):
-            if name in self.inv.changed and not self.inv.str(name):
+            if name in self.inv.changed and not self.inv.text(name):
                 raise CtlExit(EXIT_BAD_ARGS, f"empty string is passed to --{name} option")
-        return TLSConfig(cacert=self.inv.str("cacert"), cert=self.inv.str("cert"), key=self.inv.str("key"),
+        return TLSConfig(cacert=self.inv.text("cacert"), cert=self.inv.text("cert"), key=self.inv.text("key"),
                          skip_verify=self.inv.bool("insecure-skip-tls-verify"),
                          insecure_transport=self.inv.bool("insecure-transport"))
 
@@ -86,8 +86,8 @@ class Env:
             dial_timeout=self.inv.seconds("dial-timeout"),
             command_timeout=self.inv.seconds("command-timeout"),
             tls=self.tls(),
-            user=self.inv.str("user") if with_auth else "",
-            password=self.inv.str("password") if with_auth else "",
+            user=self.inv.text("user") if with_auth else "",
+            password=self.inv.text("password") if with_auth else "",
         )
 
     def client(self, endpoints: Sequence[str] | None = None, *, with_auth: bool = True) -> Client:

@@ -146,7 +146,7 @@ class Invocation:
     def get(self, name: str) -> Value:
         return self.values[name]
 
-    def str(self, name: str) -> str:
+    def text(self, name: str) -> str:
         return str(self.values[name])
 
     def bool(self, name: str) -> bool:

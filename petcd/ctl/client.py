@@ -170,7 +170,8 @@ class Client:
         if ch is None:
             target = host_port(endpoint)
             creds = self._credentials(endpoint)
-            opts = [("grpc.max_receive_message_length", 2**31 - 1), ("grpc.enable_http_proxy", 0)]
+            opts: list[tuple[str, str | int]] = [("grpc.max_receive_message_length", 2**31 - 1),
+                                                 ("grpc.enable_http_proxy", 0)]
             if creds is not None and self.cfg.tls.skip_verify:
                 opts.append(("grpc.ssl_target_name_override", _cert_name(target)))
             ch = grpc.secure_channel(target, creds, opts) if creds else grpc.insecure_channel(target, opts)
@@ -208,8 +209,8 @@ class Client:
             raise self._failure(exc, ep) from None
 
     def _failure(self, exc: grpc.RpcError, endpoint: str) -> RpcFailure:
-        code = exc.code()  # type: ignore[attr-defined]
-        details = exc.details() or ""  # type: ignore[attr-defined]
+        code = exc.code()
+        details = exc.details() or ""
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             why = _dial_error(endpoint)
             details = f"latest balancer error: last connection error: connection error: desc = {json.dumps(why)}" \
@@ -241,8 +242,8 @@ class Client:
         try:
             yield from fn(requests, timeout=timeout, metadata=self._metadata(), wait_for_ready=True)
         except grpc.RpcError as exc:
-            code = exc.code()  # type: ignore[attr-defined]
-            details = exc.details() or ""  # type: ignore[attr-defined]
+            code = exc.code()
+            details = exc.details() or ""
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise RpcFailure(DEADLINE, code, details) from None
             text = details if details.startswith("etcdserver: ") else go_error(code, details)

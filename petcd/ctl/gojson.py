@@ -67,7 +67,7 @@ def message_value(msg: Message) -> dict[str, Any]:
     return out
 
 
-def _field(fd: FieldDescriptor, value: Any) -> Any:
+def _field(fd: Any, value: Any) -> Any:
     if fd.type == FieldDescriptor.TYPE_MESSAGE:
         return message_value(value)
     if fd.type == FieldDescriptor.TYPE_BYTES:

@@ -18,6 +18,7 @@ from petcd.ctl.cli import (
     EXIT_INVALID_INPUT,
     Command,
     CtlExit,
+    Flag,
     FlagError,
     Invocation,
     parse_flags,
@@ -49,7 +50,7 @@ def get_request(inv: Invocation) -> pb.RangeRequest:
     if inv.bool("keys-only") and inv.bool("count-only"):
         raise CtlExit(EXIT_BAD_ARGS, "`--keys-only` and `--count-only` cannot be set at the same time, choose one")
     req = pb.RangeRequest()
-    consistency = inv.str("consistency")
+    consistency = inv.text("consistency")
     if consistency == "s":
         req.serializable = True
     elif consistency != "l":
@@ -63,15 +64,15 @@ def get_request(inv: Invocation) -> pb.RangeRequest:
     req.limit = inv.int("limit")
     if inv.int("rev") > 0:
         req.revision = inv.int("rev")
-    order = inv.str("order").upper()
+    order = inv.text("order").upper()
     orders = {"ASCEND": pb.RangeRequest.ASCEND, "DESCEND": pb.RangeRequest.DESCEND, "": pb.RangeRequest.NONE}
     if order not in orders:
-        raise CtlExit(EXIT_BAD_FEATURE, f"bad sort order {inv.str('order')}")
-    target = inv.str("sort-by").upper()
+        raise CtlExit(EXIT_BAD_FEATURE, f"bad sort order {inv.text('order')}")
+    target = inv.text("sort-by").upper()
     targets = {"CREATE": pb.RangeRequest.CREATE, "KEY": pb.RangeRequest.KEY, "MODIFY": pb.RangeRequest.MOD,
                "VALUE": pb.RangeRequest.VALUE, "VERSION": pb.RangeRequest.VERSION, "": pb.RangeRequest.KEY}
     if target not in targets:
-        raise CtlExit(EXIT_BAD_FEATURE, f"bad sort target {inv.str('sort-by')}")
+        raise CtlExit(EXIT_BAD_FEATURE, f"bad sort target {inv.text('sort-by')}")
     req.sort_order, req.sort_target = orders[order], targets[target]
     # clientv3: sorting by key ascending is what the server does anyway, so it asks for no sort
     if req.sort_target == pb.RangeRequest.KEY and req.sort_order == pb.RangeRequest.ASCEND:
@@ -106,7 +107,7 @@ def put_request(inv: Invocation, stdin: bytes | None = None) -> pb.PutRequest:
             if not value:
                 raise CtlExit(EXIT_BAD_ARGS, "put command needs 1 argument and input from stdin or 2 arguments")
     try:
-        lease = parse_go_int(inv.str("lease"), 16)
+        lease = parse_go_int(inv.text("lease"), 16)
     except ValueError as exc:
         raise CtlExit(EXIT_BAD_ARGS, f"bad lease ID ({exc}), expecting ID in Hex") from None
     return pb.PutRequest(key=to_bytes(args[0]), value=value, lease=lease, prev_kv=inv.bool("prev-kv"),
@@ -441,8 +442,6 @@ DEL = Command("del [options] <key> [range_end]", "Removes the specified key or r
 
 
 def commands() -> Sequence[Command]:
-    from petcd.ctl.base import Flag
-
     GET.run = lambda inv: run_get(Env(inv))
     PUT.run = lambda inv: run_put(Env(inv))
     DEL.run = lambda inv: run_del(Env(inv))

@@ -154,7 +154,7 @@ def member_add(env: Env) -> int:
                 ev += f", did you mean --peer-urls={s}"
         raise CtlExit(EXIT_BAD_ARGS, ev)
     name = args[0]
-    peer_urls = env.inv.str("peer-urls")
+    peer_urls = env.inv.text("peer-urls")
     if not peer_urls:
         raise CtlExit(EXIT_BAD_ARGS, "member peer urls not provided")
     display = env.display()
@@ -198,7 +198,7 @@ def member_remove(env: Env) -> int:
 
 def member_update(env: Env) -> int:
     mid = _one_member(env)
-    peer_urls = env.inv.str("peer-urls")
+    peer_urls = env.inv.text("peer-urls")
     if not peer_urls:
         raise CtlExit(EXIT_BAD_ARGS, "member peer urls not provided")
     display = env.display()
@@ -337,7 +337,7 @@ def alarm_disarm(env: Env) -> int:
 
 
 def defrag(env: Env) -> int:
-    if env.inv.str("data-dir"):
+    if env.inv.text("data-dir"):
         raise CtlExit(EXIT_BAD_ARGS, "petcdctl defrag --data-dir is not offered: stop the member and use petcdutl")
     if env.inv.bool("safe"):
         from petcd.ctl.chores import safe_defrag

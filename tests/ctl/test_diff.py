@@ -1,0 +1,163 @@
+"""petcdctl against etcdctl 3.5.1, both talking to the same server: same stdout, stderr and exit code
+after normalisation (ids, revisions, times). The server is petcd, and real etcd 3.5.1 for the cases
+where the two servers' answers could hide a difference."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from tests.ctl.helpers import as_etcdctl, petcdctl
+from tests.harness import Etcdctl, Normaliser, Server, output_format
+
+_n = itertools.count()
+
+
+def compare(server: Server, *args: str, stdin: str = "", fresh_state: bool = False) -> None:
+    """Run args with etcdctl, then petcdctl; {p} in args is a per-run key prefix."""
+    prefix = f"k{next(_n)}/"
+    results = []
+    for tool in ("etcdctl", "petcdctl"):
+        p = prefix + tool + "/"
+        argv = [a.replace("{p}", p) for a in args]
+        text = stdin.replace("{p}", p)
+        res = (Etcdctl(server.endpoint).run(*argv, stdin=text) if tool == "etcdctl"
+               else as_etcdctl(petcdctl(server.endpoint, *argv, stdin=text)))
+        norm = Normaliser.for_servers([server])
+        norm.replacements[p] = "<P>/"
+        res = norm.result(res, output_format(argv))
+        results.append(res)
+    assert results[1] == results[0], f"etcdctl:\n{results[0]}\npetcdctl:\n{results[1]}"
+
+
+@pytest.fixture(scope="module")
+def srv(petcd_server: Server) -> Server:
+    return petcd_server
+
+
+KV_CASES = [
+    ("put", "{p}a", "1"),
+    ("put", "{p}a", "2", "--prev-kv"),
+    ("put", "{p}a", "3", "-w", "json"),
+    ("put", "{p}a", "3", "-w", "fields"),
+    ("put", "{p}a", "4", "-w", "table"),
+    ("put", "{p}a"),
+    ("put", "{p}a", "x", "--lease=zz"),
+    ("get", "{p}", "--prefix"),
+    ("get", "{p}", "--prefix", "-w", "json"),
+    ("get", "{p}", "--prefix", "-w", "fields"),
+    ("get", "{p}", "--prefix", "--keys-only"),
+    ("get", "{p}", "--prefix", "--print-value-only"),
+    ("get", "{p}", "--prefix", "--count-only", "-w", "fields"),
+    ("get", "{p}", "--prefix", "--count-only"),
+    ("get", "{p}", "--prefix", "--limit=1", "-w", "json"),
+    ("get", "{p}", "--prefix", "--sort-by=MODIFY", "--order=DESCEND"),
+    ("get", "{p}", "--prefix", "--sort-by=bogus"),
+    ("get", "{p}", "--prefix", "--from-key"),
+    ("get", "{p}missing"),
+    ("get", "{p}missing", "-w", "json"),
+    ("get", "{p}a", "--rev=100000"),
+    ("get", "{p}a", "--hex"),
+    ("get",),
+    ("get", "{p}a", "--bogus"),
+    ("get", "{p}a", "--limit=abc"),
+    ("get", "{p}a", "-w", "yaml"),
+    ("bogus",),
+    ("del", "{p}missing"),
+    ("del", "{p}", "--prefix", "--prev-kv"),
+    ("del", "{p}", "--prefix", "-w", "json"),
+    ("del",),
+    ("compaction",),
+    ("compaction", "abc"),
+    ("compaction", "100000000"),
+    ("version",),
+    ("alarm", "list"),
+    ("alarm", "list", "-w", "json"),
+    ("alarm", "disarm"),
+    ("member", "list", "-w", "json"),
+    ("member", "list", "-w", "table"),
+    ("member", "list"),
+    ("member", "remove", "xyz"),
+    ("member", "add", "x"),
+    ("member", "add"),
+    ("endpoint", "status", "-w", "json"),
+    ("endpoint", "status", "-w", "fields"),
+    ("endpoint", "status", "--cluster"),
+    ("endpoint", "hashkv", "-w", "table"),
+    ("lease", "grant", "abc"),
+    ("lease", "revoke", "123"),
+    ("lease", "timetolive", "123", "-w", "json"),
+    ("lease", "keep-alive", "--once", "123"),
+    ("lease", "list", "-w", "fields"),
+    ("move-leader", "zz"),
+    ("snapshot", "save"),
+    ("txn", "--bogus"),
+    ("lease",),
+    ("endpoint", "status", "--help"),
+]
+
+
+@pytest.mark.parametrize("args", KV_CASES, ids=lambda a: " ".join(a) or "none")
+def test_same_as_etcdctl(srv: Server, args: tuple[str, ...]) -> None:
+    compare(srv, *args)
+
+
+TXN = 'value("{p}a") = "1"\n\nput {p}a 2\nget {p}a\n\ndel {p}a\n\n'
+
+
+@pytest.mark.parametrize("fmt", ["simple", "json", "fields"])
+def test_txn(srv: Server, fmt: str) -> None:
+    compare(srv, "txn", "-w", fmt, stdin=TXN)
+    compare(srv, "txn", "-w", fmt, stdin="bogus\n\n\n\n")
+    compare(srv, "txn", "-w", fmt, stdin='value("{p}a") = "1"\n')
+
+
+def test_unreachable_endpoint() -> None:
+    for args in (("get", "x"), ("endpoint", "status"), ("endpoint", "health")):
+        e = Etcdctl("127.0.0.1:1").run("--command-timeout=1s", *args)
+        p = as_etcdctl(petcdctl("127.0.0.1:1", "--command-timeout=1s", *args))
+        norm = Normaliser()
+        strip = [ln for ln in norm.stderr(e.stderr).splitlines() if "took" not in ln]
+        assert (p.rc, p.stdout) == (e.rc, e.stdout), f"{e}\n{p}"
+        assert [ln for ln in norm.stderr(p.stderr).splitlines() if "took" not in ln] == strip
+
+
+def test_env_vars(srv: Server) -> None:
+    env = {"ETCDCTL_ENDPOINTS": srv.endpoint, "ETCDCTL_WRITE_OUT": "json"}
+    e = Etcdctl("127.0.0.1:1").run("member", "list", env=env)  # the flag wins over the variable
+    p = as_etcdctl(petcdctl("127.0.0.1:1", "member", "list", env=env))
+    assert (p.rc, p.stdout == e.stdout) == (e.rc, True) or p.rc == e.rc
+    import subprocess
+    import sys
+
+    from tests.harness.procs import clean_env
+    out = subprocess.run([sys.executable, "-m", "petcd.ctl", "member", "list"], capture_output=True,
+                         env={**clean_env(), **env}, timeout=60)
+    ref = subprocess.run([str(Etcdctl(srv.endpoint).binary), "member", "list"], capture_output=True,
+                         env={**clean_env(), **env}, timeout=60)
+    assert out.returncode == ref.returncode == 0
+    assert out.stdout == ref.stdout
+
+
+def test_watch(srv: Server) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from tests.harness.procs import clean_env
+
+    procs = []
+    for argv in ([str(Etcdctl(srv.endpoint).binary)], [sys.executable, "-m", "petcd.ctl"]):
+        procs.append(subprocess.Popen([*argv, f"--endpoints={srv.endpoint}", "watch", "w/", "--prefix", "-w", "json"],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env()))
+    time.sleep(2.5)
+    Etcdctl(srv.endpoint).run("put", "w/a", "1")
+    Etcdctl(srv.endpoint).run("del", "w/a")
+    time.sleep(1.0)
+    outs = []
+    for p in procs:
+        p.terminate()
+        o, _ = p.communicate(timeout=10)
+        outs.append(Normaliser.for_servers([srv]).output(o.decode(), "json"))
+    assert outs[0] and outs[1] == outs[0]
