@@ -56,10 +56,15 @@ def step(text: str) -> None:
     sys.stdout.flush()
 
 
-def survey(c: Client, timeout: float) -> list[MemberState]:
-    """Every member with its first client URL and its status (None if it does not answer)."""
+def survey(c: Client, timeout: float, linearizable: bool = True) -> list[MemberState]:
+    """Every member with its first client URL and its status (None if it does not answer). Without
+    quorum only a serializable member list answers: a refusal must still be able to explain itself."""
     states = []
-    for m in c.member_list().members:
+    try:
+        members = c.member_list(linearizable).members
+    except RpcFailure as exc:
+        raise CtlExit(EXIT_CLUSTER_NOT_HEALTHY, f"cannot list the members ({exc}); nothing changed") from None
+    for m in members:
         if not m.clientURLs:
             states.append(MemberState(m, "", None, "not started (no client URL)"))
             continue
@@ -205,7 +210,7 @@ def member_replace(env: Env) -> int:
     if not peer_urls:
         raise CtlExit(EXIT_BAD_ARGS, "member peer urls not provided (--peer-urls)")
     with env.client() as c:
-        states = survey(c, env.inv.seconds("command-timeout"))
+        states = survey(c, env.inv.seconds("command-timeout"), linearizable=False)
         match = [s for s in states if s.member.name == target_name or f"{s.member.ID:x}" == target_name]
         if not match:
             raise CtlExit(EXIT_ERROR, f"no member named {target_name!r} (members: "

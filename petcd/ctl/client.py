@@ -250,8 +250,8 @@ class Client:
             raise RpcFailure(text, code, details) from None
 
     # --- helpers used by several commands ----------------------------------------------------------
-    def member_list(self) -> Any:
-        return self.unary("Cluster", "MemberList", pb.MemberListRequest(linearizable=True))
+    def member_list(self, linearizable: bool = True) -> Any:
+        return self.unary("Cluster", "MemberList", pb.MemberListRequest(linearizable=linearizable))
 
     def status(self, endpoint: str, timeout: float | None = None) -> Any:
         return self.unary("Maintenance", "Status", pb.StatusRequest(), endpoint=endpoint, timeout=timeout)
