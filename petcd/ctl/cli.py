@@ -380,17 +380,31 @@ def parse_flags(cmd: Command, argv: Sequence[str]) -> Invocation:
     return Invocation(cmd, args, values, changed, list(argv))
 
 
-def apply_env(inv: Invocation, prefix: str = "ETCDCTL") -> None:
-    """ETCDCTL_<FLAG> sets a global flag not given on the command line (etcd's SetPflagsFromEnv)."""
-    for f in inv.command.inherited() if inv.command.parent else inv.command.persistent:
-        key = prefix + "_" + f.name.upper().replace("-", "_")
+def apply_env(inv: Invocation, prefix: str = "ETCDCTL", ignore: Sequence[str] = ()) -> None:
+    """ETCDCTL_<FLAG> sets a global flag not given on the command line (etcd's SetPflagsFromEnv):
+    a value that does not parse is ignored, as etcdctl does; an unknown variable is warned about."""
+    flags = inv.command.inherited() if inv.command.parent else inv.command.persistent
+    known = {prefix + "_" + f.name.upper().replace("-", "_"): f for f in flags}
+    for key in sorted(os.environ):
+        if key.startswith(prefix + "_") and key not in known and key not in ignore:
+            _log_warn_unknown_env(f"{key}={os.environ[key]}")
+    for key, f in known.items():
         if f.name in inv.changed or key not in os.environ:
             continue
         try:
             inv.values[f.name] = f.parse(os.environ[key], f"--{f.name}")
-        except FlagError as exc:
-            raise CtlExit(EXIT_ERROR, f"invalid value {os.environ[key]!r} for {key}: {exc}") from None
+        except FlagError:
+            continue
         inv.changed.add(f.name)
+
+
+def _log_warn_unknown_env(assignment: str) -> None:
+    import json
+    import time
+
+    line = {"level": "warn", "ts": time.time(), "caller": "flags/flag.go:93",
+            "msg": "unrecognized environment variable", "environment-variable": assignment}
+    write_err(json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n")
 
 
 # --- usage (etcd's cobrautl template, rendered through Go's tabwriter) ----------------------------

@@ -63,7 +63,7 @@ def run(argv: Sequence[str]) -> int:
         err(f"\nError: {exc}\n")
         return EXIT_ERROR
     try:
-        apply_env(inv)
+        apply_env(inv, ignore=("ETCDCTL_WATCH_KEY", "ETCDCTL_WATCH_RANGE_END") if cmd.name == "watch" else ())
         return cmd.run(inv)
     except CtlExit as exc:
         sys.stdout.flush()

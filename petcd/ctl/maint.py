@@ -24,7 +24,7 @@ from petcd.ctl.cli import (
     parse_go_uint,
 )
 from petcd.ctl.client import Client, RpcFailure
-from petcd.ctl.printer import EpHashKV, EpHealth, EpStatus, err, out
+from petcd.ctl.printer import EpHashKV, EpHealth, EpStatus, err, humanize_bytes, out
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 
 ALARM_GET = pb.AlarmRequest.GET
@@ -384,19 +384,46 @@ def snapshot_save(env: Env) -> int:
         raise CtlExit(EXIT_INTERRUPTED, f"snapshot must be requested to one selected node, not multiple [{' '.join(eps)}]")
     timeout = env.inv.seconds("command-timeout") if "command-timeout" in env.inv.changed else None
     part = path + ".part"
+    ep = eps[0]
+    info("snapshot/v3_snapshot.go:68", "created temporary db file", path=part)
+    start = time.monotonic()
+    size = 0
     try:
         with env.client() as c, open(part, "wb") as f:
-            for chunk in c.stream("Maintenance", "Snapshot", pb.SnapshotRequest(), timeout=timeout):
+            stream = c.stream("Maintenance", "Snapshot", pb.SnapshotRequest(), timeout=timeout)
+            first = True
+            for chunk in stream:
+                if first:
+                    info("v3/maintenance.go:211", "opened snapshot stream; downloading", logger="client")
+                    info("snapshot/v3_snapshot.go:76", "fetching snapshot", endpoint=ep)
+                    first = False
                 f.write(chunk.blob)
+                size += len(chunk.blob)
+            info("v3/maintenance.go:219", "completed snapshot read; closing", logger="client")
             f.flush()
             os.fsync(f.fileno())
+        took = time.monotonic() - start
+        info("snapshot/v3_snapshot.go:91", "fetched snapshot", endpoint=ep, size=humanize_bytes(size),
+             took="now" if took < 1 else f"{int(took)} second{'s' if int(took) > 1 else ''} ago")
         os.replace(part, path)
+        info("snapshot/v3_snapshot.go:100", "saved", path=path)
     except (RpcFailure, OSError) as exc:
         if os.path.exists(part):
             os.unlink(part)
         raise CtlExit(EXIT_INTERRUPTED, str(exc)) from None
     out(f"Snapshot saved at {path}\n")
     return 0
+
+
+def info(caller: str, msg: str, logger: str = "", **fields: str) -> None:
+    """One of etcdctl's zap info lines on stderr (snapshot save logs its steps)."""
+    import json
+
+    line: dict[str, object] = {"level": "info", "ts": time.time()}
+    if logger:
+        line["logger"] = logger
+    line.update(caller=caller, msg=msg, **fields)
+    err(json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n")
 
 
 def version(env: Env) -> int:

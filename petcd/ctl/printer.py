@@ -467,29 +467,23 @@ class Display:
     def user_get(self, name: str, r: Any) -> None:
         if self._rpc(r):
             return
-        if self.fmt == "fields":
-            self.hdr(r.header)
-            out('"Roles" :' + "".join(" " + go_quote(x) for x in r.roles) + "\n")
-            return
+        if self.fmt == "fields":  # etcdctl has no fields form of this one
+            raise self.unsupported()
         out(f"User: {name}\nRoles:" + "".join(" " + x for x in r.roles) + "\n")
 
     def user_list(self, r: Any) -> None:
         if self._rpc(r):
             return
-        if self.fmt == "fields":
-            self.hdr(r.header)
-            out('"Users" :' + "".join(" " + go_quote(x) for x in r.users) + "\n")
-            return
+        if self.fmt == "fields":  # etcdctl has no fields form of this one
+            raise self.unsupported()
         for u in r.users:
             out(u + "\n")
 
     def auth_status(self, r: Any) -> None:
         if self._rpc(r):
             return
-        if self.fmt == "fields":
-            self.hdr(r.header)
-            out(f'"Enabled" : {_b(r.enabled)}\n"AuthRevision" : {r.authRevision}\n')
-            return
+        if self.fmt == "fields":  # etcdctl has no fields form of this one
+            raise self.unsupported()
         out(f"Authentication Status: {_b(r.enabled)}\nAuthRevision: {r.authRevision}\n")
 
 

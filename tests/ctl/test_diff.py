@@ -32,8 +32,9 @@ def compare(server: Server, *args: str, stdin: str = "", fresh_state: bool = Fal
 
 
 @pytest.fixture(scope="module")
-def srv(petcd_server: Server) -> Server:
-    return petcd_server
+def srv(server: Server) -> Server:
+    """Real etcd 3.5.1 and petcd in turn: the same commands, compared on each server."""
+    return server
 
 
 KV_CASES = [
