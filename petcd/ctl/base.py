@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from petcd.ctl.cli import EXIT_BAD_ARGS, CtlExit, Flag, Invocation
+from petcd.ctl.cli import EXIT_BAD_ARGS, EXIT_BAD_FEATURE, CtlExit, Flag, Invocation, go_duration
 from petcd.ctl.client import Client, ClientConfig, TLSConfig
 from petcd.ctl.printer import Display
 
@@ -66,6 +66,30 @@ class Env:
     def args(self) -> list[str]:
         return self.inv.args
 
+    def check_globals(self) -> None:
+        """Global flags petcdctl accepts must do something: --debug prints the flags as etcdctl does,
+        the keepalive flags go to the gRPC channel, DNS discovery is refused."""
+        for name in ("discovery-srv", "discovery-srv-name"):
+            if self.inv.text(name):
+                raise CtlExit(EXIT_BAD_FEATURE, f"--{name}: petcdctl does not do DNS SRV discovery; give --endpoints")
+
+    def print_debug(self) -> None:
+        """--debug: the global flags as ETCDCTL_* lines on stderr, each time a client is configured."""
+        if self.inv.bool("debug"):
+            import sys
+
+            for f in sorted(self.inv.command.inherited(), key=lambda f: f.name):
+                value = self.inv.values[f.name]
+                if f.kind == "strings":
+                    text = "[" + ",".join(value) + "]"  # type: ignore[arg-type]
+                elif f.kind == "duration":
+                    text = go_duration(float(value))  # type: ignore[arg-type]
+                elif f.kind == "bool":
+                    text = "true" if value else "false"
+                else:
+                    text = str(value)
+                sys.stderr.write(f"ETCDCTL_{f.name.upper().replace('-', '_')}={text}\n")
+
     def display(self) -> Display:
         return Display(self.inv.text("write-out"), self.inv.bool("hex"))
 
@@ -81,6 +105,7 @@ class Env:
         return [e.strip() for e in self.inv.strings("endpoints")]
 
     def config(self, endpoints: Sequence[str] | None = None, *, with_auth: bool = True) -> ClientConfig:
+        self.print_debug()
         return ClientConfig(
             endpoints=tuple(endpoints if endpoints is not None else self.endpoints()),
             dial_timeout=self.inv.seconds("dial-timeout"),
@@ -88,6 +113,8 @@ class Env:
             tls=self.tls(),
             user=self.inv.text("user") if with_auth else "",
             password=self.inv.text("password") if with_auth else "",
+            keepalive_time=self.inv.seconds("keepalive-time"),
+            keepalive_timeout=self.inv.seconds("keepalive-timeout"),
         )
 
     def client(self, endpoints: Sequence[str] | None = None, *, with_auth: bool = True) -> Client:

@@ -74,6 +74,8 @@ class ClientConfig:
     tls: TLSConfig = TLSConfig()
     user: str = ""
     password: str = ""
+    keepalive_time: float = 2.0
+    keepalive_timeout: float = 6.0
 
 
 def split_user(user: str, password: str) -> tuple[str, str]:
@@ -171,7 +173,10 @@ class Client:
             target = host_port(endpoint)
             creds = self._credentials(endpoint)
             opts: list[tuple[str, str | int]] = [("grpc.max_receive_message_length", 2**31 - 1),
-                                                 ("grpc.enable_http_proxy", 0)]
+                                                 ("grpc.enable_http_proxy", 0),
+                                                 ("grpc.keepalive_time_ms", int(self.cfg.keepalive_time * 1000)),
+                                                 ("grpc.keepalive_timeout_ms", int(self.cfg.keepalive_timeout * 1000)),
+                                                 ("grpc.keepalive_permit_without_calls", 1)]
             if creds is not None and self.cfg.tls.skip_verify:
                 opts.append(("grpc.ssl_target_name_override", _cert_name(target)))
             ch = grpc.secure_channel(target, creds, opts) if creds else grpc.insecure_channel(target, opts)

@@ -64,6 +64,9 @@ def run(argv: Sequence[str]) -> int:
         return EXIT_ERROR
     try:
         apply_env(inv, ignore=("ETCDCTL_WATCH_KEY", "ETCDCTL_WATCH_RANGE_END") if cmd.name == "watch" else ())
+        from petcd.ctl.base import Env
+
+        Env(inv).check_globals()
         return cmd.run(inv)
     except CtlExit as exc:
         sys.stdout.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -41,6 +42,32 @@ def fill(members: list[Server], n: int, size: int) -> None:
         ctl.run("put", f"fill/{i % 4}", "x" * size)
 
 
+def same_output(members: list[Server], *args: str, first: bool = False) -> None:
+    """etcdctl and petcdctl, one right after the other, on the same cluster (nothing changes between)."""
+    from tests.ctl.helpers import as_etcdctl
+    from tests.harness import Normaliser
+
+    # with several endpoints, which member answers is the balancer's choice (etcdctl's varies too)
+    targets = eps(members)[:1] if first else eps(members)
+    e = Etcdctl(targets).run(*args)
+    p = as_etcdctl(petcdctl(targets, *args))
+    norm = Normaliser()
+    fmt = "json" if "json" in args else "simple"
+    e, p = (type(e)(r.rc, norm.output(r.stdout, fmt), norm.stderr(r.stderr)) for r in (e, p))
+    e_out, p_out = (re.sub(r'"took":"[^"]*"', "<TOOK>", r.stdout) for r in (e, p))
+    assert (p.rc, p_out, p.stderr) == (e.rc, e_out, e.stderr), f"{args}\netcdctl:\n{e}\npetcdctl:\n{p}"
+
+
+def test_cluster_views(cluster: tuple[ServerGroup, list[Server]]) -> None:
+    _, members = cluster
+    for args in (("endpoint", "status", "--cluster", "-w", "table"), ("endpoint", "status", "-w", "json"),
+                 ("endpoint", "hashkv", "--cluster"), ("defrag", "--cluster"), ("defrag",), ("move-leader", "1")):
+        same_output(members, *args)
+    for args in (("member", "list", "-w", "table"), ("member", "list", "-w", "json"),
+                 ("member", "list", "--hex", "-w", "json"), ("member", "list", "-w", "fields")):
+        same_output(members, *args, first=True)
+
+
 def test_defrag_safe_only_fragmented(cluster: tuple[ServerGroup, list[Server]]) -> None:
     _, members = cluster
     fill(members, 12, 64 * 1024)  # ~800 KiB of history on 4 keys
@@ -50,7 +77,6 @@ def test_defrag_safe_only_fragmented(cluster: tuple[ServerGroup, list[Server]]) 
     assert ok.rc == 0, ok
     lines = ok.stdout.splitlines()
     # each member is judged on what it reports: defragmented exactly when dbSize - dbSizeInUse >= 256 KiB
-    import re
     survey = {m.group(1): int(m.group(2)) - int(m.group(3)) for m in
               (re.match(r"  \S+ \S+ (\S+): ok, dbSize (\d+), dbSizeInUse (\d+)", ln) for ln in lines) if m}
     assert len(survey) == 3
@@ -100,6 +126,9 @@ def test_recover_nospace(cluster: tuple[ServerGroup, list[Server]]) -> None:
         pytest.fail("the quota was never reached")
     alarms = ctl.run("alarm", "list")
     assert "alarm:NOSPACE" in alarms.stdout, alarms
+    for args in (("alarm", "list"), ("alarm", "list", "-w", "json"), ("alarm", "list", "-w", "fields"),
+                 ("endpoint", "health", "-w", "json"), ("put", "more", "x")):
+        same_output(members, *args, first=True)
     r = petcdctl(eps(members), "recover", "nospace")
     assert r.rc == 0, r
     out = r.stdout
