@@ -96,6 +96,34 @@ KV_CASES = [
     ("txn", "--bogus"),
     ("lease",),
     ("endpoint", "status", "--help"),
+    ("-w", "json", "--hex", "get", "{p}a"),
+    ("get", "{p}a", "-wjson"),
+    ("get", "{p}a", "-w=fields"),
+    ("--dial-timeout=abc", "get", "x"),
+    ("get", "x", "--limit"),
+    ("get", "x", "--consistency=s"),
+    ("get", "x", "--consistency=q"),
+    ("put", "--", "{p}dash", "-v"),
+    ("get", "{p}dash", "--print-value-only", "-w", "json"),
+    ("put", "{p}ign", "--ignore-value", "x"),
+    ("get", "{p}", "--prefix", "--hex", "-w", "json"),
+    ("del", "{p}", "--from-key", "--prefix"),
+    ("del", "{p}a", "{p}z", "--prefix"),
+    ("watch", "--prefix", "a", "b"),
+    ("watch",),
+    ("lease", "grant"),
+    ("lease", "timetolive"),
+    ("member", "update", "abc"),
+    ("member", "update", "12", "--peer-urls="),
+    ("member", "promote"),
+    ("member", "add", "a", "http://x"),
+    ("role", "get"),
+    ("user", "add"),
+    ("auth", "enable", "x"),
+    ("alarm", "list", "extra"),
+    ("defrag", "-w", "json"),
+    ("ge", "{p}a"),
+    ("endpoint", "st", "-w", "table"),
 ]
 
 
@@ -112,6 +140,30 @@ def test_txn(srv: Server, fmt: str) -> None:
     compare(srv, "txn", "-w", fmt, stdin=TXN)
     compare(srv, "txn", "-w", fmt, stdin="bogus\n\n\n\n")
     compare(srv, "txn", "-w", fmt, stdin='value("{p}a") = "1"\n')
+
+
+def test_watch_formats(srv: Server) -> None:
+    """A watch from a past revision replays the events (and is cut by the test's timeout)."""
+    import subprocess
+    import sys
+
+    from tests.harness.procs import clean_env
+
+    Etcdctl(srv.endpoint).run("put", "wf/a", "1")
+    rev = int(Etcdctl(srv.endpoint).run("get", "wf/a", "-w", "fields").stdout.split('"Revision" : ')[1].split()[0])
+    Etcdctl(srv.endpoint).run("put", "wf/a", "2")
+    Etcdctl(srv.endpoint).run("del", "wf/a")
+    for args in (("--rev", str(rev), "--prev-kv"), ("--rev", str(rev), "-w", "fields"), ("--rev", str(rev), "--hex")):
+        outs = []
+        for argv in ([str(Etcdctl(srv.endpoint).binary)], [sys.executable, "-m", "petcd.ctl"]):
+            try:
+                r = subprocess.run([*argv, f"--endpoints={srv.endpoint}", "watch", "wf/a", *args], capture_output=True,
+                                   env=clean_env(), timeout=4)
+                o = r.stdout
+            except subprocess.TimeoutExpired as exc:
+                o = exc.stdout or b""
+            outs.append(Normaliser.for_servers([srv]).output(o.decode(), output_format(args)))
+        assert outs[0] and outs[1] == outs[0], outs
 
 
 def test_unreachable_endpoint() -> None:
