@@ -163,8 +163,7 @@ class Client:
             raise CtlExit(EXIT_BAD_ARGS, f"open {exc.filename}: {exc.strerror.lower() if exc.strerror else exc}") from None
         if t.skip_verify and root is None:
             # gRPC Python cannot switch verification off: trust the certificate the server presents.
-            host, _, port = host_port(endpoint).rpartition(":")
-            root = ssl.get_server_certificate((host, int(port))).encode()
+            root = _server_cert_pem(host_port(endpoint), t.cert, t.key).encode()
         return grpc.ssl_channel_credentials(root_certificates=root, private_key=key, certificate_chain=cert)
 
     def channel(self, endpoint: str) -> grpc.Channel:
@@ -178,7 +177,8 @@ class Client:
                                                  ("grpc.keepalive_timeout_ms", int(self.cfg.keepalive_timeout * 1000)),
                                                  ("grpc.keepalive_permit_without_calls", 1)]
             if creds is not None and self.cfg.tls.skip_verify:
-                opts.append(("grpc.ssl_target_name_override", _cert_name(target)))
+                tc = self.cfg.tls
+                opts.append(("grpc.ssl_target_name_override", _cert_name(_server_cert_pem(target, tc.cert, tc.key))))
             ch = grpc.secure_channel(target, creds, opts) if creds else grpc.insecure_channel(target, opts)
             self._channels[endpoint] = ch
         return ch
@@ -262,12 +262,30 @@ class Client:
         return self.unary("Maintenance", "Status", pb.StatusRequest(), endpoint=endpoint, timeout=timeout)
 
 
-def _cert_name(target: str) -> str:
+def _server_cert_pem(target: str, cert: str, key: str) -> str:
+    """The certificate the server presents, fetched without verifying it (for skip-verify)."""
+    host, _, port = target.rpartition(":")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["h2"])
+    if cert and key:
+        ctx.load_cert_chain(cert, key)
+    try:
+        with socket.create_connection((host, int(port)), timeout=5) as sock, \
+                ctx.wrap_socket(sock, server_hostname=host) as tls:
+            der = tls.getpeercert(binary_form=True)
+    except (OSError, ValueError) as exc:
+        raise CtlExit(EXIT_BAD_CONNECTION, f"cannot fetch the certificate of {target}: {exc}") from None
+    if der is None:
+        raise CtlExit(EXIT_BAD_CONNECTION, f"{target} presented no certificate")
+    return ssl.DER_cert_to_PEM_cert(der)
+
+
+def _cert_name(pem: str) -> str:
     """A name the server's certificate is valid for, to verify it against itself (skip-verify)."""
     from cryptography import x509
 
-    host, _, port = target.rpartition(":")
-    pem = ssl.get_server_certificate((host, int(port)))
     cert = x509.load_pem_x509_certificate(pem.encode())
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -280,4 +298,4 @@ def _cert_name(target: str) -> str:
     except x509.ExtensionNotFound:
         pass
     cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-    return str(cns[0].value) if cns else host
+    return str(cns[0].value) if cns else "localhost"
