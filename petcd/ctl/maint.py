@@ -385,11 +385,16 @@ def snapshot_save(env: Env) -> int:
     timeout = env.inv.seconds("command-timeout") if "command-timeout" in env.inv.changed else None
     part = path + ".part"
     ep = eps[0]
+    try:
+        f = open(part, "wb")
+    except OSError as exc:
+        why = (exc.strerror or str(exc)).lower()
+        raise CtlExit(EXIT_INTERRUPTED, f"could not open {part} (open {part}: {why})") from None
     info("snapshot/v3_snapshot.go:68", "created temporary db file", path=part)
     start = time.monotonic()
     size = 0
     try:
-        with env.client() as c, open(part, "wb") as f:
+        with env.client() as c, f:
             stream = c.stream("Maintenance", "Snapshot", pb.SnapshotRequest(), timeout=timeout)
             first = True
             for chunk in stream:
@@ -408,8 +413,9 @@ def snapshot_save(env: Env) -> int:
         os.replace(part, path)
         info("snapshot/v3_snapshot.go:100", "saved", path=path)
     except (RpcFailure, OSError) as exc:
+        f.close()
         if os.path.exists(part):
-            os.unlink(part)
+            os.unlink(part)  # never leave a partial snapshot that could pass for a backup
         raise CtlExit(EXIT_INTERRUPTED, str(exc)) from None
     out(f"Snapshot saved at {path}\n")
     return 0

@@ -93,6 +93,7 @@ KV_CASES = [
     ("lease", "list", "-w", "fields"),
     ("move-leader", "zz"),
     ("snapshot", "save"),
+    ("snapshot", "save", "/nonexistent/x.db"),
     ("txn", "--bogus"),
     ("lease",),
     ("endpoint", "status", "--help"),
@@ -174,6 +175,36 @@ def test_unreachable_endpoint() -> None:
         strip = [ln for ln in norm.stderr(e.stderr).splitlines() if "took" not in ln]
         assert (p.rc, p.stdout) == (e.rc, e.stdout), f"{e}\n{p}"
         assert [ln for ln in norm.stderr(p.stderr).splitlines() if "took" not in ln] == strip
+
+
+def test_one_endpoint_down(srv: Server) -> None:
+    """A dead endpoint before a live one: the call goes to the live one, as etcdctl's balancer does."""
+    for args in (("put", "two-eps", "v"), ("get", "two-eps", "--print-value-only")):
+        e = Etcdctl(["127.0.0.1:1", srv.endpoint]).run(*args)
+        p = petcdctl(["127.0.0.1:1", srv.endpoint], *args)
+        assert (p.rc, p.stdout, p.stderr) == (e.rc, e.stdout, e.stderr) and e.rc == 0
+
+
+def test_keep_alive_until_revoked(srv: Server) -> None:
+    import re
+    import subprocess
+    import sys
+    import time
+
+    from tests.harness.procs import clean_env
+
+    lease = re.search(r"lease ([0-9a-f]+) granted", Etcdctl(srv.endpoint).run("lease", "grant", "3").stdout)
+    assert lease
+    proc = subprocess.Popen([sys.executable, "-m", "petcd.ctl", f"--endpoints={srv.endpoint}", "lease", "keep-alive",
+                             lease.group(1)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env())
+    time.sleep(5)  # longer than the TTL: only the keep-alives keep it
+    assert "remaining" in Etcdctl(srv.endpoint).run("lease", "timetolive", lease.group(1)).stdout
+    assert Etcdctl(srv.endpoint).run("lease", "revoke", lease.group(1)).rc == 0
+    out, err = proc.communicate(timeout=20)
+    lines = out.decode().splitlines()
+    assert proc.returncode == 0, err
+    assert len(lines) >= 3 and lines[0] == f"lease {lease.group(1)} keepalived with TTL(3)"
+    assert lines[-1] == f"lease {lease.group(1)} expired or revoked."
 
 
 def test_env_vars(srv: Server) -> None:
