@@ -245,3 +245,22 @@ def test_watch(srv: Server) -> None:
         o, _ = p.communicate(timeout=10)
         outs.append(Normaliser.for_servers([srv]).output(o.decode(), "json"))
     assert outs[0] and outs[1] == outs[0]
+
+
+@pytest.mark.parametrize("args,rc,text", [
+    (("recover", "nospace", "extra"), 128, "recover nospace takes no arguments"),
+    (("recover", "bogus"), 1, 'unknown command "bogus" for "petcdctl recover"'),
+    (("member", "replace"), 128, "member replace needs the member's name"),
+    (("member", "replace", "m1"), 128, "member peer urls not provided"),
+    (("defrag", "--safe"), 128, "--safe needs --cluster"),
+    (("defrag", "--cluster", "--safe", "--min-free-ratio=2"), 128, "--min-free-ratio within [0, 1]"),
+    (("defrag", "--data-dir=/tmp/x"), 128, "use petcdutl"),
+    (("check", "best-practices", "--config-file=/nonexistent.yaml"), 128, "cannot read --config-file"),
+    (("check", "best-practices", "x"), 128, "takes no arguments"),
+    (("--discovery-srv=example.com", "get", "x"), 4, "does not do DNS SRV discovery"),
+    (("watch", "-i"), 4, "interactive watch"),
+])
+def test_chore_bad_input(args: tuple[str, ...], rc: int, text: str) -> None:
+    """Refused before anything is sent (the endpoint does not even exist): nothing can change."""
+    r = petcdctl("127.0.0.1:1", "--command-timeout=1s", *args)
+    assert r.rc == rc and text in r.stderr and r.stderr.startswith("Error: "), r
