@@ -4,8 +4,11 @@
   time (leader last, each healthy again before the next), disarm, verify a write.
 - ``defrag --cluster --safe``: the same order and checks, and only members that are fragmented:
   ``dbSize - dbSizeInUse >= --min-free`` (100 MiB) or, with at least 1 MiB free, a free share of
-  ``dbSize`` of ``--min-free-ratio`` (0.5) or more. (ahrtr/etcd-defrag defragments every member
-  unless given ``--defrag-rule``; its README's example rule is ``dbSize - dbSizeInUse > 200 MiB``.)
+  ``dbSize`` of ``--min-free-ratio`` (0.5) or more. (ahrtr/etcd-defrag, checked on its README:
+  its ``--defrag-rule`` defaults to empty, which defragments every member; its example rule is
+  ``dbSize > dbQuota*80/100 || dbSize - dbSizeInUse > 200*1024*1024``. The quota is not readable
+  over the API, so petcdctl's rule uses only the two sizes a Status answer gives; like etcd-defrag,
+  its health check ignores the NOSPACE alarm.)
 - ``member replace NAME --peer-urls=...``: remove and re-add a member, print its start command;
   refused when the cluster would lose quorum.
 """
