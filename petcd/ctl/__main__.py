@@ -1,0 +1,3 @@
+from petcd.ctl.main import main
+
+main()
