@@ -125,6 +125,14 @@ class Faults:
             m.wait_ready()
 
 
+async def mixed(f: Faults) -> None:
+    """Three faults of any kind, one after another."""
+    for _ in range(3):
+        name = f.rnd.choice(sorted(set(SCENARIOS) - {"mixed"}))
+        await SCENARIOS[name](f)
+        await asyncio.sleep(f.rnd.uniform(0.0, 1.5))
+
+
 SCENARIOS: dict[str, Callable[[Faults], Awaitable[None]]] = {
     "kill-leader": Faults.kill_leader,
     "kill-follower": Faults.kill_follower,
@@ -132,5 +140,6 @@ SCENARIOS: dict[str, Callable[[Faults], Awaitable[None]]] = {
     "restart-all": Faults.restart_all,
     "partition-leader": Faults.partition_leader,
     "partition-follower": Faults.partition_follower,
+    "mixed": mixed,
 }
-NEEDS_PROXIES = frozenset({"partition-leader", "partition-follower"})
+NEEDS_PROXIES = frozenset({"partition-leader", "partition-follower", "mixed"})

@@ -178,3 +178,45 @@ def test_member_promote_through_a_follower(servers: ServerGroup) -> None:
     assert promoted[0].split() == ["Member", learner_id, "promoted", "in", "cluster", cluster_hex]
     listed = ctl.run("member", "list").stdout
     assert f"{learner_id}, started, m4, {peer_url}" in listed and listed.count(", false") == 4, listed
+
+
+def _no_leader_answers(members: list[Server]) -> list[tuple[str, str, str]]:
+    """What a follower left without a quorum answers when asked to forward (all at once)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    leader = leader_of(members)
+    rest = followers_of(members, leader)
+    with grpc.insecure_channel(rest[0].endpoint) as ch:
+        lease = pb_grpc.LeaseStub(ch)  # type: ignore[no-untyped-call]
+        cluster = pb_grpc.ClusterStub(ch)  # type: ignore[no-untyped-call]
+        lease_id = lease.LeaseGrant(pb.LeaseGrantRequest(TTL=60), timeout=10).ID
+        leader.kill9()
+        rest[1].kill9()
+        calls = {
+            "timetolive": lambda: lease.LeaseTimeToLive(pb.LeaseTimeToLiveRequest(ID=lease_id), timeout=20),
+            "promote": lambda: cluster.MemberPromote(pb.MemberPromoteRequest(ID=1234), timeout=20),
+            "keepalive": lambda: next(lease.LeaseKeepAlive(iter([pb.LeaseKeepAliveRequest(ID=lease_id)]), timeout=20)),
+        }
+
+        def one(name: str) -> tuple[str, str, str]:
+            start = time.monotonic()
+            try:
+                calls[name]()
+            except grpc.RpcError as exc:
+                took = time.monotonic() - start
+                # etcd gives up at its request timeout (5 s + 2 election timeouts), well before 20 s
+                return name, f"{exc.code().name}: {exc.details()}", "before the deadline" if took < 15 else "late"
+            return name, "answered", ""
+
+        with ThreadPoolExecutor(3) as pool:
+            return sorted(pool.map(one, calls))
+
+
+@pytest.mark.etcd
+def test_forwarding_without_a_quorum_answers_as_etcd(servers: ServerGroup) -> None:
+    args = ("--heartbeat-interval=50", "--election-timeout=500")
+    got = {kind: _no_leader_answers(servers.start_cluster(kind, 3, label=f"{kind}-nl", extra_args=args))
+           for kind in ("etcd", "petcd")}
+    assert got["etcd"] == [(n, "UNAVAILABLE: etcdserver: no leader", "before the deadline")
+                           for n in ("keepalive", "promote", "timetolive")]
+    assert got["petcd"] == got["etcd"]
