@@ -7,7 +7,9 @@ Checks, each a list of problems (empty when it holds):
 - no acknowledged write is lost: every member's event history holds each acknowledged write at
   the revision the client was told, and the members' histories are the same;
 - every watcher got every event once, in order (after reconnecting where its stream broke);
-- every member's HashKV at the final revision is the same.
+- every member's HashKV at the final revision is the same;
+- a lease kept alive (through random members, so mostly forwarded) with no gap near its TTL is
+  never found gone, nor its key.
 
 The history as checked (unknown outcomes settled from the event history, see ``patch_history``)
 is saved to ``<run dir>/history.json``, and the raw one with the fault log and the problems to
@@ -33,7 +35,7 @@ from tests.harness import LOOPBACK, Server, ServerGroup, free_ports
 from tests.robustness.faults import NEEDS_PROXIES, SCENARIOS, Faults
 from tests.robustness.linearizability import Delete, Op, Output, Put, PutOk, TxnOk, check, save_history
 from tests.robustness.proxy import PeerProxies, PeerProxy
-from tests.robustness.workload import PREFIX, Event, Recorder, Watcher, collect_events, now
+from tests.robustness.workload import PREFIX, Event, LeaseKeeper, Recorder, Watcher, collect_events, now
 
 HEARTBEAT_MS = 100
 ELECTION_MS = 1000
@@ -207,6 +209,9 @@ async def run(root: Path, cfg: RunConfig) -> RunResult:
         stop = asyncio.Event()
         watchers = [Watcher(endpoints, start_rev, i) for i in range(len(endpoints))]
         watch_tasks = [asyncio.ensure_future(w.run(stop)) for w in watchers]
+        keeper = LeaseKeeper(endpoints, cfg.seed)
+        lease_stop = asyncio.Event()
+        keeper_task = asyncio.ensure_future(keeper.run(lease_stop))
         until = now() + cfg.duration
         clients = [asyncio.ensure_future(recorder.client(c, until)) for c in range(cfg.clients)]
 
@@ -226,6 +231,9 @@ async def run(root: Path, cfg: RunConfig) -> RunResult:
             await asyncio.sleep(0.1)
         stop.set()
         await asyncio.gather(*watch_tasks)
+        lease_stop.set()
+        await keeper_task
+        result.problems += keeper.problems
 
         patched = patch_history(recorder.ops, truth)
         save_history(root / "history.json", patched, {"seed": cfg.seed, "scenario": cfg.scenario})
@@ -258,6 +266,7 @@ async def run(root: Path, cfg: RunConfig) -> RunResult:
         if len(set(hashes.values())) != 1:
             result.problems.append(f"HashKV at revision {final_rev} differs: {hashes}")
         unknown = sum(1 for op in recorder.ops if op.output is None)
+        result.stats.update(lease_renewals=keeper.renewals, lease_max_gap=round(keeper.max_gap, 1))
         result.stats.update(ops=len(recorder.ops), unknown=unknown, final_revision=final_rev,
                             events=len(truth), reconnects=sum(w.reconnects for w in watchers),
                             errors=dict(recorder.errors))

@@ -287,3 +287,70 @@ async def collect_events(endpoint: str, start_revision: int, last_revision: int,
         stop.set()
         await task
     return w.events
+
+
+@dataclass
+class LeaseKeeper:
+    """One lease with a key on it, kept alive through a random member every second (a fresh
+    LeaseKeepAlive stream each time, as ``etcdctl lease keep-alive --once`` does, so followers
+    forward most of them). While no two successful keep-alives are further apart than the TTL
+    less a margin, the lease must never be found gone."""
+
+    endpoints: Sequence[str]
+    seed: int
+    ttl: int = 5
+    key: bytes = PREFIX + b"leased"
+    lease_id: int = 0
+    last_ok: float = 0.0
+    max_gap: float = 0.0
+    renewals: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def margin_held(self) -> bool:
+        return self.max_gap <= self.ttl - 1.5
+
+    async def run(self, stop: asyncio.Event) -> None:
+        rnd = random.Random(f"{self.seed}/lease")
+        channels = [grpc.aio.insecure_channel(ep) for ep in self.endpoints]
+        try:
+            leases = [pb_grpc.LeaseStub(ch) for ch in channels]  # type: ignore[no-untyped-call]
+            kvs = [pb_grpc.KVStub(ch) for ch in channels]  # type: ignore[no-untyped-call]
+            while not self.lease_id and not stop.is_set():
+                try:
+                    self.lease_id = int((await leases[0].LeaseGrant(pb.LeaseGrantRequest(TTL=self.ttl), timeout=3)).ID)
+                    await kvs[0].Put(pb.PutRequest(key=self.key, value=b"l", lease=self.lease_id), timeout=3)
+                    self.last_ok = now()
+                except grpc.aio.AioRpcError:
+                    self.lease_id = 0
+                    await asyncio.sleep(0.2)
+            while not stop.is_set():
+                await asyncio.sleep(1.0)
+                i = rnd.randrange(len(leases))
+                try:
+                    call = leases[i].LeaseKeepAlive(timeout=3)
+                    await call.write(pb.LeaseKeepAliveRequest(ID=self.lease_id))
+                    resp = await call.read()
+                    call.cancel()
+                except (grpc.aio.AioRpcError, TimeoutError):
+                    continue
+                if resp is grpc.aio.EOF:
+                    continue
+                t = now()
+                self.max_gap = max(self.max_gap, t - self.last_ok)
+                if resp.TTL <= 0:
+                    if self.margin_held:
+                        self.problems.append(
+                            f"lease {self.lease_id:x} gone at a keep-alive through {self.endpoints[i]}, "
+                            f"{t - self.last_ok:.1f}s after the last one (TTL {self.ttl}s)")
+                    return
+                self.last_ok = t
+                self.renewals += 1
+            # still alive at the end: its key is there
+            if self.margin_held and now() - self.last_ok < self.ttl - 1.5:
+                rr = await kvs[0].Range(pb.RangeRequest(key=self.key), timeout=5)
+                if not rr.kvs or rr.kvs[0].lease != self.lease_id:
+                    self.problems.append(f"the key of lease {self.lease_id:x} is gone although it was kept alive")
+        finally:
+            for ch in channels:
+                await ch.close()
