@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=6)
     ap.add_argument("--keys", type=int, default=5)
     ap.add_argument("--frontends", type=int, default=0, help="--client-frontends of the members")
+    ap.add_argument("--heartbeat-ms", type=int, default=100)
+    ap.add_argument("--election-ms", type=int, default=1000)
     ap.add_argument("--out", type=Path, default=None, help="where run directories go")
     ns = ap.parse_args(argv)
     # child processes must import this tree, as under pytest (tests/conftest.py does the same)
@@ -38,13 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(ns.runs):
         seed = first + i
         scenario = ns.scenario or random.Random(seed).choice(sorted(SCENARIOS))
-        cfg = RunConfig(seed, scenario, ns.duration, ns.clients, ns.keys, ns.frontends)
+        cfg = RunConfig(seed, scenario, ns.duration, ns.clients, ns.keys, ns.frontends, ns.heartbeat_ms,
+                        ns.election_ms)
         result = run_sync(out / f"seed-{seed}-{scenario}", cfg)
         print(result.summary(), flush=True)
         if not result.ok:
             failed += 1
             print(f"  rerun: python -m tests.robustness --seed {seed} --scenario {scenario}"
-                  f" --duration {ns.duration} --clients {ns.clients} --keys {ns.keys}", flush=True)
+                  f" --duration {ns.duration} --clients {ns.clients} --keys {ns.keys} --frontends {ns.frontends}"
+                  f" --heartbeat-ms {ns.heartbeat_ms} --election-ms {ns.election_ms}", flush=True)
             print(f"  recheck the history: python -m tests.robustness.linearizability {result.history_path}",
                   flush=True)
     print(f"{ns.runs - failed} passed, {failed} failed", flush=True)

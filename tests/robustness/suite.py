@@ -61,6 +61,8 @@ class RunConfig:
     clients: int = 6
     keys: int = 5
     frontends: int = 0
+    heartbeat_ms: int = HEARTBEAT_MS
+    election_ms: int = ELECTION_MS
 
 
 @dataclass
@@ -81,21 +83,21 @@ class RunResult:
         return f"{s}\n  {stats}" + "".join(f"\n  - {p}" for p in self.problems)
 
 
-def _member_args(frontends: int) -> tuple[str, ...]:
-    return (f"--heartbeat-interval={HEARTBEAT_MS}", f"--election-timeout={ELECTION_MS}",
-            f"--client-frontends={frontends}")
+def _member_args(cfg: RunConfig) -> tuple[str, ...]:
+    return (f"--heartbeat-interval={cfg.heartbeat_ms}", f"--election-timeout={cfg.election_ms}",
+            f"--client-frontends={cfg.frontends}")
 
 
-def start_members(group: ServerGroup, root: Path, frontends: int, proxied: bool) -> tuple[list[Server], PeerProxies | None]:
+def start_members(group: ServerGroup, root: Path, cfg: RunConfig, proxied: bool) -> tuple[list[Server], PeerProxies | None]:
     """Three members (behind peer proxies if asked; the proxies must then be started before the
     members can elect a leader, which ``run`` does)."""
     if not proxied:
-        return group.start_cluster("petcd", 3, extra_args=_member_args(frontends)), None
+        return group.start_cluster("petcd", 3, extra_args=_member_args(cfg)), None
     names = ["m1", "m2", "m3"]
     ports = free_ports(9)
     initial = ",".join(f"{n}=http://{LOOPBACK}:{ports[3 * i + 2]}" for i, n in enumerate(names))
     members: list[Server] = [
-        ProxiedServer("petcd", root / n, name=n, extra_args=_member_args(frontends), label=f"petcd-{n}",
+        ProxiedServer("petcd", root / n, name=n, extra_args=_member_args(cfg), label=f"petcd-{n}",
                       client_port=ports[3 * i], peer_port=ports[3 * i + 1], initial_cluster=initial,
                       advertise_port=ports[3 * i + 2])
         for i, n in enumerate(names)
@@ -190,7 +192,7 @@ async def run(root: Path, cfg: RunConfig) -> RunResult:
     watchers: list[Watcher] = []
     started = time.monotonic()
     try:
-        members, proxies = start_members(group, root, cfg.frontends, proxied)
+        members, proxies = start_members(group, root, cfg, proxied)
         if proxies is not None:
             await proxies.start()
 
@@ -205,7 +207,7 @@ async def run(root: Path, cfg: RunConfig) -> RunResult:
         start_rev = await asyncio.to_thread(_revision, endpoints[0]) + 1
         keys = [PREFIX + f"k{i}".encode() for i in range(cfg.keys)]
         recorder = Recorder(endpoints, keys, cfg.seed)
-        faults = Faults(members, ELECTION_MS / 1000, rnd, proxies)
+        faults = Faults(members, cfg.election_ms / 1000, rnd, proxies)
         stop = asyncio.Event()
         watchers = [Watcher(endpoints, start_rev, i) for i in range(len(endpoints))]
         watch_tasks = [asyncio.ensure_future(w.run(stop)) for w in watchers]

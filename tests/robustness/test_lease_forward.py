@@ -221,3 +221,37 @@ def test_forwarding_without_a_quorum_answers_as_etcd(servers: ServerGroup) -> No
     assert got["etcd"] == [(n, "UNAVAILABLE: etcdserver: no leader", "before the deadline")
                            for n in ("keepalive", "promote", "timetolive")]
     assert got["petcd"] == got["etcd"]
+
+
+def test_leader_forward_service_checks_identity_and_never_forwards_again(servers: ServerGroup) -> None:
+    from petcd.proto.peerpb import peer_pb2 as peerpb
+    from petcd.proto.peerpb import peer_pb2_grpc as peer_grpc
+
+    members = servers.start_cluster("petcd", 3)
+    leader = leader_of(members)
+    follower = followers_of(members, leader)[0]
+    lease_id = _grant(follower, 30, b"fwd/ids")
+    ids = leader.ids()
+    sender = follower.ids().member_id
+
+    def renew(target: Server, **override: int) -> peerpb.ForwardLeaseRenewResponse:
+        fields = {"cluster_id": ids.cluster_id, "sender_id": sender, "receiver_id": target.ids().member_id,
+                  "lease_id": lease_id, **override}
+        with grpc.insecure_channel(target.peer_endpoint) as ch:
+            stub = peer_grpc.LeaderForwardStub(ch)  # type: ignore[no-untyped-call]
+            resp: peerpb.ForwardLeaseRenewResponse = stub.LeaseRenew(
+                peerpb.ForwardLeaseRenewRequest(**fields), timeout=10)
+            return resp
+
+    assert renew(leader).ttl == 30
+    for bad, text in (({"cluster_id": 1}, "cluster ID mismatch"), ({"receiver_id": 2}, "member ID mismatch")):
+        with pytest.raises(grpc.RpcError) as err:
+            renew(leader, **bad)
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and text in err.value.details()
+    # a follower asked as if it led refuses at once (the asking member tries the leader again)
+    with pytest.raises(grpc.RpcError) as err:
+        renew(followers_of(members, leader)[1])
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE and "NotLeaderError" in err.value.details()
+    with pytest.raises(grpc.RpcError) as err:
+        renew(leader, lease_id=lease_id + 1)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "LeaseNotFoundError" in err.value.details()
