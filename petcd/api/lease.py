@@ -9,11 +9,14 @@ from petcd.errors import LeaseNotFoundError, PetcdError
 from petcd.lease import service
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
+from petcd.server.lease_forward import Forwarder
 
 
 class LeaseServicer(pb_grpc.LeaseServicer):
-    def __init__(self, server: service.LeaseServer) -> None:
+    def __init__(self, server: service.LeaseServer, forward: Forwarder) -> None:
         self.server = server
+        # keep-alives and time-to-live questions a follower gets go to the leader, as in etcd
+        self.forward = forward
 
     @unary
     async def LeaseGrant(
@@ -36,7 +39,7 @@ class LeaseServicer(pb_grpc.LeaseServicer):
                 # which the lease could have been revoked (as etcd does)
                 resp = pb.LeaseKeepAliveResponse(header=self.server.header(), ID=req.ID)
                 try:
-                    resp.TTL = await service.lease_renew(self.server, req.ID)
+                    resp.TTL = await self.forward.lease_renew(req.ID)
                 except LeaseNotFoundError:
                     resp.TTL = 0  # etcd's answer for a lease that is gone
                 yield resp
@@ -47,11 +50,12 @@ class LeaseServicer(pb_grpc.LeaseServicer):
     async def LeaseTimeToLive(
         self, request: pb.LeaseTimeToLiveRequest, context: Context
     ) -> pb.LeaseTimeToLiveResponse:
-        return await service.lease_time_to_live(self.server, request)
+        return await self.forward.lease_time_to_live(request)
 
     @unary
     async def LeaseLeases(
         self, request: pb.LeaseLeasesRequest, context: Context
     ) -> pb.LeaseLeasesResponse:
+        # answered by any member from its own lessor, as etcd 3.5 does (not forwarded)
         return service.lease_leases(self.server)
 

@@ -11,6 +11,7 @@ from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from petcd.server import cluster, maintenance
 from petcd.server.etcdserver import EtcdServer
+from petcd.server.lease_forward import Forwarder
 
 
 class MaintenanceServicer(pb_grpc.MaintenanceServicer):
@@ -61,8 +62,9 @@ class MaintenanceServicer(pb_grpc.MaintenanceServicer):
 
 
 class ClusterServicer(pb_grpc.ClusterServicer):
-    def __init__(self, server: EtcdServer) -> None:
+    def __init__(self, server: EtcdServer, forward: Forwarder) -> None:
         self.server = server
+        self.forward = forward  # MemberPromote on a follower goes to the leader, as in etcd
 
     @unary
     async def MemberList(
@@ -92,4 +94,4 @@ class ClusterServicer(pb_grpc.ClusterServicer):
     async def MemberPromote(
         self, request: pb.MemberPromoteRequest, context: Context
     ) -> pb.MemberPromoteResponse:
-        return await cluster.member_promote(self.server, request)
+        return await self.forward.member_promote(request)

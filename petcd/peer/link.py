@@ -112,6 +112,11 @@ class PeerLink:
         opts = channel_options(cfg.keepalive_seconds, cfg.keepalive_timeout_seconds, cfg.backoff_max)
         return grpc.aio.insecure_channel(self._targets[self._url_index], options=opts)
 
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        """The channel to this peer (replaced when its URLs change)."""
+        return self._channel
+
     def _stub(self) -> peer_grpc.RaftTransportStub:
         return peer_grpc.RaftTransportStub(self._channel)  # type: ignore[no-untyped-call]
 

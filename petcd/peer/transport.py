@@ -175,6 +175,12 @@ class PeerTransport:
     def peers(self) -> dict[int, list[str]]:
         return {p: list(link.urls) for p, link in self._links.items()}
 
+    def channel_to(self, peer_id: int) -> grpc.aio.Channel | None:
+        """The channel of the link to ``peer_id`` (None for an unknown peer), for calls other
+        than the raft stream, such as requests forwarded to the leader (petcd.peer.forward)."""
+        link = self._links.get(peer_id)
+        return None if link is None else link.channel
+
     def is_removed(self, peer_id: int) -> bool:
         return peer_id in self._removed
 

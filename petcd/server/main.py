@@ -44,7 +44,7 @@ from petcd.frontend.supervisor import (
     claim_ports,
     make_socket_dir,
 )
-from petcd.peer import PeerTransport
+from petcd.peer import PeerTransport, add_forward_service, leader_forwarding
 from petcd.peer import add_to_server as add_peer_service
 from petcd.peer.hashkv import insecure_channel_for, peer_hashes
 from petcd.peer.member import build as build_member
@@ -80,9 +80,10 @@ def build_grpc_server(srv: EtcdServer, transport: PeerTransport, dispatcher: Dis
                                                     keepalive(s)))
     register_watch(srv, server)
     services = pb.DESCRIPTOR.services_by_name
+    forward = leader_forwarding(srv, transport)  # what a follower hands the leader
     for name, servicer in (
         ("KV", KVServicer(srv)), ("Maintenance", MaintenanceServicer(srv)),
-        ("Cluster", ClusterServicer(srv)), ("Lease", LeaseServicer(srv)),
+        ("Cluster", ClusterServicer(srv, forward)), ("Lease", LeaseServicer(srv, forward)),
     ):
         add_servicer(server, services[name], servicer)
         dispatcher.add_servicer(services[name], servicer)
@@ -96,6 +97,7 @@ def build_grpc_server(srv: EtcdServer, transport: PeerTransport, dispatcher: Dis
         add_servicer(server, service, concurrency_servicer)
         dispatcher.add_servicer(service, concurrency_servicer)
     add_peer_service(transport, server)
+    add_forward_service(transport, forward, server)
     return server
 
 

@@ -23,27 +23,42 @@ _sym_db = _symbol_database.Default()
 
 
 from petcd.proto.raftpb import raft_pb2 as petcd_dot_proto_dot_raftpb_dot_raft__pb2
+from petcd.proto.etcdserverpb import rpc_pb2 as petcd_dot_proto_dot_etcdserverpb_dot_rpc__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dpetcd/proto/peerpb/peer.proto\x12\x06peerpb\x1a\x1dpetcd/proto/raftpb/raft.proto\"m\n\x0cMessageBatch\x12\x12\n\ncluster_id\x18\x01 \x01(\x04\x12\x11\n\tsender_id\x18\x02 \x01(\x04\x12\x13\n\x0breceiver_id\x18\x03 \x01(\x04\x12!\n\x08messages\x18\x04 \x03(\x0b\x32\x0f.raftpb.Message\"\x1b\n\x07SendAck\x12\x10\n\x08received\x18\x01 \x01(\x04\"\x9f\x01\n\rSnapshotChunk\x12\x12\n\ncluster_id\x18\x01 \x01(\x04\x12\x11\n\tsender_id\x18\x02 \x01(\x04\x12\x13\n\x0breceiver_id\x18\x03 \x01(\x04\x12 \n\x07message\x18\x04 \x01(\x0b\x32\x0f.raftpb.Message\x12\x12\n\ntotal_size\x18\x05 \x01(\x04\x12\x0e\n\x06offset\x18\x06 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x07 \x01(\x0c\"%\n\x0bSnapshotAck\x12\x16\n\x0ereceived_bytes\x18\x01 \x01(\x04\"J\n\x0cProbeRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\x04\x12\x11\n\tsender_id\x18\x02 \x01(\x04\x12\x13\n\x0breceiver_id\x18\x03 \x01(\x04\"g\n\rProbeResponse\x12\x12\n\ncluster_id\x18\x01 \x01(\x04\x12\x11\n\tmember_id\x18\x02 \x01(\x04\x12\x16\n\x0eserver_version\x18\x03 \x01(\t\x12\x17\n\x0f\x63luster_version\x18\x04 \x01(\t2\xba\x01\n\rRaftTransport\x12\x31\n\x04Send\x12\x14.peerpb.MessageBatch\x1a\x0f.peerpb.SendAck\"\x00(\x01\x12>\n\x0cSendSnapshot\x12\x15.peerpb.SnapshotChunk\x1a\x13.peerpb.SnapshotAck\"\x00(\x01\x12\x36\n\x05Probe\x12\x14.peerpb.ProbeRequest\x1a\x15.peerpb.ProbeResponse\"\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dpetcd/proto/peerpb/peer.proto\x12\x06peerpb\x1a\x1dpetcd/proto/raftpb/raft.proto\x1a\"petcd/proto/etcdserverpb/rpc.proto\"m\n\x0cMessageBatch\x12\x12\n\ncluster_id\x18\x01 \x01(\x04\x12\x11\n\tsender_id\x18\x02 \x01(\x04\x12\x13\n\x0breceiver_id\x18\x03 \x01(\x04\x12!\n\x08messages\x18\x04 \x03(\x0b\x32\x0f.raftpb.Message\"\x1b\n\x07SendAck\x12\x10\n\x08received\x18\x01 \x01(\x04\"\x9f\x01\n\rSnapshotChunk\x12\x12\n\ncluster_id\x18\x01 \x01(\x04\x12\x11\n\tsender_id\x18\x02 \x01(\x04\x12\x13\n\x0breceiver_id\x18\x03 \x01(\x04\x12 \n\x07message\x18\x04 \x01(\x0b\x32\x0f.raftpb.Message\x12\x12\n\ntotal_size\x18\x05 \x01(\x04\x12\x0e\n\x06offset\x18\x06 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x07 \x01(\x0c\"%\n\x0bSnapshotAck\x12\x16\n\x0ereceived_bytes\x18\x01 \x01(\x04\"J\n\x0cProbeRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\x04\x12\x11\n\tsender_id\x18\x02 \x01(\x04\x12\x13\n\x0breceiver_id\x18\x03 \x01(\x04\"g\n\rProbeResponse\x12\x12\n\ncluster_id\x18\x01 \x01(\x04\x12\x11\n\tmember_id\x18\x02 \x01(\x04\x12\x16\n\x0eserver_version\x18\x03 \x01(\t\x12\x17\n\x0f\x63luster_version\x18\x04 \x01(\t\"h\n\x18\x46orwardLeaseRenewRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\x04\x12\x11\n\tsender_id\x18\x02 \x01(\x04\x12\x13\n\x0breceiver_id\x18\x03 \x01(\x04\x12\x10\n\x08lease_id\x18\x04 \x01(\x03\":\n\x19\x46orwardLeaseRenewResponse\x12\x10\n\x08lease_id\x18\x01 \x01(\x03\x12\x0b\n\x03ttl\x18\x02 \x01(\x03\"\x92\x01\n\x1d\x46orwardLeaseTimeToLiveRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\x04\x12\x11\n\tsender_id\x18\x02 \x01(\x04\x12\x13\n\x0breceiver_id\x18\x03 \x01(\x04\x12\x35\n\x07request\x18\x04 \x01(\x0b\x32$.etcdserverpb.LeaseTimeToLiveRequest\"Y\n\x1e\x46orwardLeaseTimeToLiveResponse\x12\x37\n\x08response\x18\x01 \x01(\x0b\x32%.etcdserverpb.LeaseTimeToLiveResponse\"l\n\x1b\x46orwardMemberPromoteRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\x04\x12\x11\n\tsender_id\x18\x02 \x01(\x04\x12\x13\n\x0breceiver_id\x18\x03 \x01(\x04\x12\x11\n\tmember_id\x18\x04 \x01(\x04\"E\n\x1c\x46orwardMemberPromoteResponse\x12%\n\x07members\x18\x01 \x03(\x0b\x32\x14.etcdserverpb.Member2\xba\x01\n\rRaftTransport\x12\x31\n\x04Send\x12\x14.peerpb.MessageBatch\x1a\x0f.peerpb.SendAck\"\x00(\x01\x12>\n\x0cSendSnapshot\x12\x15.peerpb.SnapshotChunk\x1a\x13.peerpb.SnapshotAck\"\x00(\x01\x12\x36\n\x05Probe\x12\x14.peerpb.ProbeRequest\x1a\x15.peerpb.ProbeResponse\"\x00\x32\xa6\x02\n\rLeaderForward\x12S\n\nLeaseRenew\x12 .peerpb.ForwardLeaseRenewRequest\x1a!.peerpb.ForwardLeaseRenewResponse\"\x00\x12\x62\n\x0fLeaseTimeToLive\x12%.peerpb.ForwardLeaseTimeToLiveRequest\x1a&.peerpb.ForwardLeaseTimeToLiveResponse\"\x00\x12\\\n\rMemberPromote\x12#.peerpb.ForwardMemberPromoteRequest\x1a$.peerpb.ForwardMemberPromoteResponse\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'petcd.proto.peerpb.peer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MESSAGEBATCH']._serialized_start=72
-  _globals['_MESSAGEBATCH']._serialized_end=181
-  _globals['_SENDACK']._serialized_start=183
-  _globals['_SENDACK']._serialized_end=210
-  _globals['_SNAPSHOTCHUNK']._serialized_start=213
-  _globals['_SNAPSHOTCHUNK']._serialized_end=372
-  _globals['_SNAPSHOTACK']._serialized_start=374
-  _globals['_SNAPSHOTACK']._serialized_end=411
-  _globals['_PROBEREQUEST']._serialized_start=413
-  _globals['_PROBEREQUEST']._serialized_end=487
-  _globals['_PROBERESPONSE']._serialized_start=489
-  _globals['_PROBERESPONSE']._serialized_end=592
-  _globals['_RAFTTRANSPORT']._serialized_start=595
-  _globals['_RAFTTRANSPORT']._serialized_end=781
+  _globals['_MESSAGEBATCH']._serialized_start=108
+  _globals['_MESSAGEBATCH']._serialized_end=217
+  _globals['_SENDACK']._serialized_start=219
+  _globals['_SENDACK']._serialized_end=246
+  _globals['_SNAPSHOTCHUNK']._serialized_start=249
+  _globals['_SNAPSHOTCHUNK']._serialized_end=408
+  _globals['_SNAPSHOTACK']._serialized_start=410
+  _globals['_SNAPSHOTACK']._serialized_end=447
+  _globals['_PROBEREQUEST']._serialized_start=449
+  _globals['_PROBEREQUEST']._serialized_end=523
+  _globals['_PROBERESPONSE']._serialized_start=525
+  _globals['_PROBERESPONSE']._serialized_end=628
+  _globals['_FORWARDLEASERENEWREQUEST']._serialized_start=630
+  _globals['_FORWARDLEASERENEWREQUEST']._serialized_end=734
+  _globals['_FORWARDLEASERENEWRESPONSE']._serialized_start=736
+  _globals['_FORWARDLEASERENEWRESPONSE']._serialized_end=794
+  _globals['_FORWARDLEASETIMETOLIVEREQUEST']._serialized_start=797
+  _globals['_FORWARDLEASETIMETOLIVEREQUEST']._serialized_end=943
+  _globals['_FORWARDLEASETIMETOLIVERESPONSE']._serialized_start=945
+  _globals['_FORWARDLEASETIMETOLIVERESPONSE']._serialized_end=1034
+  _globals['_FORWARDMEMBERPROMOTEREQUEST']._serialized_start=1036
+  _globals['_FORWARDMEMBERPROMOTEREQUEST']._serialized_end=1144
+  _globals['_FORWARDMEMBERPROMOTERESPONSE']._serialized_start=1146
+  _globals['_FORWARDMEMBERPROMOTERESPONSE']._serialized_end=1215
+  _globals['_RAFTTRANSPORT']._serialized_start=1218
+  _globals['_RAFTTRANSPORT']._serialized_end=1404
+  _globals['_LEADERFORWARD']._serialized_start=1407
+  _globals['_LEADERFORWARD']._serialized_end=1701
 # @@protoc_insertion_point(module_scope)

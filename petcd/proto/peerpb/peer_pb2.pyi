@@ -1,4 +1,5 @@
 from petcd.proto.raftpb import raft_pb2 as _raft_pb2
+from petcd.proto.etcdserverpb import rpc_pb2 as _rpc_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -70,3 +71,59 @@ class ProbeResponse(_message.Message):
     server_version: str
     cluster_version: str
     def __init__(self, cluster_id: _Optional[int] = ..., member_id: _Optional[int] = ..., server_version: _Optional[str] = ..., cluster_version: _Optional[str] = ...) -> None: ...
+
+class ForwardLeaseRenewRequest(_message.Message):
+    __slots__ = ("cluster_id", "sender_id", "receiver_id", "lease_id")
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    SENDER_ID_FIELD_NUMBER: _ClassVar[int]
+    RECEIVER_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    cluster_id: int
+    sender_id: int
+    receiver_id: int
+    lease_id: int
+    def __init__(self, cluster_id: _Optional[int] = ..., sender_id: _Optional[int] = ..., receiver_id: _Optional[int] = ..., lease_id: _Optional[int] = ...) -> None: ...
+
+class ForwardLeaseRenewResponse(_message.Message):
+    __slots__ = ("lease_id", "ttl")
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    TTL_FIELD_NUMBER: _ClassVar[int]
+    lease_id: int
+    ttl: int
+    def __init__(self, lease_id: _Optional[int] = ..., ttl: _Optional[int] = ...) -> None: ...
+
+class ForwardLeaseTimeToLiveRequest(_message.Message):
+    __slots__ = ("cluster_id", "sender_id", "receiver_id", "request")
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    SENDER_ID_FIELD_NUMBER: _ClassVar[int]
+    RECEIVER_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    cluster_id: int
+    sender_id: int
+    receiver_id: int
+    request: _rpc_pb2.LeaseTimeToLiveRequest
+    def __init__(self, cluster_id: _Optional[int] = ..., sender_id: _Optional[int] = ..., receiver_id: _Optional[int] = ..., request: _Optional[_Union[_rpc_pb2.LeaseTimeToLiveRequest, _Mapping]] = ...) -> None: ...
+
+class ForwardLeaseTimeToLiveResponse(_message.Message):
+    __slots__ = ("response",)
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    response: _rpc_pb2.LeaseTimeToLiveResponse
+    def __init__(self, response: _Optional[_Union[_rpc_pb2.LeaseTimeToLiveResponse, _Mapping]] = ...) -> None: ...
+
+class ForwardMemberPromoteRequest(_message.Message):
+    __slots__ = ("cluster_id", "sender_id", "receiver_id", "member_id")
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    SENDER_ID_FIELD_NUMBER: _ClassVar[int]
+    RECEIVER_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    cluster_id: int
+    sender_id: int
+    receiver_id: int
+    member_id: int
+    def __init__(self, cluster_id: _Optional[int] = ..., sender_id: _Optional[int] = ..., receiver_id: _Optional[int] = ..., member_id: _Optional[int] = ...) -> None: ...
+
+class ForwardMemberPromoteResponse(_message.Message):
+    __slots__ = ("members",)
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    members: _containers.RepeatedCompositeFieldContainer[_rpc_pb2.Member]
+    def __init__(self, members: _Optional[_Iterable[_Union[_rpc_pb2.Member, _Mapping]]] = ...) -> None: ...

@@ -186,3 +186,182 @@ class RaftTransport:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class LeaderForwardStub:
+    """Requests a follower hands to the leader because only the leader can answer
+    them: lease keep-alives and time-to-live (only the leader's lessor keeps the
+    clocks) and learner promotion (only the leader knows how far a learner has
+    caught up). etcd does the same over its peer HTTP endpoints (/leases,
+    /leases/internal, /members/promote). The leader answers from its own state and
+    never forwards again; an error in the status names what went wrong (see
+    petcd.peer.forward) so the follower knows whether to try again.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.LeaseRenew = channel.unary_unary(
+                '/peerpb.LeaderForward/LeaseRenew',
+                request_serializer=petcd_dot_proto_dot_peerpb_dot_peer__pb2.ForwardLeaseRenewRequest.SerializeToString,
+                response_deserializer=petcd_dot_proto_dot_peerpb_dot_peer__pb2.ForwardLeaseRenewResponse.FromString,
+                _registered_method=True)
+        self.LeaseTimeToLive = channel.unary_unary(
+                '/peerpb.LeaderForward/LeaseTimeToLive',
+                request_serializer=petcd_dot_proto_dot_peerpb_dot_peer__pb2.ForwardLeaseTimeToLiveRequest.SerializeToString,
+                response_deserializer=petcd_dot_proto_dot_peerpb_dot_peer__pb2.ForwardLeaseTimeToLiveResponse.FromString,
+                _registered_method=True)
+        self.MemberPromote = channel.unary_unary(
+                '/peerpb.LeaderForward/MemberPromote',
+                request_serializer=petcd_dot_proto_dot_peerpb_dot_peer__pb2.ForwardMemberPromoteRequest.SerializeToString,
+                response_deserializer=petcd_dot_proto_dot_peerpb_dot_peer__pb2.ForwardMemberPromoteResponse.FromString,
+                _registered_method=True)
+
+
+class LeaderForwardServicer:
+    """Requests a follower hands to the leader because only the leader can answer
+    them: lease keep-alives and time-to-live (only the leader's lessor keeps the
+    clocks) and learner promotion (only the leader knows how far a learner has
+    caught up). etcd does the same over its peer HTTP endpoints (/leases,
+    /leases/internal, /members/promote). The leader answers from its own state and
+    never forwards again; an error in the status names what went wrong (see
+    petcd.peer.forward) so the follower knows whether to try again.
+    """
+
+    def LeaseRenew(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LeaseTimeToLive(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MemberPromote(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_LeaderForwardServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'LeaseRenew': grpc.unary_unary_rpc_method_handler(
+                    servicer.LeaseRenew,
+                    request_deserializer=petcd_dot_proto_dot_peerpb_dot_peer__pb2.ForwardLeaseRenewRequest.FromString,
+                    response_serializer=petcd_dot_proto_dot_peerpb_dot_peer__pb2.ForwardLeaseRenewResponse.SerializeToString,
+            ),
+            'LeaseTimeToLive': grpc.unary_unary_rpc_method_handler(
+                    servicer.LeaseTimeToLive,
+                    request_deserializer=petcd_dot_proto_dot_peerpb_dot_peer__pb2.ForwardLeaseTimeToLiveRequest.FromString,
+                    response_serializer=petcd_dot_proto_dot_peerpb_dot_peer__pb2.ForwardLeaseTimeToLiveResponse.SerializeToString,
+            ),
+            'MemberPromote': grpc.unary_unary_rpc_method_handler(
+                    servicer.MemberPromote,
+                    request_deserializer=petcd_dot_proto_dot_peerpb_dot_peer__pb2.ForwardMemberPromoteRequest.FromString,
+                    response_serializer=petcd_dot_proto_dot_peerpb_dot_peer__pb2.ForwardMemberPromoteResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'peerpb.LeaderForward', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('peerpb.LeaderForward', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class LeaderForward:
+    """Requests a follower hands to the leader because only the leader can answer
+    them: lease keep-alives and time-to-live (only the leader's lessor keeps the
+    clocks) and learner promotion (only the leader knows how far a learner has
+    caught up). etcd does the same over its peer HTTP endpoints (/leases,
+    /leases/internal, /members/promote). The leader answers from its own state and
+    never forwards again; an error in the status names what went wrong (see
+    petcd.peer.forward) so the follower knows whether to try again.
+    """
+
+    @staticmethod
+    def LeaseRenew(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/peerpb.LeaderForward/LeaseRenew',
+            petcd_dot_proto_dot_peerpb_dot_peer__pb2.ForwardLeaseRenewRequest.SerializeToString,
+            petcd_dot_proto_dot_peerpb_dot_peer__pb2.ForwardLeaseRenewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LeaseTimeToLive(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/peerpb.LeaderForward/LeaseTimeToLive',
+            petcd_dot_proto_dot_peerpb_dot_peer__pb2.ForwardLeaseTimeToLiveRequest.SerializeToString,
+            petcd_dot_proto_dot_peerpb_dot_peer__pb2.ForwardLeaseTimeToLiveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MemberPromote(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/peerpb.LeaderForward/MemberPromote',
+            petcd_dot_proto_dot_peerpb_dot_peer__pb2.ForwardMemberPromoteRequest.SerializeToString,
+            petcd_dot_proto_dot_peerpb_dot_peer__pb2.ForwardMemberPromoteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

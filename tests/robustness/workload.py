@@ -1,0 +1,356 @@
+"""Concurrent clients and watchers against a cluster, recording what they saw.
+
+Clients are asyncio gRPC clients, each with a seeded ``random.Random``: every op goes to a member
+chosen at random and is recorded as an :class:`Op` with its invoke and return times
+(``time.monotonic``). A write that fails in any way has an unknown outcome (it may have been
+committed before the error); a read that fails is dropped (it observed nothing).
+
+Watchers each hold one Watch stream on the workload's prefix from the first revision of the run;
+when a stream breaks they reconnect (to the next member) from the revision after the last event
+they saw, as etcd's clients do, and record every event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import grpc
+
+from petcd.proto.etcdserverpb import rpc_pb2 as pb
+from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
+from petcd.proto.mvccpb import kv_pb2 as mvccpb
+from tests.robustness.linearizability import (
+    Delete,
+    DeleteOk,
+    Get,
+    GetOk,
+    Input,
+    Op,
+    Output,
+    Put,
+    PutOk,
+    Txn,
+    TxnOk,
+)
+
+PREFIX = b"rb/"
+CALL_TIMEOUT = 2.0
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    return prefix[:-1] + bytes([prefix[-1] + 1])
+
+
+def now() -> float:
+    return time.monotonic()
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    revision: int
+    key: bytes
+    kind: str  # "put" or "delete"
+    value: bytes
+
+
+def _range_to_get(resp: pb.RangeResponse) -> tuple[bytes | None, int]:
+    if not resp.kvs:
+        return None, 0
+    kv = resp.kvs[0]
+    return kv.value, kv.mod_revision
+
+
+def _sub_request(s: Put | Get | Delete | None) -> list[pb.RequestOp]:
+    if s is None:
+        return []
+    if isinstance(s, Put):
+        return [pb.RequestOp(request_put=pb.PutRequest(key=s.key, value=s.value))]
+    if isinstance(s, Get):
+        return [pb.RequestOp(request_range=pb.RangeRequest(key=s.key))]
+    return [pb.RequestOp(request_delete_range=pb.DeleteRangeRequest(key=s.key))]
+
+
+def _txn_request(t: Txn) -> pb.TxnRequest:
+    if t.target == "value":
+        assert isinstance(t.expected, bytes)
+        cmp = pb.Compare(key=t.key, target=pb.Compare.VALUE, result=pb.Compare.EQUAL, value=t.expected)
+    else:
+        assert isinstance(t.expected, int)
+        cmp = pb.Compare(key=t.key, target=pb.Compare.MOD, result=pb.Compare.EQUAL, mod_revision=t.expected)
+    return pb.TxnRequest(compare=[cmp], success=_sub_request(t.then), failure=_sub_request(t.otherwise))
+
+
+def _txn_output(t: Txn, resp: pb.TxnResponse) -> TxnOk:
+    got: tuple[bytes | None, int] | None = None
+    deleted = 0
+    for r in resp.responses:
+        which = r.WhichOneof("response")
+        if which == "response_range":
+            got = _range_to_get(r.response_range)
+        elif which == "response_delete_range":
+            deleted = int(r.response_delete_range.deleted)
+    return TxnOk(bool(resp.succeeded), int(resp.header.revision), got, deleted)
+
+
+async def execute(stub: pb_grpc.KVStub, inp: Input, timeout: float = CALL_TIMEOUT) -> Output:
+    """Send ``inp``; its output (raises grpc.aio.AioRpcError / TimeoutError on failure)."""
+    if isinstance(inp, Put):
+        resp = await stub.Put(pb.PutRequest(key=inp.key, value=inp.value), timeout=timeout)
+        return PutOk(int(resp.header.revision))
+    if isinstance(inp, Get):
+        rr = await stub.Range(pb.RangeRequest(key=inp.key), timeout=timeout)
+        value, mod = _range_to_get(rr)
+        return GetOk(value, mod, int(rr.header.revision))
+    if isinstance(inp, Delete):
+        dr = await stub.DeleteRange(pb.DeleteRangeRequest(key=inp.key), timeout=timeout)
+        return DeleteOk(int(dr.deleted), int(dr.header.revision))
+    tr = await stub.Txn(_txn_request(inp), timeout=timeout)
+    return _txn_output(inp, tr)
+
+
+def _is_read(inp: Input) -> bool:
+    return isinstance(inp, Get) or (
+        isinstance(inp, Txn) and not isinstance(inp.then, Put | Delete) and not isinstance(inp.otherwise, Put | Delete)
+    )
+
+
+def _never_sent(exc: Exception) -> bool:
+    """gRPC could not connect to the member at all (it is down), so nothing was sent."""
+    if not isinstance(exc, grpc.aio.AioRpcError) or exc.code() != grpc.StatusCode.UNAVAILABLE:
+        return False
+    text = (exc.details() or "").lower()
+    return "failed to connect" in text or "connection refused" in text
+
+
+@dataclass
+class Recorder:
+    endpoints: Sequence[str]
+    keys: Sequence[bytes]
+    seed: int
+    ops: list[Op] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def _next_input(self, rnd: random.Random, cid: int, n: int, seen: dict[bytes, tuple[bytes | None, int]]) -> Input:
+        key = rnd.choice(self.keys)
+        value = f"c{cid}-{n}".encode()
+        r = rnd.random()
+        if r < 0.35:
+            return Put(key, value)
+        if r < 0.70:
+            return Get(key)
+        if r < 0.75:
+            return Delete(key)
+        last_value, last_mod = seen.get(key, (None, 0))
+        if r < 0.88 and last_value is not None:
+            return Txn(key, "value", last_value, Put(key, value), Get(key))
+        return Txn(key, "mod", last_mod, Put(key, value), Get(key))
+
+    async def client(self, cid: int, until: float, pause: float = 0.0) -> None:
+        rnd = random.Random(f"{self.seed}/{cid}")
+        channels = [grpc.aio.insecure_channel(ep) for ep in self.endpoints]
+        stubs = [pb_grpc.KVStub(ch) for ch in channels]  # type: ignore[no-untyped-call]
+        seen: dict[bytes, tuple[bytes | None, int]] = {}
+        n = 0
+        try:
+            while now() < until:
+                n += 1
+                inp = self._next_input(rnd, cid, n, seen)
+                stub = rnd.choice(stubs)
+                call = now()
+                try:
+                    out = await execute(stub, inp)
+                except (grpc.aio.AioRpcError, TimeoutError) as exc:
+                    code = exc.code().name if isinstance(exc, grpc.aio.AioRpcError) else "timeout"
+                    self.errors[code] = self.errors.get(code, 0) + 1
+                    # a call that never reached a server had no effect; any other failed write may have
+                    if not _is_read(inp) and not _never_sent(exc):
+                        self.ops.append(Op(cid, call, math.inf, inp, None))
+                    await asyncio.sleep(0.05)
+                    continue
+                self.ops.append(Op(cid, call, now(), inp, out))
+                if isinstance(out, GetOk):
+                    seen[inp.key] = (out.value, out.mod_revision)
+                elif isinstance(out, TxnOk) and out.got is not None:
+                    seen[inp.key] = out.got
+                if pause:
+                    await asyncio.sleep(pause)
+        finally:
+            for ch in channels:
+                await ch.close()
+
+    async def final_reads(self, cid: int, deadline: float) -> None:
+        """A linearizable read of every key (retried until it succeeds), so the last write of
+        each key is checked too."""
+        channels = [grpc.aio.insecure_channel(ep) for ep in self.endpoints]
+        stubs = [pb_grpc.KVStub(ch) for ch in channels]  # type: ignore[no-untyped-call]
+        try:
+            for i, key in enumerate(self.keys):
+                while True:
+                    call = now()
+                    try:
+                        out = await execute(stubs[i % len(stubs)], Get(key), timeout=5.0)
+                        self.ops.append(Op(cid, call, now(), Get(key), out))
+                        break
+                    except (grpc.aio.AioRpcError, TimeoutError):
+                        if now() > deadline:
+                            raise
+                        await asyncio.sleep(0.2)
+        finally:
+            for ch in channels:
+                await ch.close()
+
+
+@dataclass
+class Watcher:
+    endpoints: Sequence[str]
+    start_revision: int
+    first: int  # index of the endpoint to start on
+    events: list[Event] = field(default_factory=list)
+    reconnects: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def next_revision(self) -> int:
+        return self.events[-1].revision + 1 if self.events else self.start_revision
+
+    async def run(self, stop: asyncio.Event) -> None:
+        i = self.first
+        while not stop.is_set():
+            ep = self.endpoints[i % len(self.endpoints)]
+            try:
+                await self._stream(ep, stop)
+            except (grpc.aio.AioRpcError, TimeoutError):
+                pass
+            if stop.is_set():
+                return
+            self.reconnects += 1
+            i += 1
+            await asyncio.sleep(0.1)
+
+    async def _stream(self, endpoint: str, stop: asyncio.Event) -> None:
+        async with grpc.aio.insecure_channel(endpoint) as ch:
+            stub = pb_grpc.WatchStub(ch)  # type: ignore[no-untyped-call]
+            call = stub.Watch()
+            await call.write(pb.WatchRequest(create_request=pb.WatchCreateRequest(
+                key=PREFIX, range_end=prefix_end(PREFIX), start_revision=self.next_revision)))
+            stopper = asyncio.ensure_future(stop.wait())
+            try:
+                while True:
+                    read = asyncio.ensure_future(call.read())
+                    done, _ = await asyncio.wait({read, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                    if stopper in done:
+                        read.cancel()
+                        call.cancel()
+                        return
+                    resp = read.result()
+                    if resp is grpc.aio.EOF:
+                        return
+                    if resp.canceled:
+                        self.problems.append(f"watch canceled by {endpoint}: {resp.cancel_reason!r}")
+                        return
+                    for ev in resp.events:
+                        self._add(Event(
+                            int(ev.kv.mod_revision), ev.kv.key,
+                            "delete" if ev.type == mvccpb.Event.DELETE else "put", ev.kv.value,
+                        ))
+            finally:
+                stopper.cancel()
+
+    def _add(self, ev: Event) -> None:
+        if self.events and ev.revision <= self.events[-1].revision:
+            self.problems.append(f"event at revision {ev.revision} after one at {self.events[-1].revision}")
+        self.events.append(ev)
+
+
+async def collect_events(endpoint: str, start_revision: int, last_revision: int, timeout: float = 20.0) -> list[Event]:
+    """Every event on the prefix from start_revision through last_revision, from one member."""
+    if last_revision < start_revision:
+        return []
+    w = Watcher([endpoint], start_revision, 0)
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(w.run(stop))
+    end = now() + timeout
+    try:
+        while not (w.events and w.events[-1].revision >= last_revision):
+            if now() > end:
+                raise AssertionError(
+                    f"{endpoint}: watch from {start_revision} reached revision "
+                    f"{w.events[-1].revision if w.events else None}, not {last_revision}, in {timeout:.0f}s"
+                )
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await task
+    return w.events
+
+
+@dataclass
+class LeaseKeeper:
+    """One lease with a key on it, kept alive through a random member every second (a fresh
+    LeaseKeepAlive stream each time, as ``etcdctl lease keep-alive --once`` does, so followers
+    forward most of them). While no two successful keep-alives are further apart than the TTL
+    less a margin, the lease must never be found gone."""
+
+    endpoints: Sequence[str]
+    seed: int
+    ttl: int = 5
+    key: bytes = PREFIX + b"leased"
+    lease_id: int = 0
+    last_ok: float = 0.0
+    max_gap: float = 0.0
+    renewals: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def margin_held(self) -> bool:
+        return self.max_gap <= self.ttl - 1.5
+
+    async def run(self, stop: asyncio.Event) -> None:
+        rnd = random.Random(f"{self.seed}/lease")
+        channels = [grpc.aio.insecure_channel(ep) for ep in self.endpoints]
+        try:
+            leases = [pb_grpc.LeaseStub(ch) for ch in channels]  # type: ignore[no-untyped-call]
+            kvs = [pb_grpc.KVStub(ch) for ch in channels]  # type: ignore[no-untyped-call]
+            while not self.lease_id and not stop.is_set():
+                try:
+                    self.lease_id = int((await leases[0].LeaseGrant(pb.LeaseGrantRequest(TTL=self.ttl), timeout=3)).ID)
+                    await kvs[0].Put(pb.PutRequest(key=self.key, value=b"l", lease=self.lease_id), timeout=3)
+                    self.last_ok = now()
+                except grpc.aio.AioRpcError:
+                    self.lease_id = 0
+                    await asyncio.sleep(0.2)
+            while not stop.is_set():
+                await asyncio.sleep(1.0)
+                i = rnd.randrange(len(leases))
+                try:
+                    call = leases[i].LeaseKeepAlive(timeout=3)
+                    await call.write(pb.LeaseKeepAliveRequest(ID=self.lease_id))
+                    resp = await call.read()
+                    call.cancel()
+                except (grpc.aio.AioRpcError, TimeoutError):
+                    continue
+                if resp is grpc.aio.EOF:
+                    continue
+                t = now()
+                self.max_gap = max(self.max_gap, t - self.last_ok)
+                if resp.TTL <= 0:
+                    if self.margin_held:
+                        self.problems.append(
+                            f"lease {self.lease_id:x} gone at a keep-alive through {self.endpoints[i]}, "
+                            f"{t - self.last_ok:.1f}s after the last one (TTL {self.ttl}s)")
+                    return
+                self.last_ok = t
+                self.renewals += 1
+            # still alive at the end: its key is there
+            if self.margin_held and now() - self.last_ok < self.ttl - 1.5:
+                rr = await kvs[0].Range(pb.RangeRequest(key=self.key), timeout=5)
+                if not rr.kvs or rr.kvs[0].lease != self.lease_id:
+                    self.problems.append(f"the key of lease {self.lease_id:x} is gone although it was kept alive")
+        finally:
+            for ch in channels:
+                await ch.close()
