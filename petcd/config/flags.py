@@ -142,8 +142,8 @@ _f("listen-peer-urls", "urls", DEFAULT_LISTEN_PEER_URLS,
 _f("listen-client-urls", "urls", DEFAULT_LISTEN_CLIENT_URLS,
    "Comma-separated URLs to accept client traffic (the gRPC API) on.", does=WIRED)
 _f("listen-client-http-urls", "urls", "",
-   "Comma-separated URLs to serve only the HTTP side of the client API on.",
-   does=refuse("petcd does not serve the HTTP side of the client API yet"))
+   "Comma-separated URLs to serve only the HTTP side of the client API on (health, version, metrics, "
+   "the JSON gateway).", does=WIRED)
 _f("max-snapshots", "uint", "5", "Snapshot files to keep (0 keeps all).", does=WIRED)
 _f("max-wals", "uint", "5", "WAL files to keep (0 keeps all).", does=WIRED)
 _f("quota-backend-bytes", "int", "0",
@@ -279,9 +279,9 @@ _g("Profiling and monitoring")
 _f("enable-pprof", "bool", "false", "Serve profiling data under /debug/pprof/ on client URLs.",
    does=warn("pprof is Go's profiler; petcd has no /debug/pprof endpoints", behaves_as=(False,)))
 _f("metrics", "string", "basic", "Metrics detail: 'basic' or 'extensive' (adds histograms).",
-   does=warn("petcd does not serve /metrics yet"))
-_f("listen-metrics-urls", "urls", "", "Extra URLs serving only /metrics and /health.",
-   does=refuse("petcd does not serve /metrics yet"))
+   does=warn("petcd serves the basic set only: it has no gRPC handling-time histograms "
+             "(grpc_server_handling_seconds)", behaves_as=("basic",)))
+_f("listen-metrics-urls", "urls", "", "Extra URLs serving only /metrics and /health.", does=WIRED)
 
 _g("Logging")
 _f("logger", "string", "zap", "Logger: only 'zap' is accepted ('capnslog' was removed in etcd 3.5).",

@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 
 from petcd.api.election import ElectionServicer
+from petcd.api.errors import status_of
 from petcd.api.handlers import add_servicer
 from petcd.api.kv import KVServicer
 from petcd.api.lease import LeaseServicer
@@ -44,6 +45,9 @@ from petcd.frontend.supervisor import (
     claim_ports,
     make_socket_dir,
 )
+from petcd.http import GrpcCounters, HttpError, HttpSide
+from petcd.http.grpcstats import interceptor as grpc_interceptor
+from petcd.http.metrics import PeerLink
 from petcd.peer import PeerTransport
 from petcd.peer import add_to_server as add_peer_service
 from petcd.peer.member import build as build_member
@@ -68,12 +72,14 @@ def grpc_address(url: str) -> str:
     return rest.split("/", 1)[0]
 
 
-def build_grpc_server(srv: EtcdServer, transport: PeerTransport, dispatcher: Dispatcher) -> grpc.aio.Server:
+def build_grpc_server(srv: EtcdServer, transport: PeerTransport, dispatcher: Dispatcher,
+                      counters: GrpcCounters) -> grpc.aio.Server:
     """The member's own gRPC server: the client API (also fed to ``dispatcher`` for calls that
-    front-ends forward) and the peer service."""
+    front-ends forward) and the peer service; ``counters`` count its calls for /metrics."""
     s = srv.settings
     # a second process on the same port must fail, as etcd's does: no SO_REUSEPORT here
-    server = grpc.aio.server(options=server_options(s.max_recv_message_bytes, s.max_concurrent_streams, False,
+    server = grpc.aio.server(interceptors=[grpc_interceptor(counters)],
+                             options=server_options(s.max_recv_message_bytes, s.max_concurrent_streams, False,
                                                     keepalive(s)))
     register_watch(srv, server)
     services = pb.DESCRIPTOR.services_by_name
@@ -94,6 +100,18 @@ def build_grpc_server(srv: EtcdServer, transport: PeerTransport, dispatcher: Dis
         dispatcher.add_servicer(service, concurrency_servicer)
     add_peer_service(transport, server)
     return server
+
+
+def build_http_side(srv: EtcdServer, transport: PeerTransport, dispatcher: Dispatcher,
+                    counters: GrpcCounters) -> HttpSide:
+    """The member's HTTP listeners (petcd.http), handed what they use of the layers above the
+    server: etcd's error texts, the peer links' stats."""
+
+    def peer_links() -> list[PeerLink]:
+        return [PeerLink(p, st.connected, st.messages_dropped, st.snapshots_sent, st.snapshots_failed)
+                for p, st in transport.stats().items()]
+
+    return HttpSide(srv, srv.clock, lambda err: status_of(err)[1], peer_links, counters, None)
 
 
 def keepalive(s: ServerSettings) -> Keepalive:
@@ -128,13 +146,16 @@ async def serve(settings: ServerSettings) -> int:
     if count == 0:
         fronted = []
     direct = [a for a in dict.fromkeys([*client_addrs, *peer_addrs]) if a not in fronted]
-    dispatcher = Dispatcher()
-    server = build_grpc_server(srv, member.transport, dispatcher)
+    grpc_counters = GrpcCounters()
+    dispatcher = Dispatcher(grpc_counters.record_unary)
+    server = build_grpc_server(srv, member.transport, dispatcher, grpc_counters)
+    http = build_http_side(srv, member.transport, dispatcher, grpc_counters)
     sockdir = make_socket_dir() if fronted else ""
     guards: list[socket.socket] = []
     supervisor: FrontendSupervisor | None = None
     links: LinkServer | None = None
     try:
+        await http.start(settings.listen_client_http_urls, settings.listen_metrics_urls)
         if fronted:
             guards = claim_ports(fronted)
             server.add_insecure_port(f"unix:{sockdir}/member.sock")
@@ -154,9 +175,9 @@ async def serve(settings: ServerSettings) -> int:
             links = LinkServer(dispatcher, supervisor.on_ready)
             await links.start(f"{sockdir}/link.sock")
             await supervisor.start()
-    except FrontendError as exc:
+    except (FrontendError, HttpError) as exc:
         log.error("%s", exc)
-        await _shutdown(server, srv, supervisor, links, guards, sockdir)
+        await _shutdown(server, srv, supervisor, links, guards, sockdir, http)
         return 1
     log.info("serving client requests on %s (%s)", ", ".join(settings.listen_client_urls),
              f"{count} front-end processes" if fronted else "in the member process")
@@ -170,15 +191,16 @@ async def serve(settings: ServerSettings) -> int:
     for w in waiters:
         w.cancel()
     log.info("shutting down")
-    await _shutdown(server, srv, supervisor, links, guards, sockdir)
+    await _shutdown(server, srv, supervisor, links, guards, sockdir, http)
     failed = srv.fatal is not None
     return 1 if failed else 0
 
 
 async def _shutdown(
     server: grpc.aio.Server, srv: EtcdServer, supervisor: FrontendSupervisor | None,
-    links: LinkServer | None, guards: list[socket.socket], sockdir: str,
+    links: LinkServer | None, guards: list[socket.socket], sockdir: str, http: HttpSide,
 ) -> None:
+    await http.stop()
     # front-ends first: they finish the calls in flight, which the member still answers
     if supervisor is not None:
         await supervisor.stop()

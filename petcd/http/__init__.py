@@ -1,0 +1,68 @@
+"""The HTTP side of a member: /health, /livez, /readyz, /version, /metrics and the v3 JSON gateway.
+
+``HttpSide`` is built whole from the member and what the command hands in (etcd's error texts
+from ``petcd.api``, the peer links from ``petcd.peer``, the gateway's way to call the API), and
+``start()`` opens its listeners: ``--listen-client-http-urls`` (the client-URL mux) and
+``--listen-metrics-urls`` (metrics and health only). The listeners speak plain HTTP/1.1; an
+``https://`` or ``unixs://`` URL is refused, never served in plain text.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from petcd.clock import Clock
+from petcd.http.app import Gateway, client_handler, metrics_handler
+from petcd.http.grpcstats import GrpcCounters
+from petcd.http.health import ErrorText, HealthChecker
+from petcd.http.metrics import MemberCollector, MetricsEndpoint, PeerLinks
+from petcd.http.server import Handler, HttpServer
+from petcd.server.etcdserver import EtcdServer
+
+__all__ = ["GrpcCounters", "HttpError", "HttpSide"]
+
+
+class HttpError(Exception):
+    """A listener could not be opened (the message says which and why)."""
+
+
+class HttpSide:
+    def __init__(self, srv: EtcdServer, clock: Clock, error_text: ErrorText, peers: PeerLinks,
+                 grpc_counters: GrpcCounters, gateway: Gateway | None) -> None:
+        self.health = HealthChecker(srv, error_text)
+        self.metrics = MetricsEndpoint(MemberCollector(srv, grpc_counters, self.health.counts, peers))
+        self.client = client_handler(srv, self.health, self.metrics, gateway)
+        self.metrics_only = metrics_handler(self.health, self.metrics)
+        self._clock = clock
+        self.client_server = HttpServer(self.client, clock)
+        self.metrics_server = HttpServer(self.metrics_only, clock)
+
+    async def start(self, client_http_urls: Sequence[str], metrics_urls: Sequence[str]) -> None:
+        for server, urls in ((self.client_server, client_http_urls), (self.metrics_server, metrics_urls)):
+            for url in urls:
+                await _listen(server, url)
+
+    async def stop(self) -> None:
+        await self.client_server.stop()
+        await self.metrics_server.stop()
+
+    def handler(self) -> Handler:
+        return self.client
+
+
+async def _listen(server: HttpServer, url: str) -> None:
+    scheme, _, rest = url.partition("://")
+    if scheme not in ("http", "unix"):
+        raise HttpError(f"{url}: petcd serves its HTTP listeners in plain text only, so a {scheme}:// "
+                        "URL is refused")
+    try:
+        if scheme == "unix":
+            if os.path.exists(rest):
+                os.unlink(rest)
+            await server.listen_unix(rest)
+            return
+        host, _, port = rest.split("/", 1)[0].rpartition(":")
+        await server.listen(host.strip("[]") or "0.0.0.0", int(port))
+    except OSError as exc:
+        raise HttpError(f"listen {url}: {exc.strerror or exc}") from None
