@@ -170,7 +170,7 @@ _f("socket-reuse-port", "bool", "false", "Set SO_REUSEPORT on listeners.",
 _f("socket-reuse-address", "bool", "false", "Set SO_REUSEADDR on listeners.",
    does=warn("petcd's listeners keep gRPC's own SO_REUSEADDR choice"))
 _f("enable-grpc-gateway", "bool", "true", "Serve the JSON/HTTP gateway of the v3 API on client URLs.",
-   does=warn("petcd does not serve the JSON/HTTP gateway yet", behaves_as=(False,)))
+   does=WIRED)
 _f("raft-read-timeout", "duration", "5", "Read timeout on each peer connection.", "5s",
    does=warn("petcd's peer streams use their own keepalive timeouts"))
 _f("raft-write-timeout", "duration", "5", "Write timeout on each peer connection.", "5s",

@@ -11,7 +11,7 @@ import shutil
 import signal
 import socket
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import grpc
@@ -35,6 +35,7 @@ from petcd.config import (
 )
 from petcd.config.logs import configure_logging
 from petcd.frontend.dispatch import Dispatcher, LinkServer
+from petcd.frontend.methods import BY_PATH
 from petcd.frontend.process import server_options
 from petcd.frontend.supervisor import (
     FrontendError,
@@ -46,6 +47,8 @@ from petcd.frontend.supervisor import (
     make_socket_dir,
 )
 from petcd.http import GrpcCounters, HttpError, HttpSide
+from petcd.http.gateway import Gateway
+from petcd.http.gateway import Metadata as GatewayMetadata
 from petcd.http.grpcstats import interceptor as grpc_interceptor
 from petcd.http.metrics import PeerLink
 from petcd.peer import PeerTransport
@@ -103,15 +106,30 @@ def build_grpc_server(srv: EtcdServer, transport: PeerTransport, dispatcher: Dis
 
 
 def build_http_side(srv: EtcdServer, transport: PeerTransport, dispatcher: Dispatcher,
-                    counters: GrpcCounters) -> HttpSide:
+                    counters: GrpcCounters, sockdir: str) -> HttpSide:
     """The member's HTTP listeners (petcd.http), handed what they use of the layers above the
-    server: etcd's error texts, the peer links' stats."""
+    server: etcd's error texts, the peer links' stats, the dispatcher for the gateway's unary
+    calls and a channel to the member's gRPC socket in ``sockdir`` for its streams."""
 
     def peer_links() -> list[PeerLink]:
         return [PeerLink(p, st.connected, st.messages_dropped, st.snapshots_sent, st.snapshots_failed)
                 for p, st in transport.stats().items()]
 
-    return HttpSide(srv, srv.clock, lambda err: status_of(err)[1], peer_links, counters, None)
+    gateway: Gateway | None = None
+    if srv.settings.enable_grpc_gateway:
+        channels: list[grpc.aio.Channel] = []
+
+        def channel() -> grpc.aio.Channel:
+            if not channels:  # made on first use, on the running loop
+                channels.append(grpc.aio.insecure_channel(f"unix:{sockdir}/member.sock", options=[
+                    ("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]))
+            return channels[0]
+
+        def unary(path: str, md: GatewayMetadata, payload: bytes) -> Awaitable[tuple[int, bytes]]:
+            return dispatcher.run(BY_PATH[path].index, md, payload)
+
+        gateway = Gateway(unary, channel)
+    return HttpSide(srv, srv.clock, lambda err: status_of(err)[1], peer_links, counters, gateway)
 
 
 def keepalive(s: ServerSettings) -> Keepalive:
@@ -149,8 +167,9 @@ async def serve(settings: ServerSettings) -> int:
     grpc_counters = GrpcCounters()
     dispatcher = Dispatcher(grpc_counters.record_unary)
     server = build_grpc_server(srv, member.transport, dispatcher, grpc_counters)
-    http = build_http_side(srv, member.transport, dispatcher, grpc_counters)
-    sockdir = make_socket_dir() if fronted else ""
+    # the member's private gRPC socket: for the front-ends' streams, and the gateway's
+    sockdir = make_socket_dir() if fronted or settings.enable_grpc_gateway else ""
+    http = build_http_side(srv, member.transport, dispatcher, grpc_counters, sockdir)
     guards: list[socket.socket] = []
     supervisor: FrontendSupervisor | None = None
     links: LinkServer | None = None
@@ -158,6 +177,7 @@ async def serve(settings: ServerSettings) -> int:
         await http.start(settings.listen_client_http_urls, settings.listen_metrics_urls)
         if fronted:
             guards = claim_ports(fronted)
+        if sockdir:
             server.add_insecure_port(f"unix:{sockdir}/member.sock")
         for addr in direct:
             try:
