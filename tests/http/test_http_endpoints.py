@@ -158,7 +158,7 @@ def test_livez_readyz_follow_etcd_36(pair: HttpPair) -> None:
 def test_https_listener_is_refused(tmp_path_factory: pytest.TempPathFactory) -> None:
     group = ServerGroup(tmp_path_factory.mktemp("https"))
     try:
-        with pytest.raises(Exception, match="not healthy|exited"):
+        with pytest.raises(Exception, match=r"not healthy|exited"):
             group.start("petcd", extra_args=["--listen-metrics-urls=https://127.0.0.1:1"])
         assert "TLS is not supported" in group.servers[0].log_tail() or "refused" in group.servers[0].log_tail()
     finally:
