@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from petcd import errors
 from petcd.clock import wait_for
-from petcd.http.responses import method_not_allowed
+from petcd.http.responses import method_not_allowed, text_error
 from petcd.http.server import Request, Response
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.server.apply import ALARM_CORRUPT, ALARM_NOSPACE
@@ -62,10 +62,11 @@ class HealthChecker:
             self.counts.success += 1
         else:
             self.counts.failures += 1
-        body = json.dumps({"health": "true" if healthy else "false", "reason": reason},
-                          separators=(",", ":")).encode()
+        body = json.dumps({"health": "true" if healthy else "false", "reason": reason}, separators=(",", ":"))
+        if not healthy:
+            return text_error(503, body)  # etcd answers a failure with http.Error
         # etcd's handler sets no Content-Type: Go sniffs text/plain
-        return Response(200 if healthy else 503, [], body, sniffed_type="text/plain; charset=utf-8")
+        return Response(200, [], body.encode(), sniffed_type="text/plain; charset=utf-8")
 
     async def check(self, excluded: set[str], serializable: bool) -> tuple[bool, str]:
         for name in self.active_alarms():
