@@ -43,6 +43,11 @@ class HttpSide:
             for url in urls:
                 await _listen(server, url)
 
+    async def serve_client_unix(self, path: str) -> None:
+        """Serve the client side on a Unix socket too (the client ports' sniffer relays HTTP/1
+        connections to it)."""
+        await self.client_server.listen_unix(path)
+
     async def stop(self) -> None:
         await self.client_server.stop()
         await self.metrics_server.stop()

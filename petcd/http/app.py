@@ -59,8 +59,8 @@ def client_handler(srv: EtcdServer, health: HealthChecker, metrics: MetricsEndpo
             for root in _GATEWAY_ROOTS:
                 if path.startswith(root):
                     return await gateway(req, path[len(root) - 1:])
-                if path == root[:-1]:
-                    return redirect_to_subtree(root)
+            if path == "/v3":  # Go's mux redirects to the registered subtree (/v3beta/ is a rewrite)
+                return redirect_to_subtree("/v3/")
         return not_found()
 
     async def handle(req: Request) -> Response | Streamed:

@@ -47,6 +47,7 @@ from petcd.frontend.supervisor import (
     make_socket_dir,
 )
 from petcd.http import GrpcCounters, HttpError, HttpSide
+from petcd.http.clientport import ClientPort
 from petcd.http.gateway import Gateway
 from petcd.http.gateway import Metadata as GatewayMetadata
 from petcd.http.grpcstats import interceptor as grpc_interceptor
@@ -167,9 +168,16 @@ async def serve(settings: ServerSettings) -> int:
     grpc_counters = GrpcCounters()
     dispatcher = Dispatcher(grpc_counters.record_unary)
     server = build_grpc_server(srv, member.transport, dispatcher, grpc_counters)
-    # the member's private gRPC socket: for the front-ends' streams, and the gateway's
-    sockdir = make_socket_dir() if fronted or settings.enable_grpc_gateway else ""
+    # HTTP/1 on the client URLs too (etcd's cmux), unless --listen-client-http-urls takes it
+    # away from them, as in etcd 3.6; the member serves the client TCP addresses it keeps itself
+    # through the same sniffer as the front-ends do (petcd.http.clientport)
+    sniff = not settings.listen_client_http_urls
+    sniffed = [a for a in direct if sniff and a in client_addrs and not a.startswith("unix:") and a not in peer_addrs]
+    direct = [a for a in direct if a not in sniffed]
+    # the member's private gRPC socket: for the front-ends' streams, the gateway's, the sniffer's
+    sockdir = make_socket_dir() if fronted or sniff or settings.enable_grpc_gateway else ""
     http = build_http_side(srv, member.transport, dispatcher, grpc_counters, sockdir)
+    client_port = ClientPort(f"{sockdir}/member.sock", f"{sockdir}/http.sock")
     guards: list[socket.socket] = []
     supervisor: FrontendSupervisor | None = None
     links: LinkServer | None = None
@@ -185,18 +193,28 @@ async def serve(settings: ServerSettings) -> int:
             except RuntimeError:
                 raise FrontendError(bind_error(addr)) from None
         await server.start()
+        if sniff:
+            await http.serve_client_unix(f"{sockdir}/http.sock")
+        for addr in sniffed:
+            host, _, port = addr.rpartition(":")
+            try:
+                await client_port.listen(host.strip("[]"), int(port), reuse_port=False)
+            except OSError as exc:
+                raise FrontendError(bind_error(addr, exc.strerror or str(exc))) from None
         if fronted:
             supervisor = FrontendSupervisor(FrontendSpec(
                 count=count, listen=tuple(fronted), link_path=f"{sockdir}/link.sock",
                 member_grpc_path=f"{sockdir}/member.sock", max_recv_bytes=settings.max_recv_message_bytes,
                 max_concurrent_streams=settings.max_concurrent_streams, log_level=settings.log_level,
                 log_outputs=settings.log_outputs, keepalive=keepalive(settings),
+                http_socket=f"{sockdir}/http.sock" if sniff else "",
             ))
             links = LinkServer(dispatcher, supervisor.on_ready)
             await links.start(f"{sockdir}/link.sock")
             await supervisor.start()
     except (FrontendError, HttpError) as exc:
         log.error("%s", exc)
+        await client_port.stop()
         await _shutdown(server, srv, supervisor, links, guards, sockdir, http)
         return 1
     log.info("serving client requests on %s (%s)", ", ".join(settings.listen_client_urls),
@@ -211,6 +229,7 @@ async def serve(settings: ServerSettings) -> int:
     for w in waiters:
         w.cancel()
     log.info("shutting down")
+    await client_port.stop()
     await _shutdown(server, srv, supervisor, links, guards, sockdir, http)
     failed = srv.fatal is not None
     return 1 if failed else 0
