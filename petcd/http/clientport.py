@@ -48,15 +48,25 @@ class _Half(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.peer: _Half | None = None
-        self._paused_by_peer = False
+        # what arrived before the peer was attached (the gRPC server speaks first: its SETTINGS
+        # frame can come in before the connecting coroutine has resumed)
+        self._early: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.transport.set_write_buffer_limits(high=_HIGH_WATER)
 
+    def attach(self, peer: _Half) -> None:
+        self.peer = peer
+        early, self._early = self._early, []
+        if early and peer.transport is not None:
+            peer.transport.writelines(early)
+
     def data_received(self, data: bytes) -> None:
         peer = self.peer
-        if peer is not None and peer.transport is not None:
+        if peer is None:
+            self._early.append(data)
+        elif peer.transport is not None:
             peer.transport.write(data)
 
     def eof_received(self) -> bool | None:
@@ -130,9 +140,12 @@ class _Front(_Half):
         if self.transport is None:  # the client went away meanwhile
             back.close()
             return
-        back.peer, self.peer = self, back
-        assert back.transport is not None
+        if back.transport is None:  # the server closed it at once
+            self.close()
+            return
         back.transport.write(first)
+        self.peer = back
+        back.attach(self)
         self.transport.resume_reading()
 
 

@@ -71,3 +71,27 @@ def test_separate_http_urls_take_http_off_the_client_url(tmp_path_factory: pytes
         assert Etcdctl(petcd.endpoint).run("put", "sep/k", "v").rc == 0
     finally:
         group.close()
+
+
+def test_grpc_server_speaking_first_is_relayed(servers: tuple[Server, Server]) -> None:
+    """The gRPC server sends its SETTINGS as soon as the relay connects; bytes that arrive before
+    the relay is wired must still reach the client (connections used to hang in CONNECTING)."""
+    import asyncio
+
+    import grpc
+
+    _, petcd = servers
+
+    async def rounds() -> list[list[str]]:
+        out = []
+        for _ in range(4):
+            chans = [grpc.aio.insecure_channel(petcd.endpoint, options=[("grpc.use_local_subchannel_pool", 1)])
+                     for _ in range(8)]
+            await asyncio.gather(*(asyncio.wait_for(c.channel_ready(), 10) for c in chans), return_exceptions=True)
+            out.append([c.get_state().name for c in chans])
+            for c in chans:
+                await c.close()
+        return out
+
+    for states in asyncio.run(rounds()):
+        assert states == ["READY"] * 8
