@@ -238,6 +238,7 @@ class ServerConfig:
     experimental_backend_bbolt_freelist_type: str
     # petcd
     client_frontends: int
+    client_urls_http: bool
     # Unsafe
     force_new_cluster: bool
     # Other

@@ -168,10 +168,11 @@ async def serve(settings: ServerSettings) -> int:
     grpc_counters = GrpcCounters()
     dispatcher = Dispatcher(grpc_counters.record_unary)
     server = build_grpc_server(srv, member.transport, dispatcher, grpc_counters)
-    # HTTP/1 on the client URLs too (etcd's cmux), unless --listen-client-http-urls takes it
-    # away from them, as in etcd 3.6; the member serves the client TCP addresses it keeps itself
-    # through the same sniffer as the front-ends do (petcd.http.clientport)
-    sniff = not settings.listen_client_http_urls
+    # --client-urls-http: HTTP/1 on the client URLs too (etcd's cmux), unless
+    # --listen-client-http-urls takes it away from them, as in etcd 3.6. Off by default: the relay
+    # costs gRPC 5-12% (docs/benchmarks.md). The member serves the client TCP addresses it keeps
+    # itself through the same sniffer as the front-ends do (petcd.http.clientport)
+    sniff = settings.client_urls_http and not settings.listen_client_http_urls
     sniffed = [a for a in direct if sniff and a in client_addrs and not a.startswith("unix:") and a not in peer_addrs]
     direct = [a for a in direct if a not in sniffed]
     # the member's private gRPC socket: for the front-ends' streams, the gateway's, the sniffer's

@@ -28,7 +28,7 @@ def test_classify() -> None:
 
 @pytest.fixture(scope="module", params=["frontends", "member"])
 def servers(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server]]:
-    extra = [] if request.param == "frontends" else ["--client-frontends=0"]
+    extra = ["--client-urls-http"] + ([] if request.param == "frontends" else ["--client-frontends=0"])
     with server_group(tmp_path_factory.mktemp("port")) as group:
         yield group.start("etcd"), group.start_target(extra_args=extra)
 
@@ -65,7 +65,7 @@ def test_separate_http_urls_take_http_off_the_client_url(tmp_path_factory: pytes
     http_url = f"http://{LOOPBACK}:{free_ports(1)[0]}"
     group = ServerGroup(tmp_path_factory.mktemp("sep"))
     try:
-        petcd = group.start_target(extra_args=[f"--listen-client-http-urls={http_url}"])
+        petcd = group.start_target(extra_args=["--client-urls-http", f"--listen-client-http-urls={http_url}"])
         assert http_request(http_url, "GET", "/health").status == 200
         assert not raw(petcd.client_url, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 200")
         assert Etcdctl(petcd.endpoint).run("put", "sep/k", "v").rc == 0
@@ -95,3 +95,15 @@ def test_grpc_server_speaking_first_is_relayed(servers: tuple[Server, Server]) -
 
     for states in asyncio.run(rounds()):
         assert states == ["READY"] * 8
+
+
+def test_client_urls_serve_grpc_only_by_default(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Without --client-urls-http the client port is gRPC's own (no relay): HTTP/1 gets no answer
+    from the HTTP side there."""
+    group = ServerGroup(tmp_path_factory.mktemp("default"))
+    try:
+        petcd = group.start_target()
+        assert not raw(petcd.client_url, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 200")
+        assert Etcdctl(petcd.endpoint).run("put", "default/k", "v").rc == 0
+    finally:
+        group.close()
