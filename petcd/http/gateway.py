@@ -14,8 +14,9 @@ keep-alive, snapshot, election observe) run over a gRPC channel to the member's 
 (``channel``): the request body is read as a sequence of JSON objects, each response goes out as
 one chunk ``{"result":...}\n``, and a failure as ``{"error":{...}}\n``.
 
-Known differences from etcd: a body that is not valid JSON, or JSON of the wrong type for a
-field, is refused with code 3 as etcd does, but the text is Python's parser's, not Go's.
+A body is read as Go reads it (``petcd.http.gojson``): its first JSON value only, with Go's texts
+for syntax errors and the common type mistakes; a rarer mistake is refused with code 3 as etcd
+does, but with protobuf's text rather than Go's.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
+from petcd.http.gojson import GoJSONError, check_fields, first_value
 from petcd.http.responses import json_response, text_error
 from petcd.http.server import BodyTooLarge, Request, Response, Streamed
 from petcd.proto.etcdserverpb import rpc_pb2
@@ -185,12 +187,15 @@ class ParseFailed(Exception):
 
 def parse(route: Route, body: bytes) -> Message:
     msg = route.request()
-    text = body.decode("utf-8", "replace").strip()
-    if not text:
-        return msg
     try:
-        json_format.Parse(text, msg, ignore_unknown_fields=True)
-    except json_format.ParseError as exc:
+        obj = first_value(body.decode("utf-8", "replace"))
+        if obj is None:
+            return msg
+        check_fields(route.request.DESCRIPTOR, obj)
+        json_format.ParseDict(obj, msg, ignore_unknown_fields=True)
+    except GoJSONError as exc:
+        raise ParseFailed(str(exc)) from None
+    except json_format.ParseError as exc:  # what Go's texts above do not cover: protobuf's own
         raise ParseFailed(str(exc)) from None
     return msg
 

@@ -234,3 +234,17 @@ def test_authorization_header_is_the_token(pair: HttpPair) -> None:
         assert answer[0] == HTTP_STATUS[code]
         if code:
             assert answer[3]["code"] == code
+
+
+@pytest.mark.parametrize("body", [
+    "notjson", "{", "[]", '{"key": 5}', '{"key": "%%%"}', "x", '{"key":"Z3cvaw=="', '{"key":"Z3cvaw=="}}',
+    '{"key":"Z3cvaw==",}', "tru", '{"limit":"x","key":"Z3cvaw=="}', '{"limit":1.5,"key":"Z3cvaw=="}',
+    '{"sort_order":"NOPE","key":"Z3cvaw=="}', '{"key":"Z3cvaw=="} garbage', "  ", "null", '"str"', "5",
+    '{"key":"Z3cvaw","range_end":"Z3cw"}', '{"key":"Z3cvaw__"}', '{"key":"a\\qb"}', '{"key":-}',
+    '{"key":"Z3cva"}', '{"key":"Z3cvaw="}', '{"key":"Z3cvaw==="}', '{"key":"Z3 cvaw=="}', '{"key":"Z3c="}',
+    '{"key":"Z3cvaw==","limit":"5"}', '{"key":"Z3cvaw==","limit":true}', '{"key":"Z3cvaw==","revision":"1e2"}',
+])
+def test_request_bodies_read_as_go_reads_them(pair: HttpPair, body: str) -> None:
+    want = post(pair.etcd_http, "/v3/kv/range", body)
+    got = post(pair.petcd_http, "/v3/kv/range", body)
+    assert got == want
