@@ -34,7 +34,7 @@ from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
-from petcd.http.gojson import GoJSONError, check_fields, first_value
+from petcd.http.gojson import GoJSONError, check_fields, first_value, split_value
 from petcd.http.responses import json_response, text_error
 from petcd.http.server import BodyTooLarge, Request, Response, Streamed
 from petcd.proto.etcdserverpb import rpc_pb2
@@ -238,9 +238,15 @@ class Gateway:
         channel = self._channel()
         serialize, deserialize = route.request.SerializeToString, route.response.FromString
         if route.client_streaming:
+            body = _BodyObjects(req, route)
+            try:
+                first = await body.next()
+            except ParseFailed as exc:
+                # as etcd's gateway: a first message that does not parse fails the call (Unknown)
+                return error_response(2, str(exc))
             call: Any = channel.stream_stream(route.path, request_serializer=serialize,  # type: ignore[call-arg]
                                               response_deserializer=deserialize)(metadata=md)
-            pump = asyncio.create_task(_pump(req, route, call))
+            pump = asyncio.create_task(_pump(req, body, first, call))
         else:
             try:
                 first = parse(route, await req.read())
@@ -265,31 +271,58 @@ async def _unless_closed(req: Request, call: Awaitable[tuple[int, bytes]]) -> tu
         closed.cancel()
 
 
-async def _pump(req: Request, route: Route, call: Any) -> None:
-    """Copy the JSON objects of the request body to the gRPC stream; when the body ends, wait
-    for the client to close its connection and then end the call."""
-    decoder = json.JSONDecoder()
-    buf = ""
-    try:
-        async for chunk in req.chunks():
-            buf += chunk.decode("utf-8", "replace")
-            while True:
-                stripped = buf.lstrip()
-                if not stripped:
-                    buf = ""
-                    break
+class _BodyObjects:
+    """The request messages of a streaming call: the JSON objects of the body, in turn."""
+
+    def __init__(self, req: Request, route: Route) -> None:
+        self._chunks = req.chunks()
+        self._route = route
+        self._buf = ""
+        self._ended = False
+
+    async def next(self) -> Message | None:
+        """The next message, None at the end of the body; ParseFailed with Go's text."""
+        while True:
+            try:
+                obj, end = split_value(self._buf)
+            except GoJSONError as exc:
+                if str(exc) != "unexpected EOF" or self._ended:
+                    raise ParseFailed(str(exc)) from None
+                obj, end = None, -1
+            if end >= 0 and (obj is not None or (self._buf[end:].strip() == "" and self._ended)):
+                self._buf = self._buf[end:]
+                if obj is None:
+                    return None
+                msg = self._route.request()
                 try:
-                    obj, end = decoder.raw_decode(stripped)
-                except json.JSONDecodeError:
-                    buf = stripped
-                    break  # an object not yet whole
-                buf = stripped[end:]
-                msg = route.request()
-                json_format.ParseDict(obj, msg, ignore_unknown_fields=True)
-                await call.write(msg)
+                    check_fields(self._route.request.DESCRIPTOR, obj)
+                    json_format.ParseDict(obj, msg, ignore_unknown_fields=True)
+                except (GoJSONError, json_format.ParseError) as exc:
+                    raise ParseFailed(str(exc)) from None
+                return msg
+            if self._ended:
+                return None
+            try:
+                self._buf += (await anext(self._chunks)).decode("utf-8", "replace")
+            except StopAsyncIteration:
+                self._ended = True
+
+
+async def _pump(req: Request, body: _BodyObjects, first: Message | None, call: Any) -> None:
+    """Copy the request messages to the gRPC stream; when the body ends (or a later message does
+    not parse, which etcd's gateway only logs), wait for the client to close its connection and
+    then end the call."""
+    try:
+        msg = first
+        while msg is not None:
+            await call.write(msg)
+            try:
+                msg = await body.next()
+            except ParseFailed:
+                msg = None
         await call.done_writing()
         await req.wait_closed()
-    except (json_format.ParseError, grpc.aio.AioRpcError, asyncio.InvalidStateError, ConnectionError):
+    except (grpc.aio.AioRpcError, asyncio.InvalidStateError, ConnectionError):
         pass
     call.cancel()
 

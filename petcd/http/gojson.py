@@ -244,16 +244,26 @@ def _kind(v: object) -> str:
     return "array" if isinstance(v, list) else "object"
 
 
-def first_value(text: str) -> dict[str, Any] | None:
-    """The first JSON value of ``text`` as an object; None for an empty body or ``null``.
-    Raises GoJSONError with Go's text."""
+def split_value(text: str) -> tuple[dict[str, Any] | None, int]:
+    """The first JSON value of ``text`` (an object, or None for ``null`` or nothing but white
+    space) and where it ends. Raises GoJSONError with Go's text ("unexpected EOF" when the value
+    is not whole yet)."""
     sc = _Scanner(text)
     sc.ws()
     if sc.i >= len(text):
-        return None
+        return None, sc.i
     start = sc.i
     sc.value()
     value = json.loads(text[start:sc.i], parse_float=_Number.of)
+    if value is not None and not isinstance(value, dict):
+        raise GoJSONError(f"json: cannot unmarshal {_kind(value)} into Go value of type map[string]json.RawMessage")
+    return value, sc.i
+
+
+def first_value(text: str) -> dict[str, Any] | None:
+    """The first JSON value of ``text`` as an object; None for an empty body or ``null``.
+    Raises GoJSONError with Go's text."""
+    value, _ = split_value(text)
     if value is None:
         return None
     if not isinstance(value, dict):

@@ -248,3 +248,21 @@ def test_request_bodies_read_as_go_reads_them(pair: HttpPair, body: str) -> None
     want = post(pair.etcd_http, "/v3/kv/range", body)
     got = post(pair.petcd_http, "/v3/kv/range", body)
     assert got == want
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v3/watch", "garbage"), ("/v3/lease/keepalive", '{"ID":"x"}'), ("/v3/lease/keepalive", "[]"),
+    ("/v3/maintenance/snapshot", "garbage"), ("/v3/election/observe", "garbage"),
+])
+def test_stream_whose_first_message_does_not_parse(pair: HttpPair, path: str, body: str) -> None:
+    # bidi streams fail with Unknown (500), server streams with InvalidArgument (400), as etcd
+    want = request(pair.etcd_http, "POST", path, body.encode())
+    got = request(pair.petcd_http, "POST", path, body.encode())
+    assert got.shape() == want.shape()
+    assert got.header_names() == want.header_names()
+
+
+def test_watch_stream_ignores_garbage_after_a_good_request(pair: HttpPair) -> None:
+    body = json.dumps({"create_request": {"key": b64("gw/g")}}).encode() + b" garbage"
+    results = [_stream(url, "/v3/watch", body, 1) for url in (pair.etcd_http, pair.petcd_http)]
+    assert results[1] == results[0]
