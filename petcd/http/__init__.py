@@ -9,6 +9,7 @@ from ``petcd.api``, the peer links from ``petcd.peer``, the gateway's way to cal
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Sequence
 
@@ -16,7 +17,7 @@ from petcd.clock import Clock
 from petcd.http.app import Gateway, client_handler, metrics_handler
 from petcd.http.grpcstats import GrpcCounters
 from petcd.http.health import ErrorText, HealthChecker
-from petcd.http.metrics import MemberCollector, MetricsEndpoint, PeerLinks
+from petcd.http.metrics import MemberCollector, MetricsEndpoint, PeerLinks, PeerRoundTrips, Probe
 from petcd.http.server import Handler, HttpServer
 from petcd.server.etcdserver import EtcdServer
 
@@ -28,10 +29,13 @@ class HttpError(Exception):
 
 
 class HttpSide:
-    def __init__(self, srv: EtcdServer, clock: Clock, error_text: ErrorText, peers: PeerLinks,
+    def __init__(self, srv: EtcdServer, clock: Clock, error_text: ErrorText, peers: PeerLinks, probe: Probe,
                  grpc_counters: GrpcCounters, gateway: Gateway | None) -> None:
         self.health = HealthChecker(srv, error_text)
-        self.metrics = MetricsEndpoint(MemberCollector(srv, grpc_counters, self.health.counts, peers))
+        self.round_trips = PeerRoundTrips(clock, peers, probe)
+        self.metrics = MetricsEndpoint(MemberCollector(srv, grpc_counters, self.health.counts, peers,
+                                                       self.round_trips))
+        self._tasks: list[asyncio.Task[None]] = []
         self.client = client_handler(srv, self.health, self.metrics, gateway)
         self.metrics_only = metrics_handler(self.health, self.metrics)
         self._clock = clock
@@ -39,6 +43,7 @@ class HttpSide:
         self.metrics_server = HttpServer(self.metrics_only, clock)
 
     async def start(self, client_http_urls: Sequence[str], metrics_urls: Sequence[str]) -> None:
+        self._tasks.append(asyncio.create_task(self.round_trips.run(), name="peer-round-trips"))
         for server, urls in ((self.client_server, client_http_urls), (self.metrics_server, metrics_urls)):
             for url in urls:
                 await _listen(server, url)
@@ -49,6 +54,8 @@ class HttpSide:
         await self.client_server.listen_unix(path)
 
     async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
         await self.client_server.stop()
         await self.metrics_server.stop()
 

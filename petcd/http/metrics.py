@@ -8,13 +8,13 @@ gRPC counters come from :mod:`petcd.http.grpcstats`. Process metrics (``process_
 prometheus_client's, Python's runtime metrics stand where Go's ``go_*`` are in etcd.
 
 Only values petcd really measures are exported: a metric etcd has and petcd does not measure
-(e.g. ``etcd_network_peer_round_trip_time_seconds``, ``etcd_mvcc_put_total``) is absent rather
-than a constant zero.
+(e.g. ``etcd_mvcc_put_total``) is absent rather than a constant zero. Peer round trip times come
+from probing each peer every few seconds over the peer URL, as etcd's prober does.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
@@ -23,15 +23,16 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from petcd import ETCD_API_VERSION
+from petcd.clock import Clock
 from petcd.http.exposition import CONTENT_TYPE, go_float, write_text
 from petcd.http.grpcstats import CODE_NAMES, GrpcCounters
 from petcd.http.health import HealthCounts
 from petcd.http.server import Request, Streamed
 from petcd.raft import StateType
 from petcd.server.etcdserver import EtcdServer
-from petcd.stats import Durations
+from petcd.stats import Durations, exponential_buckets
 
-__all__ = ["MemberCollector", "MetricsEndpoint", "PeerLink"]
+__all__ = ["MemberCollector", "MetricsEndpoint", "PeerLink", "PeerRoundTrips", "Probe"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,32 @@ class PeerLink:
 
 
 PeerLinks = Callable[[], Iterable[PeerLink]]
+# ask a peer who it is over the peer URL; the round trip time in seconds (raises when it cannot)
+Probe = Callable[[int], Awaitable[float]]
+# etcd's buckets for etcd_network_peer_round_trip_time_seconds: 0.1 ms to 3.2768 s
+RTT_BUCKETS = exponential_buckets(0.0001, 2, 16)
+# etcd probes each peer every few seconds
+PROBE_INTERVAL = 5.0
+
+
+class PeerRoundTrips:
+    """Round trip times to each peer, measured by probing them in turn every PROBE_INTERVAL."""
+
+    def __init__(self, clock: Clock, peers: PeerLinks, probe: Probe) -> None:
+        self._clock = clock
+        self._peers = peers
+        self._probe = probe
+        self.by_peer: dict[int, Durations] = {}
+
+    async def run(self) -> None:
+        while True:
+            for p in list(self._peers()):
+                try:
+                    rtt = await self._probe(p.peer_id)
+                except Exception:  # a peer that is down has no round trip to record
+                    continue
+                self.by_peer.setdefault(p.peer_id, Durations(RTT_BUCKETS)).observe(rtt)
+            await self._clock.sleep(PROBE_INTERVAL)
 
 
 def _family(name: str, doc: str, kind: str) -> Metric:
@@ -70,11 +97,13 @@ def _histogram(name: str, doc: str, d: Durations) -> Metric:
 class MemberCollector:
     """A prometheus_client collector over one member."""
 
-    def __init__(self, srv: EtcdServer, grpc: GrpcCounters, health: HealthCounts, peers: PeerLinks) -> None:
+    def __init__(self, srv: EtcdServer, grpc: GrpcCounters, health: HealthCounts, peers: PeerLinks,
+                 round_trips: PeerRoundTrips) -> None:
         self._srv = srv
         self._grpc = grpc
         self._health = health
         self._peers = peers
+        self._round_trips = round_trips
 
     def collect(self) -> Iterator[Metric]:
         srv = self._srv
@@ -155,6 +184,15 @@ class MemberCollector:
             if p.snapshots_failed:
                 snap_fail.add_sample(snap_fail.name, {"To": to}, p.snapshots_failed)
         yield from (active, dropped, snap_ok, snap_fail)
+        rtt = _family("etcd_network_peer_round_trip_time_seconds", "Round-Trip-Time histogram between peers",
+                      "histogram")
+        for peer_id, d in sorted(self._round_trips.by_peer.items()):
+            peer = {"To": f"{peer_id:x}"}
+            for bound, total in d.cumulative():
+                rtt.add_sample(f"{rtt.name}_bucket", {**peer, "le": go_float(bound)}, total)
+            rtt.add_sample(f"{rtt.name}_sum", peer, d.sum)
+            rtt.add_sample(f"{rtt.name}_count", peer, d.count)
+        yield rtt
 
     def _grpc_families(self) -> Iterator[Metric]:
         g = self._grpc

@@ -130,7 +130,10 @@ def build_http_side(srv: EtcdServer, transport: PeerTransport, dispatcher: Dispa
             return dispatcher.run(BY_PATH[path].index, md, payload)
 
         gateway = Gateway(unary, channel)
-    return HttpSide(srv, srv.clock, lambda err: status_of(err)[1], peer_links, counters, gateway)
+    async def probe(peer_id: int) -> float:
+        return (await transport.probe(peer_id)).rtt
+
+    return HttpSide(srv, srv.clock, lambda err: status_of(err)[1], peer_links, probe, counters, gateway)
 
 
 def keepalive(s: ServerSettings) -> Keepalive:

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.harness import ServerGroup, server_group
-from tests.http.helpers import HttpPair, raw, request, start_pair
+from tests.http.helpers import HttpPair, raw, request, start_pair, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -163,3 +163,22 @@ def test_https_listener_is_refused(tmp_path_factory: pytest.TempPathFactory) -> 
         assert "TLS is not supported" in group.servers[0].log_tail() or "refused" in group.servers[0].log_tail()
     finally:
         group.close()
+
+
+def test_stream_calls_are_counted(pair: HttpPair) -> None:
+    """Streams relayed by the front-ends reach the member's gRPC server, whose interceptor counts
+    them (unary calls are counted where the member answers the front-ends' links)."""
+    url = pair.petcd_metrics
+    labels = {"grpc_method": "LeaseKeepAlive", "grpc_service": "etcdserverpb.Lease"}
+    started = _value(url, "grpc_server_started_total", **labels)
+    handled = _value(url, "grpc_server_handled_total", grpc_code="OK", **labels)
+    received = _value(url, "grpc_server_msg_received_total", **labels)
+    lease = pair.petcd_ctl("lease", "grant", "60").split()[1]
+    pair.petcd_ctl("lease", "keep-alive", "--once", lease)
+    assert _value(url, "grpc_server_started_total", **labels) == started + 1
+    assert _value(url, "grpc_server_msg_received_total", **labels) >= received + 1
+    # etcdctl ends its stream by going away: the call ends Canceled or OK, either way handled
+    def ended() -> bool:
+        return sum(_value(url, "grpc_server_handled_total", grpc_code=c, **labels)
+                   for c in ("OK", "Canceled")) >= handled + 1
+    wait_for(ended, what="the stream counted as handled")

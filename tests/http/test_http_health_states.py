@@ -89,6 +89,11 @@ def test_no_leader_and_leader_changes(tmp_path: Path, kind: Kind) -> None:
         others = [i for i in range(3) if i != leader]
         before = {i: _metric(urls[i], "etcd_server_leader_changes_seen_total") for i in others}
         assert all(_metric(urls[i], "etcd_server_has_leader") == 1 for i in range(3))
+        # petcd's peer round trip times, one histogram per peer (probed every few seconds; not
+        # compared: etcd's prober publishes on its own schedule)
+        if kind != "etcd":
+            wait_for(lambda: _metric(urls[0], "etcd_network_peer_round_trip_time_seconds_count") > 0,
+                     timeout=20, what="a peer round trip measured")
         members[leader].stop()
         wait_for(lambda: any(_metric(urls[i], "etcd_server_is_leader") == 1 for i in others), timeout=30,
                  what="a new leader")
