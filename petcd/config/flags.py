@@ -278,9 +278,8 @@ _f("auth-token-ttl", "uint", "300", "Seconds a simple token lives without use.",
 _g("Profiling and monitoring")
 _f("enable-pprof", "bool", "false", "Serve profiling data under /debug/pprof/ on client URLs.",
    does=warn("pprof is Go's profiler; petcd has no /debug/pprof endpoints", behaves_as=(False,)))
-_f("metrics", "string", "basic", "Metrics detail: 'basic' or 'extensive' (adds histograms).",
-   does=warn("petcd serves the basic set only: it has no gRPC handling-time histograms "
-             "(grpc_server_handling_seconds)", behaves_as=("basic",)))
+_f("metrics", "string", "basic",
+   "Metrics detail: 'basic' or 'extensive' (adds the gRPC handling-time histograms).", does=WIRED)
 _f("listen-metrics-urls", "urls", "", "Extra URLs serving only /metrics and /health.", does=WIRED)
 
 _g("Logging")

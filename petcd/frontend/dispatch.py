@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -71,9 +72,10 @@ class ForwardedContext:
 class Dispatcher:
     """Index of the member's unary servicer methods by method-table index."""
 
-    def __init__(self, record: Callable[[str, int], None] = lambda path, code: None) -> None:
+    def __init__(self, record: Callable[[str, int, float], None] = lambda path, code, started: None) -> None:
         self.handlers: list[Handler | None] = [None] * len(METHODS)
-        # record(method path, status code) once per call answered (gRPC counters of /metrics)
+        # record(method path, status code, perf_counter() at the start) once per call answered
+        # (the gRPC counters of /metrics)
         self.record = record
 
     def add_servicer(self, service: ServiceDescriptor, servicer: object) -> None:
@@ -86,9 +88,10 @@ class Dispatcher:
     async def run(self, method: int, metadata: wire.Metadata, payload: bytes) -> tuple[int, bytes]:
         """Call the method at index ``method`` of the table with a serialized request, as the
         member's gRPC server would: (0, serialized response) or (status code, status text)."""
+        started = time.perf_counter()
         status, out = await self._call(method, metadata, payload)
         if method < len(METHODS):
-            self.record(METHODS[method].path, status)
+            self.record(METHODS[method].path, status, started)
         return status, out
 
     async def _call(self, method: int, metadata: wire.Metadata, payload: bytes) -> tuple[int, bytes]:

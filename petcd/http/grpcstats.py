@@ -14,12 +14,14 @@ Front-ends themselves count nothing, so no call is counted twice.
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 
 from petcd.proto.etcdserverpb import rpc_pb2
+from petcd.stats import Durations
 
 __all__ = ["CODE_NAMES", "GrpcCounters", "interceptor"]
 
@@ -47,15 +49,30 @@ def _etcd_methods() -> dict[str, tuple[str, str, str]]:
     return out
 
 
-class GrpcCounters:
-    """Counts per method path; etcd's own services appear with zeros before their first call."""
+# go-grpc-prometheus's buckets for grpc_server_handling_seconds (Prometheus's defaults)
+HANDLING_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-    def __init__(self) -> None:
+
+class GrpcCounters:
+    """Counts per method path; etcd's own services appear with zeros before their first call.
+    ``extensive`` (--metrics=extensive) adds the handling-time histogram per method."""
+
+    def __init__(self, extensive: bool = False) -> None:
         self.methods = _etcd_methods()
         self.started: dict[str, int] = dict.fromkeys(self.methods, 0)
         self.handled: dict[tuple[str, int], int] = {}
         self.received: dict[str, int] = dict.fromkeys(self.methods, 0)
         self.sent: dict[str, int] = dict.fromkeys(self.methods, 0)
+        self.extensive = extensive
+        self.handling: dict[str, Durations] = (
+            {p: Durations(HANDLING_BUCKETS) for p in self.methods} if extensive else {})
+
+    def timed(self, path: str, started: float) -> None:
+        if self.extensive:
+            d = self.handling.get(path)
+            if d is None:
+                d = self.handling[path] = Durations(HANDLING_BUCKETS)
+            d.observe(time.perf_counter() - started)
 
     def describe(self, path: str, kind: str) -> None:
         if path not in self.methods:
@@ -65,8 +82,10 @@ class GrpcCounters:
             self.received.setdefault(path, 0)
             self.sent.setdefault(path, 0)
 
-    def record_unary(self, path: str, code: int) -> None:
-        """A whole unary call: started, one message each way (none back on an error), handled."""
+    def record_unary(self, path: str, code: int, started: float) -> None:
+        """A whole unary call: started, one message each way (none back on an error), handled;
+        ``started`` is time.perf_counter() when it began."""
+        self.timed(path, started)
         self.started[path] = self.started.get(path, 0) + 1
         self.received[path] = self.received.get(path, 0) + 1
         if code == 0:
@@ -112,9 +131,10 @@ def _wrap(counters: GrpcCounters, path: str, h: Any) -> Any:
     counters.describe(path, kind)
     started, handled, received, sent = counters.started, counters.handled, counters.received, counters.sent
 
-    def done(context: Any, exc: BaseException | None) -> None:
+    def done(context: Any, exc: BaseException | None, started: float) -> None:
         key = (path, _code_of(context, exc))
         handled[key] = handled.get(key, 0) + 1
+        counters.timed(path, started)
 
     async def counted_requests(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         async for r in requests:
@@ -125,14 +145,15 @@ def _wrap(counters: GrpcCounters, path: str, h: Any) -> Any:
         fn = h.unary_unary
 
         async def uu(request: Any, context: Any) -> Any:
+            t0 = time.perf_counter()
             started[path] += 1
             received[path] += 1
             try:
                 resp = await fn(request, context)
             except BaseException as exc:
-                done(context, exc)
+                done(context, exc, t0)
                 raise
-            done(context, None)
+            done(context, None, t0)
             if context.code() in (None, grpc.StatusCode.OK):
                 sent[path] += 1
             return resp
@@ -153,25 +174,27 @@ def _wrap(counters: GrpcCounters, path: str, h: Any) -> Any:
 
     if inspect.isasyncgenfunction(fn):
         async def generated(request: Any, context: Any) -> AsyncIterator[Any]:
+            t0 = time.perf_counter()
             try:
                 async for resp in fn(inputs(request), context):
                     sent[path] += 1
                     yield resp
             except BaseException as exc:
-                done(context, exc)
+                done(context, exc, t0)
                 raise
-            done(context, None)
+            done(context, None, t0)
 
         behaviour: Any = generated
     else:
         # a handler that writes with context.write (Watch): its messages are not counted
         async def awaited(request: Any, context: Any) -> Any:
+            t0 = time.perf_counter()
             try:
                 result = await fn(inputs(request), context)
             except BaseException as exc:
-                done(context, exc)
+                done(context, exc, t0)
                 raise
-            done(context, None)
+            done(context, None, t0)
             return result
 
         behaviour = awaited

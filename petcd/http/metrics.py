@@ -211,6 +211,17 @@ class MemberCollector:
             for code, code_name in CODE_NAMES.items():
                 handled.add_sample(handled.name, {**labels, "grpc_code": code_name}, g.handled.get((path, code), 0))
         yield from (started, handled, received, sent)
+        if g.extensive:
+            hist = _family("grpc_server_handling_seconds", "Histogram of response latency (seconds) of gRPC that "
+                           "had been application-level handled by the server.", "histogram")
+            for path, d in g.handling.items():
+                service, method, kind = g.methods[path]
+                labels = {"grpc_method": method, "grpc_service": service, "grpc_type": kind}
+                for bound, total in d.cumulative():
+                    hist.add_sample(f"{hist.name}_bucket", {**labels, "le": go_float(bound)}, total)
+                hist.add_sample(f"{hist.name}_sum", labels, d.sum)
+                hist.add_sample(f"{hist.name}_count", labels, d.count)
+            yield hist
 
 
 class MetricsEndpoint:

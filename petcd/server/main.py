@@ -168,7 +168,7 @@ async def serve(settings: ServerSettings) -> int:
     if count == 0:
         fronted = []
     direct = [a for a in dict.fromkeys([*client_addrs, *peer_addrs]) if a not in fronted]
-    grpc_counters = GrpcCounters()
+    grpc_counters = GrpcCounters(extensive=settings.metrics == "extensive")
     dispatcher = Dispatcher(grpc_counters.record_unary)
     server = build_grpc_server(srv, member.transport, dispatcher, grpc_counters)
     # --client-urls-http: HTTP/1 on the client URLs too (etcd's cmux), unless

@@ -182,3 +182,25 @@ def test_stream_calls_are_counted(pair: HttpPair) -> None:
         return sum(_value(url, "grpc_server_handled_total", grpc_code=c, **labels)
                    for c in ("OK", "Canceled")) >= handled + 1
     wait_for(ended, what="the stream counted as handled")
+
+
+def test_metrics_extensive_adds_handling_time(tmp_path_factory: pytest.TempPathFactory) -> None:
+    with server_group(tmp_path_factory.mktemp("extensive")) as group:
+        ext = start_pair(group, ["--metrics=extensive"])
+        ext.etcd_ctl("put", "ext/k", "v")
+        ext.petcd_ctl("put", "ext/k", "v")
+
+        def series(url: str) -> dict[tuple[tuple[str, str], ...], float]:
+            text = request(url, "GET", "/metrics").body.decode()
+            return {tuple(sorted(s.labels.items())): s.value for f in text_string_to_metric_families(text)
+                    if f.name == "grpc_server_handling_seconds" for s in f.samples
+                    if s.name.endswith("_count") and not s.labels["grpc_service"].startswith("grpc.health")}
+        want, got = series(ext.etcd_metrics), series(ext.petcd_metrics)
+        assert set(got) >= set(want)
+        put = (("grpc_method", "Put"), ("grpc_service", "etcdserverpb.KV"), ("grpc_type", "unary"))
+        assert got[put] == want[put] == 1
+
+
+def test_metrics_basic_has_no_handling_time(pair: HttpPair) -> None:
+    assert b"grpc_server_handling_seconds" not in request(pair.petcd_metrics, "GET", "/metrics").body
+    assert b"grpc_server_handling_seconds" not in request(pair.etcd_metrics, "GET", "/metrics").body
