@@ -153,6 +153,9 @@ class Backend:
         self._writes_blocked = False
         self._swapping = False
         self._readers = 0
+        # other processes that have the file open (external_reader); see defrag
+        self._external = 0
+        self._swap_pending = False
         self._closed = False
         self._hooks: list[Callable[[], None]] = []
         # called (from any thread) when write_blocked may have ended or a commit was requested
@@ -412,6 +415,25 @@ class Backend:
             self._reader_exit()
 
     @contextmanager
+    def external_reader(self) -> Iterator[str]:
+        """Around a child process that opens this file itself (yields its path). LMDB keeps its
+        lock file's state while any process has the environment open, so a file swapped in by
+        defrag while another process holds the old one would be reopened with the old file's
+        transaction state (and read through the wrong meta page). Defrag therefore waits for
+        these to end before it swaps, and new ones wait while a swap is due."""
+        with self._cond:
+            while self._swapping or self._swap_pending:
+                self._cond.wait()
+            self._check_open()
+            self._external += 1
+        try:
+            yield self._path
+        finally:
+            with self._cond:
+                self._external -= 1
+                self._cond.notify_all()
+
+    @contextmanager
     def read(self) -> Iterator[ReadTx]:
         """A consistent view for several reads: through the batch on its owner thread (pending
         writes visible), otherwise a read transaction on committed state. Do not write to the
@@ -560,6 +582,12 @@ class Backend:
             if os.path.exists(old):
                 os.unlink(old)
             with self._cond:
+                self._swap_pending = True
+                try:
+                    while self._external:
+                        self._cond.wait()
+                finally:
+                    self._swap_pending = False
                 self._swapping = True
                 try:
                     while self._readers:
@@ -597,13 +625,15 @@ class Backend:
             dest = os.fspath(target)
             if os.path.exists(dest):
                 os.unlink(dest)
-            self._copy(dest)
+            with self.external_reader():
+                self._copy(dest)
             return os.stat(dest).st_size
         tmp = f"{self._path}.snap.{threading.get_ident()}"
         try:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-            self._copy(tmp)
+            with self.external_reader():
+                self._copy(tmp)
             with open(tmp, "rb") as src:
                 shutil.copyfileobj(src, target, 1 << 20)
             return os.stat(tmp).st_size

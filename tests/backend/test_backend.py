@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -453,3 +455,45 @@ def test_write_state_listeners_hear_the_commit_request_and_the_unblocking(tmp_pa
         be.force_commit()
         assert len(calls) == heard  # a removed listener hears nothing
         assert be.get(KEY, b"pending") == b"1"
+
+
+def test_defrag_waits_for_other_processes_that_have_the_file_open(tmp_path: Path) -> None:
+    """LMDB keeps its lock file's state while any process has the environment open, so a file
+    swapped in while another process holds the old one would be reopened with the old file's
+    transaction state (seen: buckets missing about half the time). Defrag's swap waits until the
+    registered external readers are done, and new ones wait for the swap."""
+    with Backend(db_path(tmp_path)) as be:
+        _fill(be, 300)
+        for j in range(150):
+            be.delete(KEY, b"%08d" % j)
+        be.force_commit()
+        script = (
+            "import lmdb, sys, time\n"
+            "env = lmdb.open(sys.argv[1], subdir=False, readonly=True, lock=True, max_dbs=64)\n"
+            "print('open', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "env.close()\n"
+        )
+        defragger = threading.Thread(target=be.defrag)
+        with be.external_reader() as path:
+            child = subprocess.Popen([sys.executable, "-c", script, path], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+            try:
+                assert child.stdout is not None and child.stdout.readline() == "open\n"
+                defragger.start()
+                defragger.join(3)
+                assert defragger.is_alive(), "defrag swapped the file under another process"
+                # reads go on meanwhile (the swap has not begun)
+                assert in_thread(lambda: be.get(KEY, b"%08d" % 200)) == bytes([200 % 251]) * 512
+            finally:
+                assert child.stdin is not None
+                child.stdin.write("\n")
+                child.stdin.flush()
+                child.wait(30)
+        defragger.join(60)
+        assert not defragger.is_alive()
+        assert be.get(KEY, b"%08d" % 299) == bytes([299 % 251]) * 512
+        assert be.get(KEY, b"%08d" % 0) is None
+        be.put(KEY, b"after", b"1")
+        be.force_commit()
+        assert be.get(KEY, b"after") == b"1"
