@@ -142,8 +142,8 @@ _f("listen-peer-urls", "urls", DEFAULT_LISTEN_PEER_URLS,
 _f("listen-client-urls", "urls", DEFAULT_LISTEN_CLIENT_URLS,
    "Comma-separated URLs to accept client traffic (the gRPC API) on.", does=WIRED)
 _f("listen-client-http-urls", "urls", "",
-   "Comma-separated URLs to serve only the HTTP side of the client API on.",
-   does=refuse("petcd does not serve the HTTP side of the client API yet"))
+   "Comma-separated URLs to serve only the HTTP side of the client API on (health, version, metrics, "
+   "the JSON gateway).", does=WIRED)
 _f("max-snapshots", "uint", "5", "Snapshot files to keep (0 keeps all).", does=WIRED)
 _f("max-wals", "uint", "5", "WAL files to keep (0 keeps all).", does=WIRED)
 _f("quota-backend-bytes", "int", "0",
@@ -170,7 +170,7 @@ _f("socket-reuse-port", "bool", "false", "Set SO_REUSEPORT on listeners.",
 _f("socket-reuse-address", "bool", "false", "Set SO_REUSEADDR on listeners.",
    does=warn("petcd's listeners keep gRPC's own SO_REUSEADDR choice"))
 _f("enable-grpc-gateway", "bool", "true", "Serve the JSON/HTTP gateway of the v3 API on client URLs.",
-   does=warn("petcd does not serve the JSON/HTTP gateway yet", behaves_as=(False,)))
+   does=WIRED)
 _f("raft-read-timeout", "duration", "5", "Read timeout on each peer connection.", "5s",
    does=warn("petcd's peer streams use their own keepalive timeouts"))
 _f("raft-write-timeout", "duration", "5", "Write timeout on each peer connection.", "5s",
@@ -278,10 +278,9 @@ _f("auth-token-ttl", "uint", "300", "Seconds a simple token lives without use.",
 _g("Profiling and monitoring")
 _f("enable-pprof", "bool", "false", "Serve profiling data under /debug/pprof/ on client URLs.",
    does=warn("pprof is Go's profiler; petcd has no /debug/pprof endpoints", behaves_as=(False,)))
-_f("metrics", "string", "basic", "Metrics detail: 'basic' or 'extensive' (adds histograms).",
-   does=warn("petcd does not serve /metrics yet"))
-_f("listen-metrics-urls", "urls", "", "Extra URLs serving only /metrics and /health.",
-   does=refuse("petcd does not serve /metrics yet"))
+_f("metrics", "string", "basic",
+   "Metrics detail: 'basic' or 'extensive' (adds the gRPC handling-time histograms).", does=WIRED)
+_f("listen-metrics-urls", "urls", "", "Extra URLs serving only /metrics and /health.", does=WIRED)
 
 _g("Logging")
 _f("logger", "string", "zap", "Logger: only 'zap' is accepted ('capnslog' was removed in etcd 3.5).",
@@ -377,6 +376,12 @@ _f("client-frontends", "int", "-1",
    "Processes serving the client gRPC API beside the member, sharing its client ports "
    "(-1: one per CPU, at most 4, none on a one-CPU machine; 0: the member serves clients itself).",
    "-1", does=WIRED)
+_f("client-urls-http", "bool", "false",
+   "Also serve the HTTP side (/health, /version, /metrics, the JSON gateway) on --listen-client-urls, "
+   "as etcd does, by looking at each connection's first bytes; this relays every gRPC connection "
+   "through petcd and costs gRPC about 5-12% (docs/benchmarks.md). Off: serve it on "
+   "--listen-client-http-urls and --listen-metrics-urls. --listen-client-http-urls turns it off.",
+   does=WIRED)
 
 _g("Unsafe")
 _f("force-new-cluster", "bool", "false",

@@ -238,6 +238,7 @@ class ServerConfig:
     experimental_backend_bbolt_freelist_type: str
     # petcd
     client_frontends: int
+    client_urls_http: bool
     # Unsafe
     force_new_cluster: bool
     # Other
@@ -490,6 +491,9 @@ def _finish(pv: ParsedValues) -> ServerConfig:
     if v["max-request-bytes"] > RECOMMENDED_MAX_REQUEST_BYTES:
         warnings.append(f"--max-request-bytes={v['max-request-bytes']} exceeds the recommended maximum of "
                         f"{RECOMMENDED_MAX_REQUEST_BYTES} bytes")
+    if v["metrics"] not in ("basic", "extensive"):
+        warnings.append(f"--metrics={v['metrics']} is accepted but not applied: only 'basic' and 'extensive' "
+                        "mean something; any other value serves the basic set (as etcd does)")
     warnings += unapplied_warnings(v, pv.flags_set)
     fields = {spec.field: v[spec.name] for spec in FLAG_SPECS}
     return ServerConfig(

@@ -45,6 +45,7 @@ class ServerSettings:
     listen_client_urls: list[str]
     listen_peer_urls: list[str]
     client_frontends: int
+    client_urls_http: bool  # HTTP/1 on the client URLs too (when no --listen-client-http-urls)
     # raft
     heartbeat_interval_ms: int
     election_timeout_ms: int
@@ -142,6 +143,7 @@ def settings_from_config(cfg: ServerConfig) -> ServerSettings:
         listen_client_urls=list(cfg.listen_client_urls_str),
         listen_peer_urls=list(cfg.listen_peer_urls_str),
         client_frontends=cfg.client_frontends,
+        client_urls_http=cfg.client_urls_http,
         heartbeat_interval_ms=cfg.heartbeat_interval,
         election_timeout_ms=cfg.election_timeout,
         initial_election_tick_advance=cfg.initial_election_tick_advance,

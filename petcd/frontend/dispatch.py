@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -71,8 +72,11 @@ class ForwardedContext:
 class Dispatcher:
     """Index of the member's unary servicer methods by method-table index."""
 
-    def __init__(self) -> None:
+    def __init__(self, record: Callable[[str, int, float], None] = lambda path, code, started: None) -> None:
         self.handlers: list[Handler | None] = [None] * len(METHODS)
+        # record(method path, status code, perf_counter() at the start) once per call answered
+        # (the gRPC counters of /metrics)
+        self.record = record
 
     def add_servicer(self, service: ServiceDescriptor, servicer: object) -> None:
         for m in service.methods:
@@ -80,6 +84,41 @@ class Dispatcher:
             if method.arity is Arity.UNARY_UNARY:
                 parse = GetMessageClass(m.input_type).FromString
                 self.handlers[method.index] = (getattr(servicer, m.name), parse)
+
+    async def run(self, method: int, metadata: wire.Metadata, payload: bytes) -> tuple[int, bytes]:
+        """Call the method at index ``method`` of the table with a serialized request, as the
+        member's gRPC server would: (0, serialized response) or (status code, status text)."""
+        started = time.perf_counter()
+        status, out = await self._call(method, metadata, payload)
+        if method < len(METHODS):
+            self.record(METHODS[method].path, status, started)
+        return status, out
+
+    async def _call(self, method: int, metadata: wire.Metadata, payload: bytes) -> tuple[int, bytes]:
+        handler = self.handlers[method] if method < len(self.handlers) else None
+        if handler is None:
+            return _UNIMPLEMENTED, b"Method not found!"
+        fn, parse = handler
+        try:
+            ctx = ForwardedContext(metadata)
+            request = parse(payload)
+        except (DecodeError, UnicodeDecodeError) as exc:
+            return _INTERNAL, unmarshal_error(exc).encode()
+        try:
+            response = await fn(request, ctx)
+        except AbortedCall as a:
+            return a.code.value[0], a.details.encode()
+        except PetcdError as err:  # a method not behind grpcerr.unary: the same mapping
+            code, text = status_of(err)
+            return code.value[0], text.encode()
+        except Exception as exc:
+            if ctx.code is not None and ctx.code is not _OK:
+                return ctx.code.value[0], ctx.details.encode()
+            log.exception("forwarded call %s failed", METHODS[method].path)
+            return _UNKNOWN, f"Unexpected {type(exc)}: {exc}".encode()
+        if ctx.code is not None and ctx.code is not _OK:
+            return ctx.code.value[0], ctx.details.encode()
+        return 0, response.SerializeToString()
 
 
 class LinkServer:
@@ -107,7 +146,6 @@ class LinkServer:
 class _Link(asyncio.Protocol):
     def __init__(self, owner: LinkServer) -> None:
         self._owner = owner
-        self._handlers = owner.dispatcher.handlers
         self._reader = wire.RequestReader(MAX_FRAME_PAYLOAD)
         self._transport: asyncio.Transport | None = None
         self._out: list[bytes] = []
@@ -157,37 +195,13 @@ class _Link(asyncio.Protocol):
             self._owner.on_ready(int.from_bytes(payload[:2], "little"))
 
     async def _serve(self, call_id: int, method: int, md: bytes, payload: bytes) -> None:
-        handler = self._handlers[method] if method < len(self._handlers) else None
-        if handler is None:
-            self._send(call_id, _UNIMPLEMENTED, b"Method not found!")
-            return
-        fn, parse = handler
         try:
-            ctx = ForwardedContext(wire.decode_metadata(md) if md else ())
-            request = parse(payload)
-        except (DecodeError, wire.FrameError, UnicodeDecodeError) as exc:
+            metadata = wire.decode_metadata(md) if md else ()
+        except (wire.FrameError, UnicodeDecodeError) as exc:
             self._send(call_id, _INTERNAL, unmarshal_error(exc).encode())
             return
-        try:
-            response = await fn(request, ctx)
-        except AbortedCall as a:
-            self._send(call_id, a.code.value[0], a.details.encode())
-            return
-        except PetcdError as err:  # a method not behind grpcerr.unary: the same mapping
-            code, text = status_of(err)
-            self._send(call_id, code.value[0], text.encode())
-            return
-        except Exception as exc:
-            if ctx.code is not None and ctx.code is not _OK:
-                self._send(call_id, ctx.code.value[0], ctx.details.encode())
-            else:
-                log.exception("forwarded call %s failed", METHODS[method].path)
-                self._send(call_id, _UNKNOWN, f"Unexpected {type(exc)}: {exc}".encode())
-            return
-        if ctx.code is not None and ctx.code is not _OK:
-            self._send(call_id, ctx.code.value[0], ctx.details.encode())
-        else:
-            self._send(call_id, 0, response.SerializeToString())
+        status, out = await self._owner.dispatcher.run(method, metadata, payload)
+        self._send(call_id, status, out)
 
     def _send(self, call_id: int, status: int, payload: bytes) -> None:
         if not self._out:

@@ -36,6 +36,7 @@ from petcd.frontend import wire
 from petcd.frontend.link import LinkClosed, MemberLink
 from petcd.frontend.methods import BLOCKING_UNARY, METHODS, Arity, Method
 from petcd.frontend.supervisor import Keepalive, bind_error
+from petcd.http.clientport import ClientPort
 
 log = logging.getLogger("petcd.frontend")
 
@@ -208,13 +209,22 @@ async def serve(args: argparse.Namespace) -> int:
     server = grpc.aio.server(options=server_options(args.max_recv_bytes, args.max_concurrent_streams, True,
                                                     keepalive))
     add_handlers(server, link, channel)
-    for addr in args.listen:
+    grpc_listen, client_port = list(args.listen), None
+    if args.http_socket:
+        # HTTP/1 on the client ports too: accept them here and relay by the first bytes
+        client_port = ClientPort(f"{os.path.dirname(args.link)}/frontend-{args.index}.sock", args.http_socket)
+        grpc_listen = [f"unix:{client_port.grpc_path}"]
+    for addr in grpc_listen:
         try:
             server.add_insecure_port(addr)
         except RuntimeError:
             log.error("%s", bind_error(addr))
             return 1
     await server.start()
+    if client_port is not None:
+        for addr in args.listen:
+            host, _, port = addr.rpartition(":")
+            await client_port.listen(host.strip("[]"), int(port), reuse_port=True)
     link.ready(args.index)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -226,6 +236,8 @@ async def serve(args: argparse.Namespace) -> int:
         w.cancel()
     # on SIGTERM the member is stopping us first: let calls in flight finish
     await server.stop(grace=None if link.closed.is_set() else 1.0)
+    if client_port is not None:
+        await client_port.stop()
     link.close()
     await channel.close()  # type: ignore[call-arg]  # grpc-stubs lag grpc.aio
     return 0
@@ -244,6 +256,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--log-output", action="append", default=[], help="--log-outputs target (repeatable)")
     p.add_argument("--keepalive-min-time", type=float, required=True, help="seconds (--grpc-keepalive-min-time)")
     p.add_argument("--keepalive-interval", type=float, required=True, help="seconds (--grpc-keepalive-interval)")
+    p.add_argument("--http-socket", default="", help="the member's HTTP socket: serve HTTP/1 on --listen too")
     p.add_argument("--keepalive-timeout", type=float, required=True, help="seconds (--grpc-keepalive-timeout)")
     return p.parse_args(list(argv))
 

@@ -124,6 +124,9 @@ class FrontendSpec:
     log_level: str
     log_outputs: tuple[str, ...]
     keepalive: Keepalive
+    # the member's HTTP socket: when set, front-ends serve HTTP/1 on the client ports too
+    # (petcd.http.clientport sorts connections out by their first bytes)
+    http_socket: str = ""
 
 
 class FrontendSupervisor:
@@ -151,6 +154,8 @@ class FrontendSupervisor:
         ]
         argv += [f"--log-output={o}" for o in s.log_outputs]
         argv += [f"--listen={a}" for a in s.listen]
+        if s.http_socket:
+            argv.append(f"--http-socket={s.http_socket}")
         return argv
 
     async def _spawn(self, index: int) -> asyncio.subprocess.Process:

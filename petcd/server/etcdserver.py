@@ -41,6 +41,7 @@ from petcd.server.raftnode import RaftNode
 from petcd.server.readindex import LinearizableReads
 from petcd.server.state import MemberState, StateCell, open_state
 from petcd.server.wait import Wait
+from petcd.stats import Durations, exponential_buckets
 
 log = logging.getLogger("petcd.server")
 _P = TypeVar("_P")  # what a proposal hands raft: entry data or a ConfChange
@@ -50,6 +51,8 @@ _GRPC_OVERHEAD = 512 * 1024
 SLOW_COMMIT_SECONDS = 0.05
 # the cluster version a leader records (etcd: major.minor.0 of the lowest member)
 CLUSTER_VERSION = "3.5.0"
+# etcd's buckets for etcd_disk_backend_commit_duration_seconds: 1 ms to 8.192 s
+BACKEND_COMMIT_BUCKETS = exponential_buckets(0.001, 2, 14)
 
 
 class EtcdServer:
@@ -104,6 +107,11 @@ class EtcdServer:
         self._campaign_pending = True
         self.fatal: BaseException | None = None  # what stopped the raft node, if anything
         self._compaction_done = asyncio.Event()
+        # counters read by /metrics (petcd.http.metrics) at scrape time
+        self.leader_changes = 0
+        self.proposals_pending = 0
+        self.proposals_failed = 0
+        self.backend_commit_durations = Durations(BACKEND_COMMIT_BUCKETS)
 
     # -- the replaceable state (see petcd.server.state) --------------------------------
 
@@ -200,6 +208,8 @@ class EtcdServer:
     async def _apply_ready(self, rd: Ready) -> None:
         if rd.soft_state is not None:
             if rd.soft_state.lead != self.leader:
+                if rd.soft_state.lead != 0:
+                    self.leader_changes += 1  # etcd counts changes to a known leader
                 self.leader = rd.soft_state.lead
                 self._leader_changed.set()
                 self._leader_changed = asyncio.Event()
@@ -334,6 +344,7 @@ class EtcdServer:
         if backend.commit_if_due():
             self.db_size = backend.size()
             took = self.clock.now() - started
+            self.backend_commit_durations.observe(took)
             if took > SLOW_COMMIT_SECONDS:
                 log.warning("backend commit took %.1f ms (fsync of the database file)", took * 1000)
 
@@ -393,6 +404,7 @@ class EtcdServer:
         fut = self.wait.register(req_id)
         deadline = self.clock.now() + self.settings.request_timeout
         leader = self.leader
+        self.proposals_pending += 1
         try:
             while True:
                 try:
@@ -401,14 +413,17 @@ class EtcdServer:
                 except NoLeaderError:
                     await self.await_leader_change(deadline)
                 except ProposalDroppedError:
+                    self.proposals_failed += 1
                     raise errors.TooManyRequestsError() from None
                 except ConfChangeError as exc:
                     raise errors.ConfChangeRejectedError(str(exc)) from None
             self.wait.expire_at(req_id, deadline)
             return await fut
         except TimeoutError:
+            self.proposals_failed += 1
             raise self._timeout_error(leader) from None
         finally:
+            self.proposals_pending -= 1
             self.wait.cancel(req_id)
 
     def on_conf_change(self, cc: raftpb.ConfChange) -> None:

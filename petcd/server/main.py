@@ -11,12 +11,13 @@ import shutil
 import signal
 import socket
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import grpc
 
 from petcd.api.election import ElectionServicer
+from petcd.api.errors import status_of
 from petcd.api.handlers import add_servicer
 from petcd.api.kv import KVServicer
 from petcd.api.lease import LeaseServicer
@@ -34,6 +35,7 @@ from petcd.config import (
 )
 from petcd.config.logs import configure_logging
 from petcd.frontend.dispatch import Dispatcher, LinkServer
+from petcd.frontend.methods import BY_PATH
 from petcd.frontend.process import server_options
 from petcd.frontend.supervisor import (
     FrontendError,
@@ -44,6 +46,12 @@ from petcd.frontend.supervisor import (
     claim_ports,
     make_socket_dir,
 )
+from petcd.http import GrpcCounters, HttpError, HttpSide
+from petcd.http.clientport import ClientPort
+from petcd.http.gateway import Gateway
+from petcd.http.gateway import Metadata as GatewayMetadata
+from petcd.http.grpcstats import interceptor as grpc_interceptor
+from petcd.http.metrics import PeerLink
 from petcd.peer import PeerTransport, add_forward_service, leader_forwarding
 from petcd.peer import add_to_server as add_peer_service
 from petcd.peer.hashkv import insecure_channel_for, peer_hashes
@@ -71,12 +79,14 @@ def grpc_address(url: str) -> str:
     return rest.split("/", 1)[0]
 
 
-def build_grpc_server(srv: EtcdServer, transport: PeerTransport, dispatcher: Dispatcher) -> grpc.aio.Server:
+def build_grpc_server(srv: EtcdServer, transport: PeerTransport, dispatcher: Dispatcher,
+                      counters: GrpcCounters) -> grpc.aio.Server:
     """The member's own gRPC server: the client API (also fed to ``dispatcher`` for calls that
-    front-ends forward) and the peer service."""
+    front-ends forward) and the peer service; ``counters`` count its calls for /metrics."""
     s = srv.settings
     # a second process on the same port must fail, as etcd's does: no SO_REUSEPORT here
-    server = grpc.aio.server(options=server_options(s.max_recv_message_bytes, s.max_concurrent_streams, False,
+    server = grpc.aio.server(interceptors=[grpc_interceptor(counters)],
+                             options=server_options(s.max_recv_message_bytes, s.max_concurrent_streams, False,
                                                     keepalive(s)))
     register_watch(srv, server)
     services = pb.DESCRIPTOR.services_by_name
@@ -99,6 +109,36 @@ def build_grpc_server(srv: EtcdServer, transport: PeerTransport, dispatcher: Dis
     add_peer_service(transport, server)
     add_forward_service(transport, forward, server)
     return server
+
+
+def build_http_side(srv: EtcdServer, transport: PeerTransport, dispatcher: Dispatcher,
+                    counters: GrpcCounters, sockdir: str) -> HttpSide:
+    """The member's HTTP listeners (petcd.http), handed what they use of the layers above the
+    server: etcd's error texts, the peer links' stats, the dispatcher for the gateway's unary
+    calls and a channel to the member's gRPC socket in ``sockdir`` for its streams."""
+
+    def peer_links() -> list[PeerLink]:
+        return [PeerLink(p, st.connected, st.messages_dropped, st.snapshots_sent, st.snapshots_failed)
+                for p, st in transport.stats().items()]
+
+    gateway: Gateway | None = None
+    if srv.settings.enable_grpc_gateway:
+        channels: list[grpc.aio.Channel] = []
+
+        def channel() -> grpc.aio.Channel:
+            if not channels:  # made on first use, on the running loop
+                channels.append(grpc.aio.insecure_channel(f"unix:{sockdir}/member.sock", options=[
+                    ("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]))
+            return channels[0]
+
+        def unary(path: str, md: GatewayMetadata, payload: bytes) -> Awaitable[tuple[int, bytes]]:
+            return dispatcher.run(BY_PATH[path].index, md, payload)
+
+        gateway = Gateway(unary, channel)
+    async def probe(peer_id: int) -> float:
+        return (await transport.probe(peer_id)).rtt
+
+    return HttpSide(srv, srv.clock, lambda err: status_of(err)[1], peer_links, probe, counters, gateway)
 
 
 def keepalive(s: ServerSettings) -> Keepalive:
@@ -144,15 +184,28 @@ async def serve(settings: ServerSettings) -> int:
     if count == 0:
         fronted = []
     direct = [a for a in dict.fromkeys([*client_addrs, *peer_addrs]) if a not in fronted]
-    dispatcher = Dispatcher()
-    server = build_grpc_server(srv, member.transport, dispatcher)
-    sockdir = make_socket_dir() if fronted else ""
+    grpc_counters = GrpcCounters(extensive=settings.metrics == "extensive")
+    dispatcher = Dispatcher(grpc_counters.record_unary)
+    server = build_grpc_server(srv, member.transport, dispatcher, grpc_counters)
+    # --client-urls-http: HTTP/1 on the client URLs too (etcd's cmux), unless
+    # --listen-client-http-urls takes it away from them, as in etcd 3.6. Off by default: the relay
+    # costs gRPC 5-12% (docs/benchmarks.md). The member serves the client TCP addresses it keeps
+    # itself through the same sniffer as the front-ends do (petcd.http.clientport)
+    sniff = settings.client_urls_http and not settings.listen_client_http_urls
+    sniffed = [a for a in direct if sniff and a in client_addrs and not a.startswith("unix:") and a not in peer_addrs]
+    direct = [a for a in direct if a not in sniffed]
+    # the member's private gRPC socket: for the front-ends' streams, the gateway's, the sniffer's
+    sockdir = make_socket_dir() if fronted or sniff or settings.enable_grpc_gateway else ""
+    http = build_http_side(srv, member.transport, dispatcher, grpc_counters, sockdir)
+    client_port = ClientPort(f"{sockdir}/member.sock", f"{sockdir}/http.sock")
     guards: list[socket.socket] = []
     supervisor: FrontendSupervisor | None = None
     links: LinkServer | None = None
     try:
+        await http.start(settings.listen_client_http_urls, settings.listen_metrics_urls)
         if fronted:
             guards = claim_ports(fronted)
+        if sockdir:
             server.add_insecure_port(f"unix:{sockdir}/member.sock")
         for addr in direct:
             try:
@@ -160,19 +213,29 @@ async def serve(settings: ServerSettings) -> int:
             except RuntimeError:
                 raise FrontendError(bind_error(addr)) from None
         await server.start()
+        if sniff:
+            await http.serve_client_unix(f"{sockdir}/http.sock")
+        for addr in sniffed:
+            host, _, port = addr.rpartition(":")
+            try:
+                await client_port.listen(host.strip("[]"), int(port), reuse_port=False)
+            except OSError as exc:
+                raise FrontendError(bind_error(addr, exc.strerror or str(exc))) from None
         if fronted:
             supervisor = FrontendSupervisor(FrontendSpec(
                 count=count, listen=tuple(fronted), link_path=f"{sockdir}/link.sock",
                 member_grpc_path=f"{sockdir}/member.sock", max_recv_bytes=settings.max_recv_message_bytes,
                 max_concurrent_streams=settings.max_concurrent_streams, log_level=settings.log_level,
                 log_outputs=settings.log_outputs, keepalive=keepalive(settings),
+                http_socket=f"{sockdir}/http.sock" if sniff else "",
             ))
             links = LinkServer(dispatcher, supervisor.on_ready)
             await links.start(f"{sockdir}/link.sock")
             await supervisor.start()
-    except FrontendError as exc:
+    except (FrontendError, HttpError) as exc:
         log.error("%s", exc)
-        await _shutdown(server, srv, supervisor, links, guards, sockdir)
+        await client_port.stop()
+        await _shutdown(server, srv, supervisor, links, guards, sockdir, http)
         return 1
     log.info("serving client requests on %s (%s)", ", ".join(settings.listen_client_urls),
              f"{count} front-end processes" if fronted else "in the member process")
@@ -192,15 +255,17 @@ async def serve(settings: ServerSettings) -> int:
     if checks is not None:
         checks.cancel()
     sdnotify.notify_stopping(sd_ready)
-    await _shutdown(server, srv, supervisor, links, guards, sockdir)
+    await client_port.stop()
+    await _shutdown(server, srv, supervisor, links, guards, sockdir, http)
     failed = srv.fatal is not None
     return 1 if failed else 0
 
 
 async def _shutdown(
     server: grpc.aio.Server, srv: EtcdServer, supervisor: FrontendSupervisor | None,
-    links: LinkServer | None, guards: list[socket.socket], sockdir: str,
+    links: LinkServer | None, guards: list[socket.socket], sockdir: str, http: HttpSide,
 ) -> None:
+    await http.stop()
     # front-ends first: they finish the calls in flight, which the member still answers
     if supervisor is not None:
         await supervisor.stop()

@@ -140,6 +140,11 @@ class RaftNode:
     def voters(self) -> list[int]:
         return list(self._node.status().config.voters)
 
+    @property
+    def wal(self) -> WAL:
+        """The WAL (read by /metrics for its fsync durations and bytes written)."""
+        return self._wal
+
     def last_index(self) -> int:
         return self._storage.last_index()
 

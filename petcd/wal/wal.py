@@ -25,10 +25,12 @@ import logging
 import os
 import shutil
 import threading
+import time
 from collections.abc import Sequence
 from types import TracebackType
 
 from petcd.proto.raftpb import raft_pb2 as raftpb
+from petcd.stats import Durations, exponential_buckets
 from petcd.wal.errors import SnapshotMismatchError, WALError, WALNotFoundError
 from petcd.wal.fileutil import LOCK_FILE_NAME, DirLock, fsync_dir
 from petcd.wal.fileutil import preallocate as _preallocate
@@ -47,6 +49,10 @@ def _is_empty_state(hs: raftpb.HardState) -> bool:
     return hs.term == 0 and hs.vote == 0 and hs.commit == 0
 
 
+# etcd's buckets for etcd_disk_wal_fsync_duration_seconds: 1 ms to 8.192 s
+WAL_FSYNC_BUCKETS = exponential_buckets(0.001, 2, 14)
+
+
 class WAL:
     """A write-ahead log in one directory. Build with WAL.create or WAL.open, never directly."""
 
@@ -63,6 +69,9 @@ class WAL:
         self.directory = directory
         # --unsafe-no-fsync: saves are never fdatasync'ed (a crash may lose acknowledged entries)
         self._unsafe_no_fsync = unsafe_no_fsync
+        # for /metrics (etcd_disk_wal_fsync_duration_seconds, etcd_disk_wal_write_bytes_total)
+        self.fsync_durations = Durations(WAL_FSYNC_BUCKETS)
+        self.bytes_written = 0
         self.segment_size = segment_size
         self._preallocate = preallocate
         self._lock = lock
@@ -321,16 +330,20 @@ class WAL:
                 self._failed = f"could not truncate {self._segments[-1].path} after failed write: {e2}"
             raise _os_error(f"writing {len(buf)} bytes to {self._segments[-1].path}", e) from e
         self._offset = start + len(buf)
+        self.bytes_written += len(buf)
 
     def _sync(self, fd: int) -> None:
         if self._unsafe_no_fsync:
             return
+        # real elapsed time, not the injected clock: this measures the disk, for /metrics only
+        started = time.perf_counter()
         try:
             os.fdatasync(fd)
         except OSError as e:
             # after a failed fsync the page cache state is unknown: never write again
             self._failed = f"fdatasync of {self._segments[-1].path} failed: {e}"
             raise _os_error("syncing " + self._segments[-1].path, e) from e
+        self.fsync_durations.observe(time.perf_counter() - started)
 
     def _cut(self) -> None:
         """Finish the current segment and start the next one."""

@@ -138,9 +138,9 @@ def test_warn_flags_are_quiet_unless_set() -> None:
 
 def test_warn_flags_set_to_what_petcd_does_anyway_are_quiet() -> None:
     # e.g. a unit written for etcd 3.4 that says ETCD_ENABLE_V2=false
-    cfg = parse_config(["--enable-v2=false", "--enable-grpc-gateway=false", "--enable-pprof=false"], {})
+    cfg = parse_config(["--enable-v2=false", "--socket-reuse-port=false", "--enable-pprof=false"], {})
     assert not any("not applied" in w for w in cfg.warnings)
-    assert _naming("enable-grpc-gateway", parse_config(["--enable-grpc-gateway=true"], {}).warnings)
+    assert _naming("enable-pprof", parse_config(["--enable-pprof=true"], {}).warnings)
 
 
 @pytest.mark.parametrize("name", by_action("refuse"))
