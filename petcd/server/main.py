@@ -16,6 +16,8 @@ from typing import Any
 
 import grpc
 
+from petcd.api.auth import AuthServicer
+from petcd.api.credentials import Credentials
 from petcd.api.election import ElectionServicer
 from petcd.api.handlers import add_servicer
 from petcd.api.kv import KVServicer
@@ -75,11 +77,14 @@ def build_grpc_server(srv: EtcdServer, transport: PeerTransport, dispatcher: Dis
     # a second process on the same port must fail, as etcd's does: no SO_REUSEPORT here
     server = grpc.aio.server(options=server_options(s.max_recv_message_bytes, s.max_concurrent_streams, False,
                                                     keepalive(s)))
-    register_watch(srv, server)
+    # whose call it is (token; a client certificate's CN plugs in here as common_name=...)
+    creds = Credentials(srv)
+    register_watch(srv, server, creds)
     services = pb.DESCRIPTOR.services_by_name
     for name, servicer in (
-        ("KV", KVServicer(srv)), ("Maintenance", MaintenanceServicer(srv)),
-        ("Cluster", ClusterServicer(srv)), ("Lease", LeaseServicer(srv)),
+        ("KV", KVServicer(srv, creds)), ("Maintenance", MaintenanceServicer(srv, creds)),
+        ("Cluster", ClusterServicer(srv, creds)), ("Lease", LeaseServicer(srv, creds)),
+        ("Auth", AuthServicer(srv, creds)),
     ):
         add_servicer(server, services[name], servicer)
         dispatcher.add_servicer(services[name], servicer)
