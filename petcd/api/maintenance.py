@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 from petcd import errors
 from petcd.api.credentials import Credentials
-from petcd.api.errors import status_of
-from petcd.api.grpcerr import Context, abort_with, unary
+from petcd.api.errors import status_of, unmapped_auth_status
+from petcd.api.grpcerr import Context, unary
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from petcd.server import cluster, maintenance
@@ -37,17 +37,17 @@ class MaintenanceServicer(pb_grpc.MaintenanceServicer):
     async def Defragment(
         self, request: pb.DefragmentRequest, context: Context
     ) -> pb.DefragmentResponse:
-        await self.credentials.admin(context)
+        await self._admin_or_abort(context)
         return await maintenance.defragment(self.server)
 
     @unary
     async def Hash(self, request: pb.HashRequest, context: Context) -> pb.HashResponse:
-        await self.credentials.admin(context)
+        await self._admin_or_abort(context)
         return maintenance.hash_(self.server)
 
     @unary
     async def HashKV(self, request: pb.HashKVRequest, context: Context) -> pb.HashKVResponse:
-        await self.credentials.admin(context)
+        await self._admin_or_abort(context)
         return maintenance.hash_kv(self.server, request.revision)
 
     async def Snapshot(
@@ -61,7 +61,7 @@ class MaintenanceServicer(pb_grpc.MaintenanceServicer):
         try:
             await self.credentials.admin(context)
         except errors.PetcdError as exc:
-            await abort_with(context, exc)
+            await context.abort(*unmapped_auth_status(exc))
 
     @unary
     async def MoveLeader(
