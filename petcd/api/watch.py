@@ -334,8 +334,6 @@ def _auth_permit(server: EtcdServer, credentials: Credentials) -> Permit:
     def permit(context: grpc.aio.ServicerContext[pb.WatchRequest, pb.WatchResponse], key: bytes,
                range_end: bytes) -> bool:
         store = server.auth_store
-        if not store.enabled:
-            return True
         try:
             info = credentials.now(context)
         except errors.PetcdError:

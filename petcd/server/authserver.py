@@ -76,12 +76,10 @@ def _token_of(metadata: Metadata) -> str | None:
 
 
 async def credentials(srv: EtcdServer, metadata: Metadata, common_name: str | None = None) -> AuthInfo | None:
-    """etcd's AuthInfoFromCtx: nobody while auth is disabled; else the token's user (a simple
-    token is known only once its Authenticate entry is applied here, so wait for its index),
-    InvalidAuthTokenError for a token that is not valid; without a token, the verified client
-    certificate's common name when there is one; else nobody."""
-    if not srv.auth_store.enabled:
-        return None
+    """etcd's AuthInfoFromCtx: the token's user (a simple token is known only once its
+    Authenticate entry is applied here, so wait for its index), InvalidAuthTokenError for a token
+    that is not valid (also while auth is disabled: then no token is, as in etcd); without a token,
+    the verified client certificate's common name when there is one and auth is on; else nobody."""
     token = _token_of(metadata)
     if token is not None:
         index = srv.auth_store.token_wait_index(token)
@@ -89,19 +87,17 @@ async def credentials(srv: EtcdServer, metadata: Metadata, common_name: str | No
             await srv.wait_applied(index)
         # the store is looked up again: a snapshot may have replaced it while waiting
         return srv.auth_store.auth_info_from_token(token)
-    if common_name:
+    if common_name and srv.auth_store.enabled:
         return srv.auth_store.auth_info_from_cn(common_name)
     return None
 
 
 def credentials_now(srv: EtcdServer, metadata: Metadata, common_name: str | None = None) -> AuthInfo | None:
     """:func:`credentials` without waiting (a simple token not yet applied here is invalid)."""
-    if not srv.auth_store.enabled:
-        return None
     token = _token_of(metadata)
     if token is not None:
         return srv.auth_store.auth_info_from_token(token)
-    if common_name:
+    if common_name and srv.auth_store.enabled:
         return srv.auth_store.auth_info_from_cn(common_name)
     return None
 
