@@ -17,6 +17,7 @@ from google.protobuf.message import Message
 from petcd.proto.authpb import auth_pb2 as authpb
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
+from tests.auth_server.common import enable_auth, token
 from tests.harness import Normaliser, Server, ServerGroup
 from tests.harness.grpcdiff import message_dict
 
@@ -219,3 +220,24 @@ def test_auth_api_like_etcd(servers: ServerGroup) -> None:
         ref.close()
         tgt.close()
     assert not diffs, f"{len(diffs)} of {len(CALLS)} calls differ:\n" + "\n".join(diffs)
+
+
+def test_leases_expire_with_auth_on_like_etcd(servers: ServerGroup) -> None:
+    """The leader revokes expired leases itself, as root: a user's lease expires and takes its
+    keys with it although no client asked (and the user could not revoke keys it cannot write)."""
+    for kind in ("etcd", "petcd"):
+        s = servers.start(kind)
+        enable_auth(s.endpoint)
+        tok = token(s.endpoint, "root", "123456")
+        md = [("token", tok)]
+        with grpc.insecure_channel(s.endpoint) as ch:
+            kv, lease = pb_grpc.KVStub(ch), pb_grpc.LeaseStub(ch)
+            lease_id = lease.LeaseGrant(pb.LeaseGrantRequest(TTL=2), metadata=md, timeout=10).ID
+            kv.Put(pb.PutRequest(key=b"leased", value=b"v", lease=lease_id), metadata=md, timeout=10)
+            deadline = time.monotonic() + 20
+            while kv.Range(pb.RangeRequest(key=b"leased"), metadata=md, timeout=10).count:
+                assert time.monotonic() < deadline, f"{kind}: the lease never expired"
+                time.sleep(0.3)
+            left = lease.LeaseTimeToLive(pb.LeaseTimeToLiveRequest(ID=lease_id), metadata=md, timeout=10)
+            assert left.TTL == -1, kind
+        s.stop()
