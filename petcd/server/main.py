@@ -91,8 +91,8 @@ def build_grpc_server(srv: EtcdServer, transport: PeerTransport, dispatcher: Dis
     # Lock and Election are clients of the member's own KV, Watch and Lease APIs, as in etcd
     kv, cleanups = MemberKV(srv), Cleanups()
     concurrency: tuple[tuple[Any, object], ...] = (
-        (lockpb.DESCRIPTOR.services_by_name["Lock"], LockServicer(Locks(kv, cleanups))),
-        (electionpb.DESCRIPTOR.services_by_name["Election"], ElectionServicer(Elections(kv, cleanups))),
+        (lockpb.DESCRIPTOR.services_by_name["Lock"], LockServicer(Locks(kv, cleanups), creds)),
+        (electionpb.DESCRIPTOR.services_by_name["Election"], ElectionServicer(Elections(kv, cleanups), creds)),
     )
     for service, concurrency_servicer in concurrency:
         add_servicer(server, service, concurrency_servicer)
