@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
-from tests.auth_server.common import ROOT, Side, ctl, enable_auth, run_steps, token
-from tests.harness import Etcdctl, ServerGroup
+from tests.auth_server.common import ROOT, Side, ctl, enable_auth, run_steps, token, wait_authenticated
+from tests.harness import Etcdctl, Server, ServerGroup, free_ports
 
 pytestmark = pytest.mark.etcd
 
@@ -140,3 +140,40 @@ def test_auth_survives_snapshot_catch_up(servers: ServerGroup) -> None:
     assert late.run("get", "k", "--user", "u:upw").rc == 0
     log = members[2].log_path.read_text()
     assert "installed snapshot" in log
+
+
+def test_member_replaced_with_auth_on_joins_by_snapshot(servers: ServerGroup) -> None:
+    """The notebook's member replacement with auth on (remove, add, start with
+    --initial-cluster-state existing): the new member gets the users and roles in its snapshot."""
+    args = ("--snapshot-count=20", "--experimental-snapshot-catchup-entries=5")
+    members = servers.start_cluster("petcd", 3, extra_args=args)
+    enable_auth(members[0].endpoint, ("u", "upw"))
+    c = Etcdctl([m.endpoint for m in members[:2]])
+    for cmd in (("role", "add", "r"), ("role", "grant-permission", "r", "readwrite", "k"),
+                ("user", "grant-role", "u", "r")):
+        assert c.run(*cmd, "--user", ROOT).rc == 0
+    for i in range(40):
+        assert c.run("put", f"fill{i}", "x", "--user", ROOT).rc == 0
+    gone = members[2]
+    gone_id = gone.ids().member_id
+    gone.stop()
+    deadline = time.monotonic() + 30
+    while (res := c.run("member", "remove", f"{gone_id:x}", "--user", ROOT)).rc != 0:
+        assert time.monotonic() < deadline, str(res)
+        time.sleep(0.5)
+    client_port, peer_port = free_ports(2)
+    peer_url = f"http://127.0.0.1:{peer_port}"
+    # admin only: a user without the root role cannot add it
+    assert "permission denied" in c.run("member", "add", "m4", f"--peer-urls={peer_url}", "--user", "u:upw").stderr
+    assert c.run("member", "add", "m4", f"--peer-urls={peer_url}", "--user", ROOT).rc == 0
+    initial = ",".join([*(f"{m.name}={m.peer_url}" for m in members[:2]), f"m4={peer_url}"])
+    new = Server("petcd", gone.workdir.parent / "m4", name="m4", extra_args=args, client_port=client_port,
+                 peer_port=peer_port, initial_cluster=initial, cluster_state="existing")
+    servers.servers.append(new)
+    new.spawn()
+    late = Etcdctl(new.endpoint)
+    wait_authenticated(late, ROOT)
+    assert late.run("put", "k", "from-m4", "--user", "u:upw").rc == 0
+    assert late.run("put", "other", "x", "--user", "u:upw").rc == 1
+    assert "u" in late.run("user", "list", "--user", ROOT).stdout.split()
+    assert "installed snapshot" in new.log_tail(300)
