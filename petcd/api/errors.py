@@ -98,3 +98,13 @@ def status_of(exc: e.PetcdError) -> tuple[grpc.StatusCode, str]:
             code, text = entry
             return code, text if text is not None else f"etcdserver: {exc}"
     return grpc.StatusCode.UNKNOWN, str(exc)
+
+
+def unmapped_auth_status(exc: e.PetcdError) -> tuple[grpc.StatusCode, str]:
+    """What etcd 3.5.1's Maintenance server answers when its admin check fails: the auth
+    package's error as it is, not through togRPCError, so gRPC reports UNKNOWN with the text
+    "auth: ..." (observed: "auth: permission denied", "auth: user name is empty")."""
+    code, text = status_of(exc)
+    if text.startswith("etcdserver: "):
+        return grpc.StatusCode.UNKNOWN, "auth: " + text[len("etcdserver: "):]
+    return code, text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from petcd.api.credentials import Credentials
 from petcd.api.grpcerr import Context, abort_with, unary
 from petcd.errors import LeaseNotFoundError, PetcdError
 from petcd.lease import service
@@ -13,21 +14,29 @@ from petcd.server.lease_forward import Forwarder
 
 
 class LeaseServicer(pb_grpc.LeaseServicer):
-    def __init__(self, server: service.LeaseServer, forward: Forwarder) -> None:
+    def __init__(self, server: service.LeaseServer, forward: Forwarder,
+                 credentials: Credentials | None = None) -> None:
         self.server = server
         # keep-alives and time-to-live questions a follower gets go to the leader, as in etcd
         self.forward = forward
+        # None: a server without auth (the lease tests' fakes)
+        self.credentials = credentials
 
     @unary
     async def LeaseGrant(
         self, request: pb.LeaseGrantRequest, context: Context
     ) -> pb.LeaseGrantResponse:
+        if self.credentials is not None:
+            await self.credentials.enter(context)
         return await service.lease_grant(self.server, request)
 
     @unary
     async def LeaseRevoke(
         self, request: pb.LeaseRevokeRequest, context: Context
     ) -> pb.LeaseRevokeResponse:
+        if self.credentials is not None:
+            # the apply chain checks write permission on every key attached to the lease
+            await self.credentials.enter(context)
         return await service.lease_revoke(self.server, request)
 
     async def LeaseKeepAlive(

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import grpc
 
 from petcd import errors
+from petcd.api.credentials import Credentials
 from petcd.api.errors import status_of
 from petcd.api.grpcerr import unary
 from petcd.proto.v3lockpb import v3lock_pb2 as lockpb
@@ -49,12 +50,20 @@ def as_client_errors(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable
 
 
 class LockServicer(lockpb_grpc.LockServicer):
-    def __init__(self, locks: Locks) -> None:
+    def __init__(self, locks: Locks, credentials: Credentials | None = None) -> None:
         self.locks = locks
+        # with auth on, the lock's reads and writes run as the caller (etcd's v3lock passes the
+        # call's context to its client); None: no credentials (tests without auth)
+        self.credentials = credentials
+
+    async def _enter(self, context: Any) -> None:
+        if self.credentials is not None:
+            await self.credentials.enter(context)
 
     @unary
     @as_client_errors
     async def Lock(self, request: lockpb.LockRequest, context: grpc.aio.ServicerContext[Any, Any]) -> lockpb.LockResponse:
+        await self._enter(context)
         return await self.locks.lock(request.name, request.lease)
 
     @unary
@@ -62,4 +71,5 @@ class LockServicer(lockpb_grpc.LockServicer):
     async def Unlock(
         self, request: lockpb.UnlockRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> lockpb.UnlockResponse:
+        await self._enter(context)
         return await self.locks.unlock(request.key)

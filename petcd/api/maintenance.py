@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from petcd import errors
-from petcd.api.errors import status_of
+from petcd.api.credentials import Credentials
+from petcd.api.errors import status_of, unmapped_auth_status
 from petcd.api.grpcerr import Context, unary
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
@@ -15,11 +16,15 @@ from petcd.server.lease_forward import Forwarder
 
 
 class MaintenanceServicer(pb_grpc.MaintenanceServicer):
-    def __init__(self, server: EtcdServer) -> None:
+    # admin-only (root role) with auth on, as etcd 3.5.1: Defragment, Snapshot, Hash, HashKV;
+    # Alarm, Status, MoveLeader, Downgrade are not checked
+    def __init__(self, server: EtcdServer, credentials: Credentials | None = None) -> None:
         self.server = server
+        self.credentials = credentials if credentials is not None else Credentials(server)
 
     @unary
     async def Alarm(self, request: pb.AlarmRequest, context: Context) -> pb.AlarmResponse:
+        await self.credentials.enter(context)
         return await maintenance.alarm(self.server, request)
 
     @unary
@@ -33,21 +38,31 @@ class MaintenanceServicer(pb_grpc.MaintenanceServicer):
     async def Defragment(
         self, request: pb.DefragmentRequest, context: Context
     ) -> pb.DefragmentResponse:
+        await self._admin_or_abort(context)
         return await maintenance.defragment(self.server)
 
     @unary
     async def Hash(self, request: pb.HashRequest, context: Context) -> pb.HashResponse:
+        await self._admin_or_abort(context)
         return maintenance.hash_(self.server)
 
     @unary
     async def HashKV(self, request: pb.HashKVRequest, context: Context) -> pb.HashKVResponse:
+        await self._admin_or_abort(context)
         return maintenance.hash_kv(self.server, request.revision)
 
     async def Snapshot(
         self, request: pb.SnapshotRequest, context: Context
     ) -> AsyncIterator[pb.SnapshotResponse]:
+        await self._admin_or_abort(context)
         async for chunk in maintenance.snapshot(self.server):
             yield chunk
+
+    async def _admin_or_abort(self, context: Context) -> None:
+        try:
+            await self.credentials.admin(context)
+        except errors.PetcdError as exc:
+            await context.abort(*unmapped_auth_status(exc))
 
     @unary
     async def MoveLeader(
@@ -62,9 +77,11 @@ class MaintenanceServicer(pb_grpc.MaintenanceServicer):
 
 
 class ClusterServicer(pb_grpc.ClusterServicer):
-    def __init__(self, server: EtcdServer, forward: Forwarder) -> None:
+    # member changes are admin-only with auth on; MemberList is not checked (etcd 3.5.1)
+    def __init__(self, server: EtcdServer, forward: Forwarder, credentials: Credentials | None = None) -> None:
         self.server = server
         self.forward = forward  # MemberPromote on a follower goes to the leader, as in etcd
+        self.credentials = credentials if credentials is not None else Credentials(server)
 
     @unary
     async def MemberList(
@@ -76,22 +93,26 @@ class ClusterServicer(pb_grpc.ClusterServicer):
 
     @unary
     async def MemberAdd(self, request: pb.MemberAddRequest, context: Context) -> pb.MemberAddResponse:
+        await self.credentials.admin(context)
         return await cluster.member_add(self.server, request)
 
     @unary
     async def MemberRemove(
         self, request: pb.MemberRemoveRequest, context: Context
     ) -> pb.MemberRemoveResponse:
+        await self.credentials.admin(context)
         return await cluster.member_remove(self.server, request)
 
     @unary
     async def MemberUpdate(
         self, request: pb.MemberUpdateRequest, context: Context
     ) -> pb.MemberUpdateResponse:
+        await self.credentials.admin(context)
         return await cluster.member_update(self.server, request)
 
     @unary
     async def MemberPromote(
         self, request: pb.MemberPromoteRequest, context: Context
     ) -> pb.MemberPromoteResponse:
+        await self.credentials.admin(context)
         return await self.forward.member_promote(request)

@@ -17,7 +17,8 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 
-from petcd import errors
+from petcd import auth, errors
+from petcd.api.credentials import Credentials
 from petcd.api.errors import status_of
 from petcd.mvcc.watchable import (
     STREAM_CAPACITY,
@@ -148,8 +149,12 @@ class WatchServicer(pb_grpc.WatchServicer):
         progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
         capacity: int = STREAM_CAPACITY,
         permit: Permit | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
         self.server = server
+        self.credentials = credentials
+        if permit is None and credentials is not None:
+            permit = _auth_permit(server, credentials)
         self.permit = permit
         self.watchable = watchable
         self.progress_interval = progress_interval
@@ -166,6 +171,11 @@ class WatchServicer(pb_grpc.WatchServicer):
         require_leader = md.get(REQUIRE_LEADER_KEY) == "true"
         if require_leader and not self.server.leader:
             await context.abort(*status_of(errors.NoLeaderError()))
+        if self.credentials is not None:
+            # a simple token is known once its Authenticate entry is applied here: wait for that
+            # now, so the creates below can check it at once (a bad token fails each create)
+            with contextlib.suppress(errors.PetcdError):
+                await self.credentials.enter(context)
         session = _Session(self, context)
         await session.run(request_iterator, require_leader=require_leader)
         if session.lost_leader:
@@ -244,7 +254,7 @@ class _Session:
             key = c.key or b"\x00"
             permit = self.svc.permit
             if permit is not None and not permit(self.context, key, c.range_end):
-                self.stream.refuse(PERMISSION_DENIED_REASON)
+                self.stream.refuse(PERMISSION_DENIED_REASON, c.watch_id)
                 return
             filters = set(c.filters)
             opts = WatchOptions(
@@ -317,7 +327,26 @@ def add_to_server(servicer: WatchServicer, grpc_server: grpc.aio.Server) -> None
     grpc_server.add_registered_method_handlers("etcdserverpb.Watch", handlers)  # type: ignore[attr-defined]
 
 
-def register(server: EtcdServer, grpc_server: grpc.aio.Server) -> None:
-    """Serve the Watch API of ``server`` (its watchable store) on ``grpc_server``."""
+def _auth_permit(server: EtcdServer, credentials: Credentials) -> Permit:
+    """etcd's isWatchPermitted: read permission on the watched range, for the credentials the
+    stream carries when the watch is created (a bad token refuses it)."""
+
+    def permit(context: grpc.aio.ServicerContext[pb.WatchRequest, pb.WatchResponse], key: bytes,
+               range_end: bytes) -> bool:
+        store = server.auth_store
+        try:
+            info = credentials.now(context)
+        except errors.PetcdError:
+            return False
+        return auth.is_watch_permitted(store, info, pb.WatchCreateRequest(key=key, range_end=range_end))
+
+    return permit
+
+
+def register(server: EtcdServer, grpc_server: grpc.aio.Server, credentials: Credentials | None = None) -> None:
+    """Serve the Watch API of ``server`` (its watchable store) on ``grpc_server``; with
+    ``credentials``, creates are checked against the auth store."""
     interval = server.settings.watch_progress_notify_interval
-    add_to_server(WatchServicer(server, server.watchable, progress_interval=interval), grpc_server)
+    creds = credentials if credentials is not None else Credentials(server)
+    add_to_server(WatchServicer(server, server.watchable, progress_interval=interval, credentials=creds),
+                  grpc_server)

@@ -269,11 +269,9 @@ _f("experimental-peer-skip-client-san-verification", "bool", "false",
 _g("Auth")
 _f("auth-token", "string", "simple",
    "Token type: 'simple', or 'jwt,pub-key=<path>,priv-key=<path>,sign-method=<alg>[,ttl=<duration>]'.",
-   does=warn("petcd does not serve the Auth API yet"))
-_f("bcrypt-cost", "uint", "10", "bcrypt cost for password hashes (4 to 31).",
-   does=warn("petcd does not serve the Auth API yet"))
-_f("auth-token-ttl", "uint", "300", "Seconds a simple token lives without use.",
-   does=warn("petcd does not serve the Auth API yet"))
+   does=WIRED)
+_f("bcrypt-cost", "uint", "10", "bcrypt cost for password hashes (4 to 31).", does=WIRED)
+_f("auth-token-ttl", "uint", "300", "Seconds a simple token lives without use.", does=WIRED)
 
 _g("Profiling and monitoring")
 _f("enable-pprof", "bool", "false", "Serve profiling data under /debug/pprof/ on client URLs.",

@@ -58,7 +58,7 @@ MAX_QUOTA_BYTES = 8 * 1024 * 1024 * 1024
 RECOMMENDED_MAX_REQUEST_BYTES = 10 * 1024 * 1024
 JWT_SIGN_METHODS = (
     "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
-    "ES256", "ES384", "ES512", "EdDSA",
+    "ES256", "ES384", "ES512",  # etcd 3.5.1 refuses EdDSA ("auth: invalid auth signature method")
 )
 # Go's crypto/tls names, which etcd's --cipher-suites takes.
 CIPHER_SUITES = frozenset({
@@ -101,7 +101,7 @@ class TLSInfo:
 class AuthTokenConfig:
     """--auth-token decoded: ``simple``, or ``jwt`` with its key files, algorithm and TTL."""
 
-    kind: str  # "simple" | "jwt"
+    kind: str  # "simple" | "jwt" | "" (no tokens)
     sign_method: str = ""
     pub_key: str = ""
     priv_key: str = ""
@@ -419,8 +419,11 @@ def _auth_error(reason: str) -> ConfigError:
     return ConfigError(f"{reason}: {detail} (--auth-token)", 1, detail)
 
 
-def _parse_auth_token(opt: str) -> AuthTokenConfig:
-    """etcd's --auth-token: ``simple`` or ``jwt,key=value,...``."""
+def _parse_auth_token(opt: str, warnings: list[str]) -> AuthTokenConfig:
+    """etcd 3.5.1's --auth-token: ``simple`` (other options ignored), ``jwt,key=value,...``, or
+    ``""`` (no tokens: nobody can authenticate). What needs no file is checked here; the key files
+    are read when the member builds its token provider (``petcd.auth.new_token_provider``, the
+    one that decides; it fails the start with etcd's "auth: invalid auth options" too)."""
     parts = opt.split(",")
     kind, opts = parts[0], {}
     for item in parts[1:]:
@@ -433,7 +436,8 @@ def _parse_auth_token(opt: str) -> AuthTokenConfig:
     if kind == "simple":
         return AuthTokenConfig("simple")
     if kind == "":
-        raise _auth_error("auth token type not specified")
+        warnings.append("--auth-token is empty: no tokens are issued, so no user can authenticate")
+        return AuthTokenConfig("")
     if kind != "jwt":
         raise _auth_error(f"unknown token type: {kind}")
     ttl = 300.0
@@ -444,15 +448,13 @@ def _parse_auth_token(opt: str) -> AuthTokenConfig:
             except GoValueError:
                 raise _auth_error(f"failed to parse ttl option ({value})") from None
         elif key not in ("pub-key", "priv-key", "sign-method"):
-            raise _auth_error(f"unknown token option {go_quote(key)}")
+            warnings.append(f"--auth-token: unknown JWT option {go_quote(key)} (ignored, as etcd does)")
     method = opts.get("sign-method", "")
     if method not in JWT_SIGN_METHODS:
         raise _auth_error("problem loading JWT options: auth: invalid auth signature method")
+    # missing or unusable keys stop the member when it builds its token provider, with etcd's
+    # "auth: missing key data" / "auth: invalid auth options"
     pub, priv = opts.get("pub-key", ""), opts.get("priv-key", "")
-    if method.startswith("HS") and not priv:
-        raise _auth_error(f"problem loading JWT options: the {method} method needs priv-key (the shared secret)")
-    if not method.startswith("HS") and not (pub or priv):
-        raise _auth_error(f"problem loading JWT options: the {method} method needs pub-key and/or priv-key")
     return AuthTokenConfig("jwt", method, pub, priv, ttl)
 
 
@@ -478,7 +480,7 @@ def _finish(pv: ParsedValues) -> ServerConfig:
             and retention:
         warnings.append(f"--auto-compaction-retention={v['auto-compaction-retention']} is a duration but "
                         f"--auto-compaction-mode=revision counts revisions; it keeps {retention} revisions")
-    auth = _parse_auth_token(v["auth-token"])
+    auth = _parse_auth_token(v["auth-token"], warnings)
     for suite in v["cipher-suites"]:
         if suite not in CIPHER_SUITES:
             raise verify_error(f"unexpected TLS cipher suite {go_quote(suite)}")

@@ -448,9 +448,10 @@ class WatchStream:
         self.ws._add(w, start_rev)
         return w
 
-    def refuse(self, reason: str) -> None:
-        """Queue a refusal of a create request decided above the store (e.g. permission)."""
-        self._push_ctrl(WatchResponse(INVALID_WATCH_ID, self.ws.store.rev, created=True, canceled=True, cancel_reason=reason))
+    def refuse(self, reason: str, watch_id: int = INVALID_WATCH_ID) -> None:
+        """Queue a refusal of a create request decided above the store (e.g. permission; etcd
+        answers that one with the id the request asked for)."""
+        self._push_ctrl(WatchResponse(watch_id, self.ws.store.rev, created=True, canceled=True, cancel_reason=reason))
 
     def cancel(self, watch_id: int) -> bool:
         """Remove a watcher and queue its canceled response; False (nothing queued) if the id is

@@ -2,9 +2,10 @@
 
 Each applier has ``apply(req, index) -> result`` and either answers (a response, or raises a
 ``petcd.errors`` error that goes back to the proposer) or hands the request to the next one.
-The chain is built by :func:`build_chain`: the quota applier (NOSPACE refusals) first, then any
-further steps given to it (auth: permission checks for the request's user), then the backend
-dispatch, a dict from request kind to handler. A step is a function that is given the next
+The chain is built by :func:`build_chain`: the quota applier (NOSPACE refusals) first, then the
+auth applier (permission checks with the credentials the entry's header carries, etcd's
+authApplierV3), then any further steps given to it, then the backend dispatch, a dict from
+request kind to handler (auth requests go to the auth store). A step is a function that is given the next
 applier and returns one that delegates to it.
 
 Every member runs this on the same committed requests in the same order, so it must be
@@ -19,7 +20,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from petcd import errors
+from petcd import auth, errors
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.serverpb import internal_pb2 as serverpb
 from petcd.server.apply_kv import txn_has_put
@@ -64,6 +65,26 @@ class QuotaApplier:
         return self._next.apply(req, index)
 
 
+class AuthApplier:
+    """Refuses what the entry's credentials do not allow (``petcd.auth.authorize``): admin-only
+    requests, writes outside the user's permissions, revoking a lease with keys the user cannot
+    write... Every member checks with the auth state of the same point in the log."""
+
+    def __init__(self, cell: StateCell, next_applier: Applier) -> None:
+        self._cell = cell
+        self._next = next_applier
+
+    def _lease_keys(self, lease_id: int) -> list[bytes]:
+        lease = self._cell.state.lessor.get(lease_id)
+        return [] if lease is None else list(lease.keys)
+
+    def apply(self, req: serverpb.InternalRequest, index: int) -> Any:
+        store = self._cell.state.auth
+        if store.enabled:
+            auth.authorize(store, auth.info_from_header(req.header), req, self._lease_keys)
+        return self._next.apply(req, index)
+
+
 class BackendApplier:
     """The end of the chain: the handler of the request's kind, on the current member state."""
 
@@ -81,6 +102,8 @@ class BackendApplier:
             "lease_revoke": self._lease,
             "lease_checkpoint": self._lease,
         }
+        for kind in auth.AUTH_REQUEST_KINDS:
+            self.handlers[kind] = self._auth
 
     def apply(self, req: serverpb.InternalRequest, index: int) -> Any:
         kind = req.WhichOneof("request")
@@ -123,14 +146,19 @@ class BackendApplier:
         st = self._cell.state
         st.membership.set_cluster_version(req.cluster_version_set.ver)
 
+    def _auth(self, req: serverpb.InternalRequest, index: int) -> object:
+        # the index completes a simple token (the same token on every member)
+        return auth.apply(self._cell.state.auth, req, index)
+
     def _lease(self, req: serverpb.InternalRequest, index: int) -> object:
         st = self._cell.state
         return st.lessor.apply(req, st.store)
 
 
 def build_chain(cell: StateCell, steps: Sequence[ApplierStep] = ()) -> Applier:
-    """quota -> steps, in order -> backend dispatch; a request enters at the returned applier."""
+    """quota -> auth -> steps, in order -> backend dispatch; a request enters at the returned
+    applier."""
     applier: Applier = BackendApplier(cell)
     for step in reversed(steps):
         applier = step(applier)
-    return QuotaApplier(cell, applier)
+    return QuotaApplier(cell, AuthApplier(cell, applier))

@@ -17,7 +17,8 @@ import os
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
-from petcd import errors
+from petcd import auth, errors
+from petcd.auth import AuthStore
 from petcd.backend import Backend
 from petcd.clock import Clock, wait_for
 from petcd.config.settings import ServerSettings
@@ -30,6 +31,7 @@ from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.raftpb import raft_pb2 as raftpb
 from petcd.proto.serverpb import internal_pb2 as serverpb
 from petcd.raft import ConfChangeError, NoLeaderError, ProposalDroppedError, Ready, StateType
+from petcd.server import authserver
 from petcd.server.apply import ALARM_CORRUPT, ALARM_NONE, ALARM_NOSPACE, Applier
 from petcd.server.apply_kv import KVApplier, do_range, txn_has_put, txn_is_read_only
 from petcd.server.bootstrap import Member, Paths
@@ -144,6 +146,10 @@ class EtcdServer:
         return self._cell.state.kv
 
     @property
+    def auth_store(self) -> AuthStore:
+        return self._cell.state.auth
+
+    @property
     def stopping(self) -> bool:
         return self._stopping
 
@@ -170,7 +176,13 @@ class EtcdServer:
                 "auto-compaction",
             )
         self._spawn(self._backend_commit_loop(), "backend-commit")
-        self._spawn(run_expiry(self), "lease-expiry")
+        # the leader's revocations of expired leases run as root (etcd's WithRoot); the task
+        # keeps the caller it is created with
+        previous = authserver.CALLER.set(authserver.SERVER)
+        try:
+            self._spawn(run_expiry(self), "lease-expiry")
+        finally:
+            authserver.CALLER.reset(previous)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=name))
@@ -313,7 +325,7 @@ class EtcdServer:
         self.backend.close()
         await asyncio.to_thread(os.replace, db, self.paths.db_path)
         was_leader = self.role == StateType.LEADER
-        state = open_state(self.settings, self.paths, self.cluster_id, self.clock)
+        state = open_state(self.settings, self.paths, self.cluster_id, self.clock, self.auth_store.tokens)
         self._cell.state = state
         self.watchable.restore(state.store)
         self.db_size = state.backend.size()
@@ -383,6 +395,7 @@ class EtcdServer:
             raise errors.StoppedError()
         req_id = self.idgen.next()
         req.header.id = req_id
+        authserver.stamp(req.header, self.auth_store)
         data = req.SerializeToString()
         if len(data) > self.settings.max_request_bytes:
             raise errors.RequestTooLargeError()
@@ -453,6 +466,16 @@ class EtcdServer:
             raise errors.StoppedError()
         await self.reads.wait()
 
+    async def wait_applied(self, index: int) -> None:
+        """Return once this member has applied ``index`` (RequestTimeoutError after the request
+        timeout): a simple token is only known here once its Authenticate entry is applied."""
+        if index <= self.applied_index:
+            return
+        try:
+            await wait_for(self.clock, self.reads.wait_applied(index), self.settings.request_timeout)
+        except TimeoutError:
+            raise errors.RequestTimeoutError() from None
+
     # -- KV API -----------------------------------------------------------------------
 
     def header(self, revision: int | None = None) -> pb.ResponseHeader:
@@ -471,7 +494,13 @@ class EtcdServer:
     async def range(self, r: pb.RangeRequest) -> pb.RangeResponse:
         if not r.serializable:
             await self.linearizable_read()
+        # read without raft: checked here, and the answer dropped if the auth store moved
+        # while it was read (etcd's doSerialize)
+        store = self.auth_store
+        info = authserver.caller_info(store)
+        auth.check_range(store, info, r)
         resp = do_range(self.store, r, self.store.rev)
+        auth.check_read_still_current(store, info)
         self.fill_header(resp.header)
         return resp
 
@@ -490,7 +519,11 @@ class EtcdServer:
         if txn_is_read_only(r):
             # answered locally after a read index, like a range
             await self.linearizable_read()
+            store = self.auth_store
+            info = authserver.caller_info(store)
+            auth.check_txn(store, info, r)
             resp = self.kv.read_only_txn(r)
+            auth.check_read_still_current(store, info)
         else:
             if txn_has_put(r):
                 self.check_quota(r.ByteSize())

@@ -16,6 +16,8 @@ from typing import Any
 
 import grpc
 
+from petcd.api.auth import AuthServicer
+from petcd.api.credentials import Credentials
 from petcd.api.election import ElectionServicer
 from petcd.api.errors import status_of
 from petcd.api.handlers import add_servicer
@@ -88,20 +90,23 @@ def build_grpc_server(srv: EtcdServer, transport: PeerTransport, dispatcher: Dis
     server = grpc.aio.server(interceptors=[grpc_interceptor(counters)],
                              options=server_options(s.max_recv_message_bytes, s.max_concurrent_streams, False,
                                                     keepalive(s)))
-    register_watch(srv, server)
+    # whose call it is (token; a client certificate's CN plugs in here as common_name=...)
+    creds = Credentials(srv)
+    register_watch(srv, server, creds)
     services = pb.DESCRIPTOR.services_by_name
     forward = leader_forwarding(srv, transport)  # what a follower hands the leader
     for name, servicer in (
-        ("KV", KVServicer(srv)), ("Maintenance", MaintenanceServicer(srv)),
-        ("Cluster", ClusterServicer(srv, forward)), ("Lease", LeaseServicer(srv, forward)),
+        ("KV", KVServicer(srv, creds)), ("Maintenance", MaintenanceServicer(srv, creds)),
+        ("Cluster", ClusterServicer(srv, forward, creds)), ("Lease", LeaseServicer(srv, forward, creds)),
+        ("Auth", AuthServicer(srv, creds)),
     ):
         add_servicer(server, services[name], servicer)
         dispatcher.add_servicer(services[name], servicer)
     # Lock and Election are clients of the member's own KV, Watch and Lease APIs, as in etcd
     kv, cleanups = MemberKV(srv), Cleanups()
     concurrency: tuple[tuple[Any, object], ...] = (
-        (lockpb.DESCRIPTOR.services_by_name["Lock"], LockServicer(Locks(kv, cleanups))),
-        (electionpb.DESCRIPTOR.services_by_name["Election"], ElectionServicer(Elections(kv, cleanups))),
+        (lockpb.DESCRIPTOR.services_by_name["Lock"], LockServicer(Locks(kv, cleanups), creds)),
+        (electionpb.DESCRIPTOR.services_by_name["Election"], ElectionServicer(Elections(kv, cleanups), creds)),
     )
     for service, concurrency_servicer in concurrency:
         add_servicer(server, service, concurrency_servicer)

@@ -12,12 +12,14 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
 
+from petcd import auth
 from petcd.clock import Clock
 from petcd.config.settings import ServerSettings
+from petcd.errors import InvalidAuthOptsError
 from petcd.mvcc.watch_sync import WatchSyncer
 from petcd.mvcc.watchable import WatchableStore
 from petcd.server.apply import ApplierStep, build_chain
-from petcd.server.bootstrap import Member, Paths, open_raft
+from petcd.server.bootstrap import BootstrapError, Member, Paths, open_raft
 from petcd.server.etcdserver import EtcdServer
 from petcd.server.idgen import IdGenerator
 from petcd.server.peering import Peering, TransportFactory
@@ -46,6 +48,12 @@ async def build_member(
     ``apply_steps`` go into the apply chain between the quota check and the backend dispatch."""
     s = settings
     rand = rand if rand is not None else random.Random()
+    try:
+        # simple tokens are bearer secrets: their letters come from the system's randomness
+        tokens = auth.new_token_provider(s.auth_token, clock, random.SystemRandom(), float(s.auth_token_ttl))
+    except InvalidAuthOptsError as exc:
+        # etcd fails to start with this text ("auth: invalid auth options")
+        raise BootstrapError(f"failed to create token provider: {exc}") from None
     paths = Paths.of(s.data_dir, s.wal_dir)
     member_id, cluster_id = s.member_id, s.cluster_id
     peers = s.initial_members
@@ -61,7 +69,7 @@ async def build_member(
         setup.node, setup.storage, setup.wal, setup.snapshotter, clock, s.heartbeat_interval_ms / 1000.0
     )
     paths.snap_dir.mkdir(parents=True, exist_ok=True)
-    cell = StateCell(open_state(s, paths, setup.cluster_id, clock))
+    cell = StateCell(open_state(s, paths, setup.cluster_id, clock, tokens))
     store = cell.state.store
     if restarting:
         peers = cell.state.membership.ordered()  # the applied membership; replayed changes add more

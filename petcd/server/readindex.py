@@ -105,6 +105,10 @@ class LinearizableReads:
             finally:
                 handle.cancel()
 
+    async def wait_applied(self, index: int) -> None:
+        """Return once ``index`` is applied (no timeout of its own)."""
+        await self._wait_applied(index)
+
     async def _wait_applied(self, index: int) -> None:
         if index <= self.srv.applied_index:
             return

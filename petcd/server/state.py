@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from petcd.auth import AuthStore, TokenProvider
 from petcd.backend import Backend
 from petcd.clock import Clock
 from petcd.config.settings import ServerSettings
@@ -30,6 +31,7 @@ class MemberState:
     alarms: dict[tuple[int, int], int]  # (member id, alarm type) -> alarm type
     lessor: Lessor
     kv: KVApplier
+    auth: AuthStore  # users, roles, the auth switch; its token provider outlives the state
 
 
 class StateCell:
@@ -41,9 +43,12 @@ class StateCell:
         self.state = state
 
 
-def open_state(settings: ServerSettings, paths: Paths, cluster_id: int, clock: Clock) -> MemberState:
+def open_state(
+    settings: ServerSettings, paths: Paths, cluster_id: int, clock: Clock, tokens: TokenProvider
+) -> MemberState:
     """Open the backend and everything kept in it (at start, and after a snapshot replaced the
-    backend file)."""
+    backend file). ``tokens`` is the member's one token provider: the auth store opened on a
+    new backend keeps the tokens already issued (etcd's authStore.Recover)."""
     s = settings
     backend = Backend(
         str(paths.db_path),
@@ -60,4 +65,6 @@ def open_state(settings: ServerSettings, paths: Paths, cluster_id: int, clock: C
     min_ttl = min_lease_ttl(s.election_ticks, s.heartbeat_interval_ms)
     lessor = Lessor(backend, clock, store, min_ttl=min_ttl, checkpointing=s.lease_checkpoint)
     store.add_listener(lambda events, _rev: lessor.apply_changes(events))
-    return MemberState(backend, store, membership, membership.load_alarms(), lessor, KVApplier(store, lessor))
+    auth_store = AuthStore(backend, tokens, bcrypt_cost=s.bcrypt_cost)
+    return MemberState(backend, store, membership, membership.load_alarms(), lessor, KVApplier(store, lessor),
+                       auth_store)

@@ -145,7 +145,7 @@ def test_permission_hook(tmp_path: Path) -> None:
         s.create(b"ok/", b"ok0")
         denied = await s.next()
         assert (denied.watch_id, denied.created, denied.canceled, denied.cancel_reason) == (
-            -1,
+            4,
             True,
             True,
             PERMISSION_DENIED_REASON,

@@ -512,7 +512,7 @@ def test_jwt_tokens_cross_with_etcd(etcd: Etcd351, etcd_flags: list[str]) -> Non
 
 
 def test_etcd_simple_tokens_and_refused_watch(etcd: Etcd351, driver: Driver) -> None:
-    """What INTEGRATION.md says the server must do, checked on etcd 3.5.1: simple tokens look like
+    """What petcd/auth/WIRING.md says the server does, checked on etcd 3.5.1: simple tokens look like
     ours (16 letters, '.', the raft index), and a watch on a range the user may not read is
     answered created-and-canceled with the Go text of the permission-denied status error, the
     stream staying open."""

@@ -281,8 +281,8 @@ def _errors(server: Server) -> dict[str, tuple[grpc.StatusCode, str]]:
                 lambda: kv.Put(pb.PutRequest(key=b"err/huge", value=b"x" * (SMALL_REQUEST + 600 * 1024)), timeout=5)
             ),
             "txn-ops": rpc_error(lambda: kv.Txn(too_many, timeout=5)),
-            "auth-unimplemented": rpc_error(
-                lambda: pb_grpc.AuthStub(ch).AuthStatus(pb.AuthStatusRequest(), timeout=5)
+            "auth-not-enabled": rpc_error(
+                lambda: pb_grpc.AuthStub(ch).Authenticate(pb.AuthenticateRequest(name="u", password="p"), timeout=5)
             ),
             # Campaign is relayed over the front-end's channel, as streams are
             "relayed-unary": rpc_error(
@@ -300,7 +300,8 @@ def test_errors_are_the_same_with_and_without_frontends(fronted: Server, direct:
     assert in_member["large"] == (grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: request is too large")
     assert in_member["txn-ops"] == (grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: too many operations in txn request")
     assert in_member["grpc-limit"][0] == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert in_member["auth-unimplemented"][0] == grpc.StatusCode.UNIMPLEMENTED
+    assert in_member["auth-not-enabled"] == (grpc.StatusCode.FAILED_PRECONDITION,
+                                             "etcdserver: authentication is not enabled")
     assert in_member["relayed-unary"] == (grpc.StatusCode.UNKNOWN, "etcdserver: requested lease not found")
     assert in_member["stream-deadline"][0] == grpc.StatusCode.DEADLINE_EXCEEDED
     for case, expected in in_member.items():
