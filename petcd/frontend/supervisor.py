@@ -114,6 +114,17 @@ class Keepalive:
 
 
 @dataclass(frozen=True, slots=True)
+class FrontendTLS:
+    """The client URLs' certificate, which the front-ends load themselves (paths, not bytes, so
+    no key travels on a command line)."""
+
+    cert_file: str
+    key_file: str
+    ca_file: str  # "" for none
+    require_client_cert: bool
+
+
+@dataclass(frozen=True, slots=True)
 class FrontendSpec:
     count: int
     listen: tuple[str, ...]  # gRPC addresses (host:port)
@@ -124,6 +135,8 @@ class FrontendSpec:
     log_level: str
     log_outputs: tuple[str, ...]
     keepalive: Keepalive
+    tls_listen: tuple[str, ...] = ()  # gRPC addresses served with ``tls``
+    tls: FrontendTLS | None = None
 
 
 class FrontendSupervisor:
@@ -151,6 +164,13 @@ class FrontendSupervisor:
         ]
         argv += [f"--log-output={o}" for o in s.log_outputs]
         argv += [f"--listen={a}" for a in s.listen]
+        if s.tls is not None and s.tls_listen:
+            argv += [f"--tls-listen={a}" for a in s.tls_listen]
+            argv += [f"--cert-file={s.tls.cert_file}", f"--key-file={s.tls.key_file}"]
+            if s.tls.ca_file:
+                argv.append(f"--trusted-ca-file={s.tls.ca_file}")
+            if s.tls.require_client_cert:
+                argv.append("--client-cert-auth")
         return argv
 
     async def _spawn(self, index: int) -> asyncio.subprocess.Process:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import gc
 import logging
 import os
@@ -39,12 +40,13 @@ from petcd.frontend.supervisor import (
     FrontendError,
     FrontendSpec,
     FrontendSupervisor,
+    FrontendTLS,
     Keepalive,
     bind_error,
     claim_ports,
     make_socket_dir,
 )
-from petcd.peer import PeerTransport
+from petcd.peer import CertificateGuard, PeerDialer, PeerTLS, PeerTransport
 from petcd.peer import add_to_server as add_peer_service
 from petcd.peer.member import build as build_member
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
@@ -55,6 +57,8 @@ from petcd.server.concurrency import Cleanups, MemberKV
 from petcd.server.election import Elections
 from petcd.server.etcdserver import EtcdServer
 from petcd.server.lock import Locks
+from petcd.server.tls_setup import ensure_cipher_env, is_tls_url, load_member_tls
+from petcd.tls import TLSFileError
 from petcd.wal import WAL, WALError
 
 log = logging.getLogger("petcd")
@@ -68,32 +72,40 @@ def grpc_address(url: str) -> str:
     return rest.split("/", 1)[0]
 
 
-def build_grpc_server(srv: EtcdServer, transport: PeerTransport, dispatcher: Dispatcher) -> grpc.aio.Server:
-    """The member's own gRPC server: the client API (also fed to ``dispatcher`` for calls that
-    front-ends forward) and the peer service."""
-    s = srv.settings
-    # a second process on the same port must fail, as etcd's does: no SO_REUSEPORT here
-    server = grpc.aio.server(options=server_options(s.max_recv_message_bytes, s.max_concurrent_streams, False,
-                                                    keepalive(s)))
-    register_watch(srv, server)
+def _client_services(srv: EtcdServer) -> list[tuple[Any, object]]:
     services = pb.DESCRIPTOR.services_by_name
-    for name, servicer in (
-        ("KV", KVServicer(srv)), ("Maintenance", MaintenanceServicer(srv)),
-        ("Cluster", ClusterServicer(srv)), ("Lease", LeaseServicer(srv)),
-    ):
-        add_servicer(server, services[name], servicer)
-        dispatcher.add_servicer(services[name], servicer)
+    out: list[tuple[Any, object]] = [
+        (services["KV"], KVServicer(srv)), (services["Maintenance"], MaintenanceServicer(srv)),
+        (services["Cluster"], ClusterServicer(srv)), (services["Lease"], LeaseServicer(srv)),
+    ]
     # Lock and Election are clients of the member's own KV, Watch and Lease APIs, as in etcd
     kv, cleanups = MemberKV(srv), Cleanups()
-    concurrency: tuple[tuple[Any, object], ...] = (
-        (lockpb.DESCRIPTOR.services_by_name["Lock"], LockServicer(Locks(kv, cleanups))),
-        (electionpb.DESCRIPTOR.services_by_name["Election"], ElectionServicer(Elections(kv, cleanups))),
-    )
-    for service, concurrency_servicer in concurrency:
-        add_servicer(server, service, concurrency_servicer)
-        dispatcher.add_servicer(service, concurrency_servicer)
-    add_peer_service(transport, server)
-    return server
+    out.append((lockpb.DESCRIPTOR.services_by_name["Lock"], LockServicer(Locks(kv, cleanups))))
+    out.append((electionpb.DESCRIPTOR.services_by_name["Election"], ElectionServicer(Elections(kv, cleanups))))
+    return out
+
+
+def build_grpc_servers(srv: EtcdServer, transport: PeerTransport, dispatcher: Dispatcher,
+                       peer_interceptors: Sequence[grpc.aio.ServerInterceptor] = ()  # type: ignore[type-arg]
+                       ) -> tuple[grpc.aio.Server, grpc.aio.Server]:
+    """The member's own gRPC servers, both with the client API (also fed to ``dispatcher`` for
+    the calls front-ends forward): one for the client URLs it serves itself and the front-ends'
+    private socket, one for the peer URLs, which carries the peer service too. Two, because the
+    peer URL's certificate checks (``peer_interceptors``) must not apply to client URLs."""
+    s = srv.settings
+    # a second process on the same port must fail, as etcd's does: no SO_REUSEPORT here
+    options = server_options(s.max_recv_message_bytes, s.max_concurrent_streams, False, keepalive(s))
+    member_server = grpc.aio.server(options=options)
+    peer_server = grpc.aio.server(options=options, interceptors=list(peer_interceptors) or None)
+    services = _client_services(srv)
+    for server in (member_server, peer_server):
+        register_watch(srv, server)
+        for service, servicer in services:
+            add_servicer(server, service, servicer)
+    for service, servicer in services:
+        dispatcher.add_servicer(service, servicer)
+    add_peer_service(transport, peer_server)
+    return member_server, peer_server
 
 
 def keepalive(s: ServerSettings) -> Keepalive:
@@ -108,9 +120,25 @@ def frontend_count(requested: int) -> int:
     return 0 if cpus < 2 else min(cpus, 4)
 
 
+def _add_port(server: grpc.aio.Server, addr: str, creds: grpc.ServerCredentials | None) -> None:
+    try:
+        if creds is None:
+            server.add_insecure_port(addr)
+        else:
+            server.add_secure_port(addr, creds)
+    except RuntimeError:
+        raise FrontendError(bind_error(addr)) from None
+
+
 async def serve(settings: ServerSettings) -> int:
     try:
-        member = await build_member(settings, LoopClock())
+        tls = load_member_tls(settings, datetime.datetime.now(datetime.UTC))
+    except TLSFileError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    dialer = PeerDialer(PeerTLS(tls.peer_ca_pem, tls.peer_client_pair, tls.peer_auto))
+    try:
+        member = await build_member(settings, LoopClock(), dialer=dialer)
         srv = member.server
         await srv.start()
     except (BootstrapError, WALError) as exc:
@@ -119,17 +147,20 @@ async def serve(settings: ServerSettings) -> int:
     # what start-up built (modules, the key index restored from the backend) lives as long as
     # the process: keep it out of every later full collection
     gc.freeze()
-    peer_addrs = [grpc_address(u) for u in settings.listen_peer_urls]
-    client_addrs = [grpc_address(u) for u in settings.listen_client_urls]
-    # TCP client addresses go to the front-ends; unix sockets and addresses shared with the peer
-    # URL stay with the member's own server
-    fronted = [a for a in dict.fromkeys(client_addrs) if not a.startswith("unix:") and a not in peer_addrs]
+    peer_addrs = {grpc_address(u): is_tls_url(u) for u in settings.listen_peer_urls}
+    client_addrs = {grpc_address(u): is_tls_url(u) for u in settings.listen_client_urls}
+    # TCP client addresses go to the front-ends; unix sockets stay with the member's own
+    # server, and addresses shared with the peer URL with its peer server
+    fronted = [a for a in client_addrs if not a.startswith("unix:") and a not in peer_addrs]
     count = frontend_count(settings.client_frontends) if fronted else 0
     if count == 0:
         fronted = []
-    direct = [a for a in dict.fromkeys([*client_addrs, *peer_addrs]) if a not in fronted]
+    direct = [a for a in client_addrs if a not in fronted and a not in peer_addrs]
     dispatcher = Dispatcher()
-    server = build_grpc_server(srv, member.transport, dispatcher)
+    guard = [CertificateGuard(tls.allowed_cn, tls.allowed_hostname)] if tls.allowed_cn or tls.allowed_hostname else []
+    server, peer_server = build_grpc_servers(srv, member.transport, dispatcher, guard)
+    client_creds = tls.client.credentials() if tls.client is not None else None
+    peer_creds = tls.peer.credentials() if tls.peer is not None else None
     sockdir = make_socket_dir() if fronted else ""
     guards: list[socket.socket] = []
     supervisor: FrontendSupervisor | None = None
@@ -137,26 +168,34 @@ async def serve(settings: ServerSettings) -> int:
     try:
         if fronted:
             guards = claim_ports(fronted)
-            server.add_insecure_port(f"unix:{sockdir}/member.sock")
+            # local credentials mark calls on this socket as relayed by a front-end, so the
+            # client certificate name the front-end forwards is believed (petcd.api.client_cert)
+            server.add_secure_port(f"unix:{sockdir}/member.sock",
+                                   grpc.local_server_credentials(grpc.LocalConnectionType.UDS))
         for addr in direct:
-            try:
-                server.add_insecure_port(addr)
-            except RuntimeError:
-                raise FrontendError(bind_error(addr)) from None
+            _add_port(server, addr, client_creds if client_addrs[addr] else None)
+        for addr, secure in peer_addrs.items():
+            _add_port(peer_server, addr, peer_creds if secure else None)
         await server.start()
+        await peer_server.start()
         if fronted:
+            client = tls.client
             supervisor = FrontendSupervisor(FrontendSpec(
-                count=count, listen=tuple(fronted), link_path=f"{sockdir}/link.sock",
+                count=count, listen=tuple(a for a in fronted if not client_addrs[a]),
+                link_path=f"{sockdir}/link.sock",
                 member_grpc_path=f"{sockdir}/member.sock", max_recv_bytes=settings.max_recv_message_bytes,
                 max_concurrent_streams=settings.max_concurrent_streams, log_level=settings.log_level,
                 log_outputs=settings.log_outputs, keepalive=keepalive(settings),
+                tls_listen=tuple(a for a in fronted if client_addrs[a]),
+                tls=None if client is None else FrontendTLS(
+                    client.pair.cert_file, client.pair.key_file, client.ca_file, client.require_client_cert),
             ))
             links = LinkServer(dispatcher, supervisor.on_ready)
             await links.start(f"{sockdir}/link.sock")
             await supervisor.start()
     except FrontendError as exc:
         log.error("%s", exc)
-        await _shutdown(server, srv, supervisor, links, guards, sockdir)
+        await _shutdown((server, peer_server), srv, supervisor, links, guards, sockdir)
         return 1
     log.info("serving client requests on %s (%s)", ", ".join(settings.listen_client_urls),
              f"{count} front-end processes" if fronted else "in the member process")
@@ -170,13 +209,13 @@ async def serve(settings: ServerSettings) -> int:
     for w in waiters:
         w.cancel()
     log.info("shutting down")
-    await _shutdown(server, srv, supervisor, links, guards, sockdir)
+    await _shutdown((server, peer_server), srv, supervisor, links, guards, sockdir)
     failed = srv.fatal is not None
     return 1 if failed else 0
 
 
 async def _shutdown(
-    server: grpc.aio.Server, srv: EtcdServer, supervisor: FrontendSupervisor | None,
+    servers: tuple[grpc.aio.Server, ...], srv: EtcdServer, supervisor: FrontendSupervisor | None,
     links: LinkServer | None, guards: list[socket.socket], sockdir: str,
 ) -> None:
     # front-ends first: they finish the calls in flight, which the member still answers
@@ -184,7 +223,7 @@ async def _shutdown(
         await supervisor.stop()
     if links is not None:
         await links.stop()
-    await server.stop(grace=1.0)
+    await asyncio.gather(*(server.stop(grace=1.0) for server in servers))
     await srv.stop()
     for g in guards:
         g.close()
@@ -204,6 +243,11 @@ def tune_gc() -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     cfg = load_config_or_exit(args, os.environ)
+    try:
+        ensure_cipher_env(cfg.cipher_suites, args)
+    except TLSFileError as exc:
+        print(f"petcd cannot start: {exc}", file=sys.stderr)
+        sys.exit(1)
     has_data = WAL.exists(cfg.wal_path)
     if not has_data:
         # etcd checks --initial-cluster against this member only when it has no data yet
