@@ -67,8 +67,8 @@ def test_a_member_joins_over_https(tls_cluster: list[Member], pki: PKI, tmp_path
     joining = cluster(tmp_path, ["m4"], peer_args(pki))[0]
     added = etcdctl(m1.client_url, "member", "add", "m4", f"--peer-urls={joining.peer_url}")
     assert added.returncode == 0, added
-    initial = [line.split("=", 1)[1].strip('"') for line in added.stdout.splitlines()
-               if line.startswith("ETCD_INITIAL_CLUSTER=")][0]
+    initial = next(line.split("=", 1)[1].strip('"') for line in added.stdout.splitlines()
+                   if line.startswith("ETCD_INITIAL_CLUSTER="))
     joining.initial_cluster, joining.state = initial, "existing"
     joining.start(())
     try:
