@@ -261,9 +261,7 @@ _f("tls-max-version", "string", "", "Highest TLS version accepted: TLS1.2 or TLS
    does=refuse("gRPC's Python API cannot narrow the TLS versions; petcd always accepts TLS 1.2 and 1.3",
                behaves_as=("TLS1.3",)))
 _f("experimental-peer-skip-client-san-verification", "bool", "false",
-   "Do not check the SAN of peers' client certificates.",
-   does=warn("petcd does not match peers' client certificate SANs against their addresses",
-             behaves_as=(True,)))
+   "Do not check the SAN of peers' client certificates.", does=WIRED)
 
 _g("Auth")
 _f("auth-token", "string", "simple",

@@ -157,7 +157,7 @@ async def serve(settings: ServerSettings) -> int:
         fronted = []
     direct = [a for a in client_addrs if a not in fronted and a not in peer_addrs]
     dispatcher = Dispatcher()
-    guard = [CertificateGuard(tls.allowed_cn, tls.allowed_hostname)] if tls.allowed_cn or tls.allowed_hostname else []
+    guard = [CertificateGuard(tls.allowed_cn, tls.allowed_hostname, tls.check_peer_san)] if tls.guards_peers else []
     server, peer_server = build_grpc_servers(srv, member.transport, dispatcher, guard)
     client_creds = tls.client.credentials() if tls.client is not None else None
     peer_creds = tls.peer.credentials() if tls.peer is not None else None

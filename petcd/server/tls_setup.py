@@ -66,6 +66,11 @@ class MemberTLS:
     peer_auto: bool  # --peer-auto-tls made the peer certificate: peers' ones are not CA-signed
     allowed_cn: str  # --peer-cert-allowed-cn
     allowed_hostname: str  # --peer-cert-allowed-hostname
+    check_peer_san: bool  # peers' client certificates must name the address they connect from
+
+    @property
+    def guards_peers(self) -> bool:
+        return bool(self.allowed_cn or self.allowed_hostname or self.check_peer_san)
 
 
 def _hosts(urls: Sequence[str]) -> list[str]:
@@ -114,7 +119,8 @@ def load_member_tls(settings: ServerSettings, now: datetime.datetime) -> MemberT
         dial_ca = peer.ca_pem
     else:
         dial_ca = load_ca(p.trusted_ca_file) if p.trusted_ca_file else None
-    return MemberTLS(client, peer, dial_ca, dial_pair, peer_auto, p.allowed_cn, p.allowed_hostname)
+    check_san = peer is not None and peer.require_client_cert and not settings.peer_skip_client_san_verification
+    return MemberTLS(client, peer, dial_ca, dial_pair, peer_auto, p.allowed_cn, p.allowed_hostname, check_san)
 
 
 def ensure_cipher_env(suites: tuple[str, ...], args: Sequence[str]) -> None:

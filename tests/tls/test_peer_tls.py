@@ -130,3 +130,21 @@ def test_peer_auto_tls_cluster(tmp_path: Path) -> None:
     finally:
         for m in members:
             m.stop()
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_peer_client_certificate_must_name_its_address(pki: PKI, tmp_path: Path, skip: bool) -> None:
+    # etcd refuses a peer whose certificate's SANs do not cover the address it connects from
+    elsewhere = pki.ca.issue(tmp_path, "elsewhere", "peer", hosts=("10.9.9.9",))
+    extra = ("--experimental-peer-skip-client-san-verification",) if skip else ()
+    m = cluster(tmp_path, ["m1"], (*peer_args(pki), *extra))[0]
+    m.start(())
+    try:
+        out = etcdctl(f"https://{LOOPBACK}:{m.peer_port}", "put", "a", "1",
+                      tls=[f"--cacert={pki.ca.cert}", f"--cert={elsewhere.cert}", f"--key={elsewhere.key}"])
+        if skip:
+            assert out.returncode == 0, out
+        else:
+            assert out.returncode != 0 and "do not cover the peer's address 127.0.0.1" in out.stderr, out
+    finally:
+        m.stop()
