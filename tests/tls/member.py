@@ -18,11 +18,12 @@ LOOPBACK = "127.0.0.1"
 
 
 def etcdctl(endpoint: str, *args: str, tls: Sequence[str] = (), timeout: float = 30.0,
-            dial: str = "2s") -> subprocess.CompletedProcess[str]:
+            dial: str = "2s", cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(ETCDCTL_BIN), f"--endpoints={endpoint}", f"--dial-timeout={dial}", "--command-timeout=5s",
          *tls, *args],
-        env={**clean_env(), "ETCDCTL_API": "3"}, capture_output=True, text=True, timeout=timeout, check=False)
+        env={**clean_env(), "ETCDCTL_API": "3"}, capture_output=True, text=True, timeout=timeout, check=False,
+        cwd=cwd)
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Member:
     state: str = "new"
     client_port: int = 0
     peer_port: int = 0
+    more_client_urls: tuple[str, ...] = ()  # listened on besides client_url
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -64,7 +66,8 @@ class Member:
         argv = [str(ETCD_BIN)] if self.kind == "etcd" else [sys.executable, "-m", "petcd"]
         return [
             *argv, f"--name={self.name}", f"--data-dir={self.data_dir}",
-            f"--listen-client-urls={self.client_url}", f"--advertise-client-urls={self.client_url}",
+            f"--listen-client-urls={','.join((self.client_url, *self.more_client_urls))}",
+            f"--advertise-client-urls={self.client_url}",
             f"--listen-peer-urls={self.peer_url}", f"--initial-advertise-peer-urls={self.peer_url}",
             f"--initial-cluster={self.initial_cluster or f'{self.name}={self.peer_url}'}",
             f"--initial-cluster-state={self.state}", "--initial-cluster-token=tls-test", *self.args,

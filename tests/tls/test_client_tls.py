@@ -16,6 +16,7 @@ import pytest
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from tests.tls.certs import PKI
+from tests.harness import free_ports
 from tests.tls.member import LOOPBACK, Member, etcdctl
 
 
@@ -101,3 +102,36 @@ def test_nothing_is_served_in_plain_text(mtls_member: Member, pki: PKI) -> None:
                 ctx.wrap_socket(s, server_hostname=LOOPBACK) as tls:
             assert tls.version() == {ssl.TLSVersion.TLSv1_2: "TLSv1.2", ssl.TLSVersion.TLSv1_3: "TLSv1.3"}[version]
             assert tls.selected_alpn_protocol() == "h2"
+
+
+def test_refusals_look_as_etcds(mtls_member: Member, pki: PKI, tmp_path: Path) -> None:
+    # the same etcdctl commands against etcd 3.5.1 with the same flags: same exit codes and last lines
+    etcd = Member(tmp_path / "etcd", kind="etcd", args=mtls_args(pki))
+    etcd.start(client_flags(pki, pki.client))
+    try:
+        for files in (pki.client, pki.stranger, pki.expired, None):
+            seen = []
+            for m in (etcd, mtls_member):
+                out = etcdctl(m.client_url, "get", "nokey", "--count-only", "-w", "simple",
+                              tls=client_flags(pki, files), dial="1s")
+                seen.append((out.returncode, out.stdout, out.stderr.strip().splitlines()[-1:]))
+            assert seen[0] == seen[1], (files, seen)
+    finally:
+        etcd.stop()
+
+
+def test_unixs_url_is_served_with_tls_by_the_member(pki: PKI, tmp_path: Path) -> None:
+    sock = f"localhost:{free_ports(1)[0]}"
+    m = Member(tmp_path, args=(*mtls_args(pki), "--client-frontends=1"), more_client_urls=(f"unixs://{sock}",))
+    m.start(client_flags(pki, pki.client))
+    try:
+        url = f"unixs://{sock}"
+        flags = client_flags(pki, pki.client)
+        # a unix socket path is relative to the member's directory
+        out = etcdctl(url, "put", "u", "1", tls=flags, cwd=tmp_path)
+        assert out.returncode == 0, out
+        # the socket speaks TLS only: no client certificate, no answer
+        assert etcdctl(url, "get", "u", tls=client_flags(pki), dial="1s", cwd=tmp_path).returncode != 0
+        assert (tmp_path / sock).exists()
+    finally:
+        m.stop()
