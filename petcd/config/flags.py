@@ -419,6 +419,9 @@ def help_text() -> str:
         lines.append(f"    {spec.help}")
         if spec.does.action == "warn":
             lines.append(f"    (accepted but not applied: {spec.does.reason})")
+        elif spec.does.action == "refuse" and spec.does.behaves_as:
+            accepted = ", ".join(str(v) for v in spec.does.behaves_as)
+            lines.append(f"    (refused unless left at the default or set to {accepted}: {spec.does.reason})")
         elif spec.does.action == "refuse":
             lines.append(f"    (refused unless left at the default: {spec.does.reason})")
     lines.append("")

@@ -97,6 +97,8 @@ def _serving(info: TLSInfo, urls: Sequence[str], fixtures: str, validity: int,
     if require and ca_pem is None:
         flag = "--trusted-ca-file" if what == "client" else "--peer-trusted-ca-file"
         raise TLSFileError(f"client certificate authentication on the {what} URLs needs {flag}")
+    log.info("starting with %s TLS: cert = %s, key = %s, trusted-ca = %s, client-cert-auth = %s", what,
+             pair.cert_file, pair.key_file, info.trusted_ca_file, "true" if require else "false")
     return ServingTLS(pair, info.trusted_ca_file, ca_pem, require), auto
 
 

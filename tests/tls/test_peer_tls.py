@@ -148,3 +148,19 @@ def test_peer_client_certificate_must_name_its_address(pki: PKI, tmp_path: Path,
             assert out.returncode != 0 and "do not cover the peer's address 127.0.0.1" in out.stderr, out
     finally:
         m.stop()
+
+
+def test_peer_cert_allowed_hostname(pki: PKI, tmp_path: Path) -> None:
+    m = cluster(tmp_path, ["m1"], (*peer_args(pki), "--peer-cert-allowed-hostname=member.example"))
+    right = pki.ca.issue(tmp_path, "right", "any", hosts=("member.example", "127.0.0.1"))
+    wrong = pki.ca.issue(tmp_path, "wrong", "any", hosts=("other.example", "127.0.0.1"))
+    # the member's own certificate (dialing itself is not needed for one member) only has to be valid
+    m[0].start(())
+    try:
+        peer = f"https://{LOOPBACK}:{m[0].peer_port}"
+        ok = etcdctl(peer, "put", "h", "1", tls=[f"--cacert={pki.ca.cert}", f"--cert={right.cert}", f"--key={right.key}"])
+        assert ok.returncode == 0, ok
+        bad = etcdctl(peer, "put", "h", "2", tls=[f"--cacert={pki.ca.cert}", f"--cert={wrong.cert}", f"--key={wrong.key}"])
+        assert bad.returncode != 0 and "--peer-cert-allowed-hostname" in bad.stderr, bad
+    finally:
+        m[0].stop()
