@@ -15,8 +15,8 @@ import pytest
 
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
-from tests.tls.certs import PKI
 from tests.harness import free_ports
+from tests.tls.certs import PKI
 from tests.tls.member import LOOPBACK, Member, etcdctl
 
 
