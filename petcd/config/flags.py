@@ -228,8 +228,7 @@ _f("client-cert-file", "string", "", "Certificate this member presents as a clie
 _f("client-key-file", "string", "", "Key this member uses as a client (default --key-file).",
    does=warn("petcd never dials its own client URLs, so it presents no client certificate there"))
 _f("client-crl-file", "string", "", "Certificate revocation list for client certificates.", does=_NO_CRL)
-_f("client-cert-allowed-hostname", "string", "", "Hostname a client certificate must carry.",
-   does=refuse("not implemented for client connections (petcd checks it on peer connections only)"))
+_f("client-cert-allowed-hostname", "string", "", "Hostname a client certificate must carry.", does=WIRED)
 _f("trusted-ca-file", "string", "", "CA bundle that signs client certificates.", does=WIRED)
 _f("auto-tls", "bool", "false", "Serve clients with a generated self-signed certificate.", does=WIRED)
 _f("peer-cert-file", "string", "", "TLS certificate for peer connections.", does=WIRED)

@@ -37,6 +37,7 @@ from petcd.frontend import wire
 from petcd.frontend.link import LinkClosed, MemberLink
 from petcd.frontend.methods import BLOCKING_UNARY, METHODS, Arity, Method
 from petcd.frontend.supervisor import Keepalive, bind_error
+from petcd.peer.guard import CertificateGuard
 from petcd.tls import TLSFileError, load_ca, load_key_pair, server_credentials
 
 log = logging.getLogger("petcd.frontend")
@@ -243,8 +244,10 @@ async def serve(args: argparse.Namespace) -> int:
         options=[("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)],
     )
     keepalive = Keepalive(args.keepalive_min_time, args.keepalive_interval, args.keepalive_timeout)
+    guards = [CertificateGuard("", args.cert_allowed_hostname, False, "--client-cert-allowed-hostname")] \
+        if creds is not None and args.cert_allowed_hostname else None
     server = grpc.aio.server(options=server_options(args.max_recv_bytes, args.max_concurrent_streams, True,
-                                                    keepalive))
+                                                    keepalive), interceptors=guards)
     add_handlers(server, link, channel, client_certs=creds is not None and args.client_cert_auth)
     listen: list[tuple[str, grpc.ServerCredentials | None]] = [(a, None) for a in args.listen]
     listen += [(a, creds) for a in args.tls_listen]
@@ -284,6 +287,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--key-file", default="", help="key for --tls-listen")
     p.add_argument("--trusted-ca-file", default="", help="CA that signs client certificates")
     p.add_argument("--client-cert-auth", action="store_true", help="require verified client certificates")
+    p.add_argument("--cert-allowed-hostname", default="", help="host name client certificates must be valid for")
     p.add_argument("--index", type=int, default=0)
     p.add_argument("--parent", type=int, required=True)
     p.add_argument("--max-recv-bytes", type=int, required=True)

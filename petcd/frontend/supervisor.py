@@ -122,6 +122,7 @@ class FrontendTLS:
     key_file: str
     ca_file: str  # "" for none
     require_client_cert: bool
+    allowed_hostname: str = ""  # --client-cert-allowed-hostname
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +172,8 @@ class FrontendSupervisor:
                 argv.append(f"--trusted-ca-file={s.tls.ca_file}")
             if s.tls.require_client_cert:
                 argv.append("--client-cert-auth")
+            if s.tls.allowed_hostname:
+                argv.append(f"--cert-allowed-hostname={s.tls.allowed_hostname}")
         return argv
 
     async def _spawn(self, index: int) -> asyncio.subprocess.Process:

@@ -1,7 +1,8 @@
-"""Checks of peers' client certificates on the peer URL: --peer-cert-allowed-cn,
+"""Checks of client certificates beyond the CA's signature: on the peer URL --peer-cert-allowed-cn,
 --peer-cert-allowed-hostname, and (with --peer-client-cert-auth, unless
 --experimental-peer-skip-client-san-verification) that the certificate's IP / DNS subject
-alternative names cover the address the peer connects from, as etcd requires.
+alternative names cover the address the peer connects from, as etcd requires; on the client
+URLs --client-cert-allowed-hostname.
 
 etcd checks them while accepting the connection; gRPC's Python API has no hook there, so the
 member's server on the peer URL checks every call instead, before its handler runs: a
@@ -27,10 +28,12 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class CertificateGuard(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # grpc-stubs lag grpc.aio
-    def __init__(self, allowed_cn: str, allowed_hostname: str, check_san: bool) -> None:
+    def __init__(self, allowed_cn: str, allowed_hostname: str, check_san: bool,
+                 hostname_flag: str = "--peer-cert-allowed-hostname") -> None:
         self.allowed_cn = allowed_cn
         self.allowed_hostname = allowed_hostname
         self.check_san = check_san
+        self.hostname_flag = hostname_flag  # the client URLs' guard has --client-cert-allowed-hostname
         self._verdicts: dict[tuple[bytes, str], str] = {}  # (certificate, address) -> "" (allowed) or why not
         self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
@@ -41,7 +44,7 @@ class CertificateGuard(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  #
             return ""  # a plain http:// peer URL: etcd checks certificates on TLS listeners only
         certs = list(auth.get("x509_pem_cert") or ())
         if not certs:
-            return "a client certificate is required on the peer URL"
+            return "a client certificate is required"
         key = (certs[0], _remote_ip(context.peer()) if self.check_san else "")
         verdict = self._verdicts.get(key)
         if verdict is None:
@@ -57,8 +60,7 @@ class CertificateGuard(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  #
         if self.allowed_cn and cn != self.allowed_cn:
             return f"client certificate CN {cn!r} is not the allowed {self.allowed_cn!r} (--peer-cert-allowed-cn)"
         if self.allowed_hostname and not any(hostname_matches(a, self.allowed_hostname) for a in alt):
-            return (f"client certificate is not valid for {self.allowed_hostname!r} "
-                    "(--peer-cert-allowed-hostname)")
+            return f"client certificate is not valid for {self.allowed_hostname!r} ({self.hostname_flag})"
         if remote and alt and not _covers(alt, remote):
             return (f"client certificate names {alt} do not cover the peer's address {remote} "
                     "(--experimental-peer-skip-client-san-verification turns this check off)")

@@ -86,16 +86,18 @@ def _client_services(srv: EtcdServer) -> list[tuple[Any, object]]:
 
 
 def build_grpc_servers(srv: EtcdServer, transport: PeerTransport, dispatcher: Dispatcher,
-                       peer_interceptors: Sequence[grpc.aio.ServerInterceptor] = ()  # type: ignore[type-arg]
+                       peer_interceptors: Sequence[grpc.aio.ServerInterceptor] = (),  # type: ignore[type-arg]
+                       client_interceptors: Sequence[grpc.aio.ServerInterceptor] = (),  # type: ignore[type-arg]
                        ) -> tuple[grpc.aio.Server, grpc.aio.Server]:
     """The member's own gRPC servers, both with the client API (also fed to ``dispatcher`` for
     the calls front-ends forward): one for the client URLs it serves itself and the front-ends'
     private socket, one for the peer URLs, which carries the peer service too. Two, because the
-    peer URL's certificate checks (``peer_interceptors``) must not apply to client URLs."""
+    peer URL's certificate checks (``peer_interceptors``) must not apply to client URLs, nor
+    the client URLs' ones (``client_interceptors``) to peers."""
     s = srv.settings
     # a second process on the same port must fail, as etcd's does: no SO_REUSEPORT here
     options = server_options(s.max_recv_message_bytes, s.max_concurrent_streams, False, keepalive(s))
-    member_server = grpc.aio.server(options=options)
+    member_server = grpc.aio.server(options=options, interceptors=list(client_interceptors) or None)
     peer_server = grpc.aio.server(options=options, interceptors=list(peer_interceptors) or None)
     services = _client_services(srv)
     for server in (member_server, peer_server):
@@ -158,7 +160,9 @@ async def serve(settings: ServerSettings) -> int:
     direct = [a for a in client_addrs if a not in fronted and a not in peer_addrs]
     dispatcher = Dispatcher()
     guard = [CertificateGuard(tls.allowed_cn, tls.allowed_hostname, tls.check_peer_san)] if tls.guards_peers else []
-    server, peer_server = build_grpc_servers(srv, member.transport, dispatcher, guard)
+    allowed_host = tls.client_allowed_hostname
+    client_guard = [CertificateGuard("", allowed_host, False, "--client-cert-allowed-hostname")] if allowed_host else []
+    server, peer_server = build_grpc_servers(srv, member.transport, dispatcher, guard, client_guard)
     client_creds = tls.client.credentials() if tls.client is not None else None
     peer_creds = tls.peer.credentials() if tls.peer is not None else None
     sockdir = make_socket_dir() if fronted else ""
@@ -188,7 +192,8 @@ async def serve(settings: ServerSettings) -> int:
                 log_outputs=settings.log_outputs, keepalive=keepalive(settings),
                 tls_listen=tuple(a for a in fronted if client_addrs[a]),
                 tls=None if client is None else FrontendTLS(
-                    client.pair.cert_file, client.pair.key_file, client.ca_file, client.require_client_cert),
+                    client.pair.cert_file, client.pair.key_file, client.ca_file, client.require_client_cert,
+                    allowed_host),
             ))
             links = LinkServer(dispatcher, supervisor.on_ready)
             await links.start(f"{sockdir}/link.sock")

@@ -67,6 +67,7 @@ class MemberTLS:
     allowed_cn: str  # --peer-cert-allowed-cn
     allowed_hostname: str  # --peer-cert-allowed-hostname
     check_peer_san: bool  # peers' client certificates must name the address they connect from
+    client_allowed_hostname: str  # --client-cert-allowed-hostname
 
     @property
     def guards_peers(self) -> bool:
@@ -122,7 +123,8 @@ def load_member_tls(settings: ServerSettings, now: datetime.datetime) -> MemberT
     else:
         dial_ca = load_ca(p.trusted_ca_file) if p.trusted_ca_file else None
     check_san = peer is not None and peer.require_client_cert and not settings.peer_skip_client_san_verification
-    return MemberTLS(client, peer, dial_ca, dial_pair, peer_auto, p.allowed_cn, p.allowed_hostname, check_san)
+    return MemberTLS(client, peer, dial_ca, dial_pair, peer_auto, p.allowed_cn, p.allowed_hostname, check_san,
+                     settings.client_tls.allowed_hostname if client is not None else "")
 
 
 def ensure_cipher_env(suites: tuple[str, ...], args: Sequence[str]) -> None:

@@ -135,3 +135,18 @@ def test_unixs_url_is_served_with_tls_by_the_member(pki: PKI, tmp_path: Path) ->
         assert (tmp_path / sock).exists()
     finally:
         m.stop()
+
+
+@pytest.mark.parametrize("frontends", ["1", "0"])
+def test_client_cert_allowed_hostname(pki: PKI, tmp_path: Path, frontends: str) -> None:
+    right = pki.ca.issue(tmp_path, "right", "bob", hosts=("client.example",))
+    wrong = pki.ca.issue(tmp_path, "wrong", "eve", hosts=("other.example",))
+    m = Member(tmp_path, args=(*mtls_args(pki), "--client-cert-allowed-hostname=client.example",
+                               f"--client-frontends={frontends}"))
+    m.start(client_flags(pki, right))
+    try:
+        assert etcdctl(m.client_url, "put", "h", "1", tls=client_flags(pki, right)).returncode == 0
+        bad = etcdctl(m.client_url, "put", "h", "2", tls=client_flags(pki, wrong))
+        assert bad.returncode != 0 and "--client-cert-allowed-hostname" in bad.stderr, bad
+    finally:
+        m.stop()
