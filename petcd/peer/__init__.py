@@ -2,14 +2,12 @@
 
 from petcd.peer.config import PeerConfig, PeerStats
 from petcd.peer.dial import PeerDialer, PeerTLS
-from petcd.peer.guard import CertificateGuard
 from petcd.peer.servicer import RaftTransportServicer, add_to_server
 from petcd.peer.transport import PeerTransport, ProbeResult
 from petcd.peer.wire import MAX_MESSAGE_BYTES, channel_options, grpc_target, server_options
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
-    "CertificateGuard",
     "PeerConfig",
     "PeerDialer",
     "PeerStats",

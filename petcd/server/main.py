@@ -24,6 +24,7 @@ from petcd.api.lease import LeaseServicer
 from petcd.api.lock import LockServicer
 from petcd.api.maintenance import ClusterServicer, MaintenanceServicer
 from petcd.api.watch import register as register_watch
+from petcd.cert_guard import CertificateGuard
 from petcd.clock import LoopClock
 from petcd.config import (
     ConfigError,
@@ -46,7 +47,7 @@ from petcd.frontend.supervisor import (
     claim_ports,
     make_socket_dir,
 )
-from petcd.peer import CertificateGuard, PeerDialer, PeerTLS, PeerTransport
+from petcd.peer import PeerDialer, PeerTLS, PeerTransport
 from petcd.peer import add_to_server as add_peer_service
 from petcd.peer.member import build as build_member
 from petcd.proto.etcdserverpb import rpc_pb2 as pb

@@ -1,4 +1,4 @@
-"""Checks of client certificates beyond the CA's signature: on the peer URL --peer-cert-allowed-cn,
+"""A shared leaf (gRPC and petcd.tls only): checks of client certificates beyond the CA's signature: on the peer URL --peer-cert-allowed-cn,
 --peer-cert-allowed-hostname, and (with --peer-client-cert-auth, unless
 --experimental-peer-skip-client-san-verification) that the certificate's IP / DNS subject
 alternative names cover the address the peer connects from, as etcd requires; on the client
