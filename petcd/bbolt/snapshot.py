@@ -18,7 +18,7 @@ import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import BinaryIO
 
@@ -63,8 +63,9 @@ def write_etcd_db(backend: Backend, f: BinaryIO) -> int:
 
 
 class EtcdSnapshot:
-    """An etcd-format snapshot of a backend, written to an unlinked temporary file and read back
-    in chunks: `db_size` database bytes, then the 32-byte sha256 of them.
+    """An etcd-format snapshot of a backend, written to an unlinked temporary file (in tmp_dir,
+    by default the backend's directory) and read back in chunks: `db_size` database bytes, then
+    the 32-byte sha256 of them.
 
     in_child=True (the default) converts in a child process that reads the LMDB file itself
     (petcd.bbolt.export), so the member's GIL and event loop are not held for the conversion; it
@@ -73,21 +74,16 @@ class EtcdSnapshot:
 
     def __init__(self, backend: Backend, tmp_dir: str | None = None, in_child: bool = True) -> None:
         directory = tmp_dir if tmp_dir is not None else os.path.dirname(os.path.abspath(backend.path))
-        if in_child:
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix="etcd-snapshot-")
-            os.close(fd)
-            try:
-                self.db_size = export_in_child(backend.path, tmp)
-                self._file: BinaryIO = open(tmp, "rb")  # closed by close()
-            finally:
-                os.unlink(tmp)  # the open file keeps its data until closed
-        else:
-            self._file = tempfile.TemporaryFile(dir=directory, prefix="etcd-snapshot-")
-            try:
+        # unlinked from the start (O_TMPFILE): a crash of either process leaves no file behind
+        self._file: BinaryIO = tempfile.TemporaryFile(dir=directory, prefix="etcd-snapshot-")
+        try:
+            if in_child:
+                self.db_size = export_in_child(backend.path, self._file.fileno())
+            else:
                 self.db_size = write_etcd_db(backend, self._file)
-            except BaseException:
-                self._file.close()
-                raise
+        except BaseException:
+            self._file.close()
+            raise
         self.size = self.db_size + SHA256_SIZE
 
     def chunks(self, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
@@ -144,10 +140,19 @@ def save_etcd_snapshot(backend: Backend, path: str | os.PathLike[str]) -> int:
     return size + SHA256_SIZE
 
 
-def import_etcd_db(db: BoltReader, backend: Backend, batch_limit: int = 10000) -> dict[bytes, int]:
+def import_etcd_db(
+    db: BoltReader,
+    backend: Backend,
+    batch_limit: int = 10000,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[bytes, int]:
     """Copy an etcd bbolt database into a petcd backend (on this thread, which must own no other
-    batch), converting each bucket (etcd_layout); returns the pairs written per bucket."""
+    batch), converting each bucket (etcd_layout); returns the pairs written per bucket.
+    progress(bytes, pairs), if given, hears the key and value bytes and the pairs written so far
+    after every batch and at the end."""
     written: dict[bytes, int] = {}
+    total_bytes = 0
+    total_pairs = 0
     for name in db.buckets():
         if name not in ALL_BUCKETS:
             log.warning("bucket %r is not part of etcd 3.5's layout; not copied", name)
@@ -159,8 +164,14 @@ def import_etcd_db(db: BoltReader, backend: Backend, batch_limit: int = 10000) -
         for k, v in pairs if ordered else sorted(pairs):
             backend.put(name, k, v, append=ordered)
             n += 1
+            total_bytes += len(k) + len(v)
             if n % batch_limit == 0:
                 backend.force_commit()
+                if progress is not None:
+                    progress(total_bytes, total_pairs + n)
         written[name] = n
+        total_pairs += n
     backend.force_commit()
+    if progress is not None:
+        progress(total_bytes, total_pairs)
     return written

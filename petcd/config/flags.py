@@ -323,10 +323,12 @@ _f("proxy-read-timeout", "uint", "0", "Milliseconds before a read times out.",
    does=warn("petcd has no v2 proxy mode"))
 
 _g("Experimental")
-_f("experimental-initial-corrupt-check", "bool", "false", "Compare data hashes with peers before serving.",
-   does=warn("petcd does not compare data hashes with its peers yet", behaves_as=(False,)))
-_f("experimental-corrupt-check-time", "duration", "0", "Interval between corruption checks (0 = never).", "0s",
-   does=warn("petcd does not compare data hashes with its peers yet", behaves_as=(0.0,)))
+_f("experimental-initial-corrupt-check", "bool", "false",
+   "Before starting, compare this member's data hash with its peers' and refuse to start on a mismatch.",
+   does=WIRED)
+_f("experimental-corrupt-check-time", "duration", "0",
+   "Interval of the leader's data hash comparison with its followers (0 = never); a mismatch raises CORRUPT.",
+   "0s", does=WIRED)
 _f("experimental-compact-hash-check-enabled", "bool", "false", "Leader compares compaction hashes with followers.",
    does=warn("petcd does not compare compaction hashes yet", behaves_as=(False,)))
 _f("experimental-compact-hash-check-time", "duration", "60", "Interval of the compaction hash check.", "1m",

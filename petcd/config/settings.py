@@ -69,6 +69,9 @@ class ServerSettings:
     compaction_batch_limit: int
     watch_progress_notify_interval: float  # seconds
     lease_checkpoint: bool
+    # corruption checks
+    initial_corrupt_check: bool
+    corrupt_check_interval: float  # seconds; 0 = no periodic check
     # requests and gRPC
     max_request_bytes: int
     max_txn_ops: int
@@ -167,6 +170,8 @@ def settings_from_config(cfg: ServerConfig) -> ServerSettings:
         watch_progress_notify_interval=cfg.experimental_watch_progress_notify_interval
         or _flag_default("experimental-watch-progress-notify-interval"),
         lease_checkpoint=cfg.experimental_enable_lease_checkpoint,
+        initial_corrupt_check=cfg.experimental_initial_corrupt_check,
+        corrupt_check_interval=cfg.experimental_corrupt_check_time,
         max_request_bytes=cfg.max_request_bytes,
         max_txn_ops=cfg.max_txn_ops,
         max_concurrent_streams=min(cfg.max_concurrent_streams, _GRPC_MAX_STREAMS),

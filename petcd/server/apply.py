@@ -42,8 +42,13 @@ class Applier(Protocol):
 ApplierStep = Callable[[Applier], Applier]
 
 
+# what etcd's corrupt applier refuses while a CORRUPT alarm is raised (reads do not pass here)
+_REFUSED_WHEN_CORRUPT = frozenset(("put", "delete_range", "txn", "compaction", "lease_grant", "lease_revoke"))
+
+
 class QuotaApplier:
-    """Refuses what adds data (puts, txns with a put, lease grants) while NOSPACE is raised."""
+    """Refuses what adds data (puts, txns with a put, lease grants) while NOSPACE is raised, and
+    every change of the keyspace or of leases while CORRUPT is raised."""
 
     def __init__(self, cell: StateCell, next_applier: Applier) -> None:
         self._cell = cell
@@ -54,6 +59,8 @@ class QuotaApplier:
         if kind in ("put", "txn", "lease_grant") and ALARM_NOSPACE in self._cell.state.alarms.values():
             if kind != "txn" or txn_has_put(req.txn):
                 raise errors.NoSpaceError()
+        if kind in _REFUSED_WHEN_CORRUPT and ALARM_CORRUPT in self._cell.state.alarms.values():
+            raise errors.CorruptError()
         return self._next.apply(req, index)
 
 
@@ -99,7 +106,7 @@ class BackendApplier:
             if a.alarm != ALARM_NONE and key not in st.alarms:
                 st.alarms[key] = a.alarm
                 resp.alarms.add(memberID=a.memberID, alarm=a.alarm)
-                log.warning("alarm %s raised by member %x", pb.AlarmType.Name(a.alarm), a.memberID)
+                log.warning("alarm %s raised for member %x", pb.AlarmType.Name(a.alarm), a.memberID)
         elif a.action == pb.AlarmRequest.DEACTIVATE:
             if key in st.alarms:
                 del st.alarms[key]

@@ -49,12 +49,15 @@ from petcd.frontend.supervisor import (
 )
 from petcd.peer import PeerDialer, PeerTLS, PeerTransport
 from petcd.peer import add_to_server as add_peer_service
+from petcd.peer.hashkv import peer_hashes
 from petcd.peer.member import build as build_member
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.v3electionpb import v3election_pb2 as electionpb
 from petcd.proto.v3lockpb import v3lock_pb2 as lockpb
-from petcd.server.bootstrap import BootstrapError
+from petcd.server import sdnotify
+from petcd.server.bootstrap import BootstrapError, Paths
 from petcd.server.concurrency import Cleanups, MemberKV
+from petcd.server.corruption import CorruptionMonitor, DataInconsistencyError
 from petcd.server.election import Elections
 from petcd.server.etcdserver import EtcdServer
 from petcd.server.lock import Locks
@@ -133,7 +136,16 @@ def _add_port(server: grpc.aio.Server, addr: str, creds: grpc.ServerCredentials 
         raise FrontendError(bind_error(addr)) from None
 
 
+def corruption_monitor(srv: EtcdServer, settings: ServerSettings, dialer: PeerDialer) -> CorruptionMonitor:
+    # etcd's request timeout: 5 s plus two election timeouts
+    timeout = 5.0 + 2 * settings.election_timeout_ms / 1000.0
+    # the peers' hashes are asked over their peer URLs, with the peer certificates for https
+    return CorruptionMonitor(srv, peer_hashes(dialer.channel, timeout))
+
+
 async def serve(settings: ServerSettings) -> int:
+    # etcd checks a member's data against its peers only when it had data before this start
+    initialized = WAL.exists(str(Paths.of(settings.data_dir, settings.wal_dir).wal_dir))
     try:
         tls = load_member_tls(settings, datetime.datetime.now(datetime.UTC))
     except TLSFileError as exc:
@@ -143,8 +155,11 @@ async def serve(settings: ServerSettings) -> int:
     try:
         member = await build_member(settings, LoopClock(), dialer=dialer)
         srv = member.server
+        corruption = corruption_monitor(srv, settings, dialer)
+        if settings.initial_corrupt_check and initialized:
+            await corruption.initial_check()
         await srv.start()
-    except (BootstrapError, WALError) as exc:
+    except (BootstrapError, WALError, DataInconsistencyError) as exc:
         log.error("cannot start: %s", exc)
         return 1
     # what start-up built (modules, the key index restored from the backend) lives as long as
@@ -206,6 +221,9 @@ async def serve(settings: ServerSettings) -> int:
     log.info("serving client requests on %s (%s)", ", ".join(settings.listen_client_urls),
              f"{count} front-end processes" if fronted else "in the member process")
     log.info("member %x of cluster %x is ready (data dir %s)", srv.member_id, srv.cluster_id, settings.data_dir)
+    checks = (asyncio.create_task(corruption.run(settings.corrupt_check_interval))
+              if settings.corrupt_check_interval > 0 else None)
+    sd_ready = sdnotify.notify_ready(srv, f"serving clients on {', '.join(settings.listen_client_urls)}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -215,6 +233,9 @@ async def serve(settings: ServerSettings) -> int:
     for w in waiters:
         w.cancel()
     log.info("shutting down")
+    if checks is not None:
+        checks.cancel()
+    sdnotify.notify_stopping(sd_ready)
     await _shutdown((server, peer_server), srv, supervisor, links, guards, sockdir)
     failed = srv.fatal is not None
     return 1 if failed else 0

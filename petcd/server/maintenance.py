@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import os
-import tempfile
+import weakref
 from collections.abc import AsyncIterator
 
 from petcd import ETCD_API_VERSION, errors
+from petcd.bbolt import EtcdSnapshot
 from petcd.mvcc import CompactedError, FutureRevError
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.serverpb import internal_pb2 as serverpb
@@ -19,7 +18,8 @@ from petcd.server.etcdserver import ALARM_NONE, EtcdServer
 
 log = logging.getLogger("petcd.server")
 
-SNAPSHOT_CHUNK = 32 * 1024
+SNAPSHOT_CHUNK = 32 * 1024  # etcd's snapshotSendBufferSize
+SNAPSHOT_READ_BLOCK = 1 << 20  # read from the temporary file per worker-thread hop
 
 
 def status(srv: EtcdServer) -> pb.StatusResponse:
@@ -56,8 +56,9 @@ async def alarm(srv: EtcdServer, r: pb.AlarmRequest) -> pb.AlarmResponse:
 
 async def defragment(srv: EtcdServer) -> pb.DefragmentResponse:
     before = srv.backend.size()
-    # the copy runs in C in a worker thread; the event loop (and raft ticks) keep going
-    await asyncio.to_thread(srv.backend.defrag)
+    async with _file_guard(srv):
+        # the copy runs in C in a worker thread; the event loop (and raft ticks) keep going
+        await asyncio.to_thread(srv.backend.defrag)
     srv.db_size = srv.backend.size()
     log.info("defragmented backend: %d -> %d bytes", before, srv.db_size)
     return pb.DefragmentResponse(header=srv.header())
@@ -75,27 +76,71 @@ def hash_kv(srv: EtcdServer, rev: int) -> pb.HashKVResponse:
     return pb.HashKVResponse(header=srv.header(cur), hash=h, compact_revision=compact, hash_revision=rev or cur)
 
 
+# A snapshot's export child has the LMDB file open while it converts. Defrag must not swap the
+# file meanwhile: the reopened environment would not be the lock file's first user, so it would
+# trust the lock file's transaction id, which belongs to the old file, and read the compacted
+# file through the wrong meta page (seen: the buckets vanish and the reopen fails). Exports and
+# defrags of one member therefore take turns.
+_FILE_GUARDS: weakref.WeakKeyDictionary[EtcdServer, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _file_guard(srv: EtcdServer) -> asyncio.Lock:
+    guard = _FILE_GUARDS.get(srv)
+    if guard is None:
+        guard = _FILE_GUARDS[srv] = asyncio.Lock()
+    return guard
+
+
+async def _convert(srv: EtcdServer) -> EtcdSnapshot:
+    """EtcdSnapshot made in a worker thread; a client that goes away meanwhile does not leak
+    the temporary file (it is closed once the conversion ends)."""
+    async with _file_guard(srv):
+        job = asyncio.ensure_future(asyncio.to_thread(EtcdSnapshot, srv.backend, str(srv.paths.snap_dir)))
+        try:
+            return await asyncio.shield(job)
+        except asyncio.CancelledError:
+            job.add_done_callback(_close_unclaimed)
+            # the child still has the file open: keep defrag out until it is done
+            await asyncio.shield(asyncio.wait([job]))
+            raise
+
+
+def _close_unclaimed(job: asyncio.Future[EtcdSnapshot]) -> None:
+    if not job.cancelled() and job.exception() is None:
+        job.result().close()
+
+
 async def snapshot(srv: EtcdServer) -> AsyncIterator[pb.SnapshotResponse]:
-    """Stream a consistent copy of the backend, followed by its sha256 (as etcd does)."""
-    fd, path = tempfile.mkstemp(prefix="petcd-snapshot-", dir=str(srv.paths.snap_dir))
-    os.close(fd)
+    """Stream the backend as etcd 3.5 does, so `etcdctl snapshot save` stores a file etcdutl
+    restores: an etcd bbolt database in 32 KiB chunks, each with the database bytes still to
+    come, then its sha256 with remaining_bytes 0 (etcd 3.5.1 sets no header on these).
+
+    The database is converted from one consistent read of the committed LMDB state by a child
+    process (EtcdSnapshot, in_child), awaited from a worker thread, and read back from its
+    temporary file a block at a time: the member's event loop and GIL stay free throughout.
+    (The bbolt meta pages, written last, lead the file, so the stream starts once the conversion
+    is done; the chunks are never all held in memory.)"""
+    srv.backend.force_commit()  # the open batch's writes belong in the snapshot, as etcd's commit
+    start = srv.clock.now()
+    snap = await _convert(srv)
     try:
-        srv.backend.force_commit()
-        await asyncio.to_thread(srv.backend.snapshot_to, path)
-        total = os.path.getsize(path)
-        digest = hashlib.sha256()
+        log.info(
+            "sending database snapshot to client (%d bytes, converted to etcd's format in %.3fs)",
+            snap.size, srv.clock.now() - start,
+        )
+        blocks = snap.chunks(SNAPSHOT_READ_BLOCK)
         sent = 0
-        with open(path, "rb") as f:
-            while True:
-                chunk = await asyncio.to_thread(f.read, SNAPSHOT_CHUNK)
-                if not chunk:
-                    break
-                digest.update(chunk)
-                sent += len(chunk)
-                yield pb.SnapshotResponse(header=srv.header(), remaining_bytes=total - sent, blob=chunk)
-        yield pb.SnapshotResponse(header=srv.header(), remaining_bytes=0, blob=digest.digest())
+        while sent < snap.db_size:
+            block = await asyncio.to_thread(next, blocks)
+            for off in range(0, len(block), SNAPSHOT_CHUNK):
+                piece = block[off : off + SNAPSHOT_CHUNK]
+                sent += len(piece)
+                yield pb.SnapshotResponse(remaining_bytes=snap.db_size - sent, blob=piece)
+        digest = await asyncio.to_thread(next, blocks)
+        yield pb.SnapshotResponse(remaining_bytes=0, blob=digest)
+        log.info("sent database snapshot to client (%d bytes)", snap.size)
     finally:
-        os.unlink(path)
+        snap.close()
 
 
 def cluster_header(srv: EtcdServer) -> pb.ResponseHeader:

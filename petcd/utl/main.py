@@ -1,4 +1,4 @@
-"""petcdutl: etcdutl's offline snapshot commands for petcd (`snapshot status`, `snapshot restore`).
+"""petcdutl: etcdutl's offline commands for petcd (`snapshot status`, `snapshot restore`, `defrag`).
 
 Flags, defaults, output and exit codes are etcdutl 3.5.1's: errors print `Error: ...` on stderr
 and exit 1 (bad arguments 128, an unsupported output format 4); the default output format is
@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from petcd.bbolt import BoltFormatError, db_status
+from petcd.utl.defrag import DefragError, defrag_data_dir
 from petcd.utl.printer import FORMATS, UNSUPPORTED, format_status
 from petcd.utl.restore import RestoreConfig, RestoreError, restore
 
@@ -67,7 +68,24 @@ def _parser() -> _Parser:
     rs.add_argument("--mark-compacted", action="store_true",
                     help="Mark the latest revision after restore as the point of scheduled compaction "
                          "(required if --bump-revision > 0, disallowed otherwise)")
+    dg = cmds.add_parser("defrag", help="Defragments the storage of the etcd")
+    dg.add_argument("-w", "--write-out", default=argparse.SUPPRESS)
+    dg.add_argument("args", nargs="*")
+    dg.add_argument("--data-dir", default=None,
+                    help="Required. Defragments a data directory not in use by etcd.")
     return top
+
+
+def _defrag(args: argparse.Namespace) -> int:
+    if args.data_dir is None:
+        return _fail('required flag(s) "data-dir" not set', EXIT_ERROR)
+    if args.args:  # etcdutl ignores them; a stray word is more likely a mistake
+        return _fail(f"defrag takes no arguments (got {' '.join(args.args)})", EXIT_BAD_ARGS)
+    try:
+        defrag_data_dir(args.data_dir)
+    except (DefragError, OSError) as e:
+        return _fail(f"Failed to defragment etcd data[{args.data_dir}] ({e})", EXIT_ERROR)
+    return 0
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -132,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except _UsageError as e:
         return _fail(str(e), EXIT_BAD_ARGS)
+    if args.command == "defrag":
+        return _defrag(args)
     if args.command != "snapshot" or args.snapshot_command is None:
         parser.print_help()
         return 0

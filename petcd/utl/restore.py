@@ -38,6 +38,7 @@ from petcd.mvcc.revision import bytes_to_rev, main_of, pack, rev_to_bytes
 from petcd.proto.raftpb import raft_pb2 as raftpb
 from petcd.proto.serverpb import internal_pb2 as serverpb
 from petcd.server.bootstrap import Paths
+from petcd.utl.progress import Progress
 from petcd.wal import WAL, Snapshotter, WalSnapshot
 
 log = logging.getLogger("petcd.utl")
@@ -86,6 +87,7 @@ def verify_snapshot_file(path: str, skip_hash_check: bool) -> None:
         raise RestoreError("snapshot missing hash but --skip-hash-check=false")
     if with_hash and not skip_hash_check:
         h = hashlib.sha256()
+        shown = Progress("verifying sha256", total=size - SHA256_SIZE)
         with open(path, "rb") as f:
             left = size - SHA256_SIZE
             while left > 0:
@@ -94,7 +96,9 @@ def verify_snapshot_file(path: str, skip_hash_check: bool) -> None:
                     break
                 h.update(chunk)
                 left -= len(chunk)
+                shown.update(size - SHA256_SIZE - left)
             want = f.read(SHA256_SIZE)
+        shown.finish()
         got = h.digest()
         if got != want:
             raise RestoreError(f"expected sha256 {_go_bytes(want)}, got {_go_bytes(got)}")
@@ -151,7 +155,9 @@ def restore(cfg: RestoreConfig) -> RestoreResult:
     index = len(members)
     term = 1
     with BoltReader(cfg.snapshot_path) as db, Backend(str(paths.db_path)) as be:
-        written = import_etcd_db(db, be)
+        shown = Progress("restoring keys")
+        written = import_etcd_db(db, be, progress=shown.update)
+        shown.finish()
         if be.get(AUTH, b"authEnabled") == b"\x01":
             # the users and roles are kept as etcd stored them, for when petcd enforces them
             log.warning("the snapshot has authentication enabled: its users and roles are restored, "

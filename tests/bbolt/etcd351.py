@@ -91,3 +91,10 @@ def fill(server: Server, n: int = 40) -> None:
     for t in range(3):
         puts = "".join(f"put bulk/{t}/{i:03d} {'x' * 3000}\n" for i in range(100))
         etcdctl(server, "txn", "--interactive=false", stdin=f"\n{puts}\n\n")
+
+
+def hashkv(server: Server, rev: int = 0) -> tuple[int, int]:
+    """(hash, compact_revision) of `etcdctl endpoint hashkv --rev=rev`."""
+    doc = json.loads(etcdctl(server, "endpoint", "hashkv", f"--rev={rev}", "-w", "json").stdout)
+    h = doc[0]["HashKV"]
+    return int(h["hash"]), int(h.get("compact_revision", 0))
