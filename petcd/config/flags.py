@@ -69,8 +69,9 @@ def warn(reason: str, behaves_as: tuple[object, ...] = ()) -> Handling:
     return Handling("warn", reason, behaves_as)
 
 
-def refuse(reason: str) -> Handling:
-    return Handling("refuse", reason)
+def refuse(reason: str, behaves_as: tuple[object, ...] = ()) -> Handling:
+    """``behaves_as``: values that ask for what petcd does anyway, so they are accepted."""
+    return Handling("refuse", reason, behaves_as)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,56 +216,51 @@ _f("v2-deprecation", "choice", "not-yet", "Stage of the v2 store deprecation.",
    choices=("not-yet", "write-only", "write-only-drop-data", "gone"), does=warn("petcd has no v2 store"))
 
 _g("Security")
-_f("cert-file", "string", "", "TLS certificate for client connections.",
-   does=refuse("TLS is not supported yet"))
-_f("key-file", "string", "", "TLS key for client connections.", does=refuse("TLS is not supported yet"))
+# TLS: gRPC's Python API has no TLS version bounds (it always speaks TLS 1.2 and 1.3), no CRLs
+# and no per-connection verification hook; what it cannot do is refused with that reason.
+_NO_CRL = refuse("gRPC's Python API cannot check certificate revocation lists")
+_f("cert-file", "string", "", "TLS certificate for client connections.", does=WIRED)
+_f("key-file", "string", "", "TLS key for client connections.", does=WIRED)
 _f("client-cert-auth", "bool", "false", "Require clients to present a certificate signed by --trusted-ca-file.",
-   does=refuse("TLS is not supported yet"))
+   does=WIRED)
 _f("client-cert-file", "string", "", "Certificate this member presents as a client (default --cert-file).",
-   does=refuse("TLS is not supported yet"))
+   does=warn("petcd never dials its own client URLs, so it presents no client certificate there"))
 _f("client-key-file", "string", "", "Key this member uses as a client (default --key-file).",
-   does=refuse("TLS is not supported yet"))
-_f("client-crl-file", "string", "", "Certificate revocation list for client certificates.",
-   does=refuse("TLS is not supported yet"))
-_f("client-cert-allowed-hostname", "string", "", "Hostname a client certificate must carry.",
-   does=refuse("TLS is not supported yet"))
-_f("trusted-ca-file", "string", "", "CA bundle that signs client certificates.",
-   does=refuse("TLS is not supported yet"))
-_f("auto-tls", "bool", "false", "Serve clients with a generated self-signed certificate.",
-   does=refuse("TLS is not supported yet"))
-_f("peer-cert-file", "string", "", "TLS certificate for peer connections.",
-   does=refuse("TLS is not supported yet"))
-_f("peer-key-file", "string", "", "TLS key for peer connections.", does=refuse("TLS is not supported yet"))
+   does=warn("petcd never dials its own client URLs, so it presents no client certificate there"))
+_f("client-crl-file", "string", "", "Certificate revocation list for client certificates.", does=_NO_CRL)
+_f("client-cert-allowed-hostname", "string", "", "Hostname a client certificate must carry.", does=WIRED)
+_f("trusted-ca-file", "string", "", "CA bundle that signs client certificates.", does=WIRED)
+_f("auto-tls", "bool", "false", "Serve clients with a generated self-signed certificate.", does=WIRED)
+_f("peer-cert-file", "string", "", "TLS certificate for peer connections.", does=WIRED)
+_f("peer-key-file", "string", "", "TLS key for peer connections.", does=WIRED)
 _f("peer-client-cert-auth", "bool", "false", "Require peers to present a certificate signed by --peer-trusted-ca-file.",
-   does=refuse("TLS is not supported yet"))
+   does=WIRED)
 _f("peer-client-cert-file", "string", "", "Certificate this member presents to peers (default --peer-cert-file).",
-   does=refuse("TLS is not supported yet"))
+   does=WIRED)
 _f("peer-client-key-file", "string", "", "Key this member uses towards peers (default --peer-key-file).",
-   does=refuse("TLS is not supported yet"))
-_f("peer-trusted-ca-file", "string", "", "CA bundle that signs peer certificates.",
-   does=refuse("TLS is not supported yet"))
-_f("peer-cert-allowed-cn", "string", "", "Common name a peer certificate must carry.",
-   does=refuse("TLS is not supported yet"))
-_f("peer-cert-allowed-hostname", "string", "", "Hostname a peer certificate must carry.",
-   does=refuse("TLS is not supported yet"))
-_f("peer-auto-tls", "bool", "false", "Use a generated self-signed certificate for peers.",
-   does=refuse("TLS is not supported yet"))
-_f("self-signed-cert-validity", "uint", "1", "Years the generated certificates stay valid.",
-   does=refuse("TLS is not supported yet"))
-_f("peer-crl-file", "string", "", "Certificate revocation list for peer certificates.",
-   does=refuse("TLS is not supported yet"))
+   does=WIRED)
+_f("peer-trusted-ca-file", "string", "", "CA bundle that signs peer certificates.", does=WIRED)
+_f("peer-cert-allowed-cn", "string", "", "Common name a peer certificate must carry.", does=WIRED)
+_f("peer-cert-allowed-hostname", "string", "", "Hostname a peer certificate must carry.", does=WIRED)
+_f("peer-auto-tls", "bool", "false", "Use a generated self-signed certificate for peers.", does=WIRED)
+_f("self-signed-cert-validity", "uint", "1", "Years the generated certificates stay valid.", does=WIRED)
+_f("peer-crl-file", "string", "", "Certificate revocation list for peer certificates.", does=_NO_CRL)
 _f("cipher-suites", "strings", "", "Comma-separated TLS cipher suites (empty: the TLS library's choice).",
-   does=refuse("TLS is not supported yet"))
+   does=WIRED)
 _f("cors", "cors", "*", "Comma-separated origins allowed by CORS ('*' allows all).",
    does=warn("petcd does not serve the HTTP side of the client API yet"))
 _f("host-whitelist", "unique_strings", "*", "Host names accepted in HTTP requests on insecure listeners ('*' = all).",
    does=warn("petcd does not serve the HTTP side of the client API yet"))
+# gRPC (BoringSSL) always accepts TLS 1.2 and 1.3 and its Python API cannot narrow that: the
+# values that ask for exactly this range are accepted, the others refused
 _f("tls-min-version", "string", "", "Lowest TLS version accepted: TLS1.2 or TLS1.3.",
-   does=refuse("TLS is not supported yet"))
+   does=refuse("gRPC's Python API cannot narrow the TLS versions; petcd always accepts TLS 1.2 and 1.3",
+               behaves_as=("TLS1.2",)))
 _f("tls-max-version", "string", "", "Highest TLS version accepted: TLS1.2 or TLS1.3.",
-   does=refuse("TLS is not supported yet"))
+   does=refuse("gRPC's Python API cannot narrow the TLS versions; petcd always accepts TLS 1.2 and 1.3",
+               behaves_as=("TLS1.3",)))
 _f("experimental-peer-skip-client-san-verification", "bool", "false",
-   "Do not check the SAN of peers' client certificates.", does=refuse("TLS is not supported yet"))
+   "Do not check the SAN of peers' client certificates.", does=WIRED)
 
 _g("Auth")
 _f("auth-token", "string", "simple",
@@ -427,6 +423,9 @@ def help_text() -> str:
         lines.append(f"    {spec.help}")
         if spec.does.action == "warn":
             lines.append(f"    (accepted but not applied: {spec.does.reason})")
+        elif spec.does.action == "refuse" and spec.does.behaves_as:
+            accepted = ", ".join(str(v) for v in spec.does.behaves_as)
+            lines.append(f"    (refused unless left at the default or set to {accepted}: {spec.does.reason})")
         elif spec.does.action == "refuse":
             lines.append(f"    (refused unless left at the default: {spec.does.reason})")
     lines.append("")

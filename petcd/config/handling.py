@@ -2,8 +2,8 @@
 
 A ``refuse`` flag set to anything but its default stops the member (exit 1) with the reason;
 a ``warn`` flag the operator set gives exactly one startup warning naming it, with the reason.
-URLs with a TLS scheme (https, unixs) are refused too while petcd has no TLS: it would otherwise
-serve them in plain text.
+A URL with a TLS scheme (https, unixs) needs the certificate to serve it with, as etcd
+requires (``check_tls_urls``); petcd never serves such a URL in plain text.
 """
 
 from __future__ import annotations
@@ -35,26 +35,37 @@ def _shown(value: object) -> str:
 def refusal(values: Mapping[str, object]) -> ConfigError | None:
     """The error for the first ``refuse`` flag whose value is not its default, if any."""
     for spec in FLAG_SPECS:
-        if spec.does.action == "refuse" and values[spec.name] != spec.default:
+        value = values[spec.name]
+        if spec.does.action == "refuse" and value != spec.default and value not in spec.does.behaves_as:
             detail = f"--{spec.name}={_shown(values[spec.name])}: {spec.does.reason}"
             return ConfigError(f"petcd cannot start: {detail}", 1, detail)
     return None
 
 
-def check_tls_urls(values: Mapping[str, object],
-                   initial_cluster: Iterable[tuple[str, tuple[EtcdURL, ...]]]) -> None:
-    """Refuse https:// and unixs:// URLs (ConfigError, exit 1) until petcd serves TLS."""
-    found: list[tuple[str, EtcdURL]] = []
-    for flag in URL_FLAGS:
-        urls = values[flag]
-        assert isinstance(urls, tuple)
-        found += [(flag, u) for u in urls]
-    found += [("initial-cluster", u) for _name, urls in initial_cluster for u in urls]
-    for flag, url in found:
-        if url.scheme in TLS_SCHEMES:
-            detail = (f"--{flag} has {url}: TLS is not supported yet (petcd would serve it in plain "
-                      "text); use http:// or unix:// URLs")
+def check_tls_urls(values: Mapping[str, object]) -> None:
+    """etcd's startup checks for https:// and unixs:// URLs this member listens on: each needs a
+    certificate and key, or --auto-tls (ConfigError, exit 1, with etcd's message)."""
+    def urls(flag: str) -> tuple[EtcdURL, ...]:
+        found = values[flag]
+        assert isinstance(found, tuple)
+        return found
+
+    client_tls = (values["cert-file"] != "" and values["key-file"] != "") or values["auto-tls"] is True
+    for url in urls("listen-client-urls"):
+        if url.scheme in TLS_SCHEMES and not client_tls:
+            detail = (f"TLS key/cert (--cert-file, --key-file) must be provided for client url {url} "
+                      "with HTTPS scheme")
             raise ConfigError(f"petcd cannot start: {detail}", 1, detail)
+    peer_tls = (values["peer-cert-file"] != "" and values["peer-key-file"] != "") or values["peer-auto-tls"] is True
+    for url in urls("listen-peer-urls"):
+        if url.scheme in TLS_SCHEMES and not peer_tls:
+            detail = f"cannot listen on TLS for {url.host}: KeyFile and CertFile are not presented"
+            raise ConfigError(f"petcd cannot start: {detail}", 1, detail)
+    for flag in ("listen-client-http-urls", "listen-metrics-urls"):
+        for url in urls(flag):
+            if url.scheme in TLS_SCHEMES:
+                detail = f"--{flag} has {url}: petcd serves no TLS on this listener yet; use http://"
+                raise ConfigError(f"petcd cannot start: {detail}", 1, detail)
 
 
 def unapplied_warnings(values: Mapping[str, object], flags_set: Iterable[str]) -> list[str]:

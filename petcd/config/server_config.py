@@ -520,7 +520,7 @@ def check_supported(cfg: ServerConfig) -> None:
     refused = refusal(values)
     if refused is not None:
         raise refused
-    check_tls_urls(values, cfg.initial_cluster_members)
+    check_tls_urls(values)
     if "systemd/journal" in cfg.log_outputs:
         detail = ("--log-outputs=systemd/journal: petcd cannot write to the journal itself; use stderr "
                   "(systemd keeps a service's stderr in the journal)")

@@ -93,6 +93,8 @@ class ServerSettings:
     cipher_suites: tuple[str, ...]
     tls_min_version: str
     tls_max_version: str
+    self_signed_cert_validity: int  # years, for --auto-tls / --peer-auto-tls certificates
+    peer_skip_client_san_verification: bool
     listen_metrics_urls: list[str]
     metrics: str
     enable_grpc_gateway: bool
@@ -189,6 +191,8 @@ def settings_from_config(cfg: ServerConfig) -> ServerSettings:
         cipher_suites=cfg.cipher_suites,
         tls_min_version=cfg.tls_min_version,
         tls_max_version=cfg.tls_max_version,
+        self_signed_cert_validity=cfg.self_signed_cert_validity,
+        peer_skip_client_san_verification=cfg.experimental_peer_skip_client_san_verification,
         listen_metrics_urls=[str(u) for u in cfg.listen_metrics_urls],
         metrics=cfg.metrics,
         enable_grpc_gateway=cfg.enable_grpc_gateway,

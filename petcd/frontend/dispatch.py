@@ -46,6 +46,11 @@ class AbortedCall(Exception):
         self.details = details
 
 
+# a link is private to the member and its front-ends, as gRPC's "local" connections are: the
+# client certificate name a front-end forwards is believed (petcd.api.client_cert)
+_LINK_AUTH: dict[str, list[bytes]] = {"transport_security_type": [b"local"]}
+
+
 class ForwardedContext:
     """What a unary servicer uses of its gRPC context, for a call that came over a link."""
 
@@ -58,6 +63,9 @@ class ForwardedContext:
 
     def invocation_metadata(self) -> wire.Metadata:
         return self._metadata
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return _LINK_AUTH
 
     async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: object = ()) -> None:
         raise AbortedCall(code, details)

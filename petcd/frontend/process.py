@@ -31,6 +31,7 @@ from typing import Any
 
 import grpc
 
+from petcd.api.client_cert import CN_METADATA_KEY
 from petcd.config.logs import configure_logging
 from petcd.frontend import wire
 from petcd.frontend.link import LinkClosed, MemberLink
@@ -47,16 +48,33 @@ _NOT_FORWARDED = ("user-agent", "grpc-", ":")
 ServicerContext = grpc.aio.ServicerContext[Any, Any]
 
 
+Forward = Callable[[ServicerContext], tuple[tuple[str, str | bytes], ...]]
+
+
 def forwarded_metadata(context: ServicerContext) -> tuple[tuple[str, str | bytes], ...]:
+    """The client's metadata for the member, minus what gRPC manages and minus the reserved
+    key of the verified certificate name, which only the front-end may set."""
     md = context.invocation_metadata() or ()
-    return tuple((m.key, m.value) for m in md if not m.key.startswith(_NOT_FORWARDED))  # type: ignore[attr-defined]  # grpc-stubs lag grpc.aio
+    return tuple((m.key, m.value) for m in md  # type: ignore[attr-defined]  # grpc-stubs lag grpc.aio
+                 if not m.key.startswith(_NOT_FORWARDED) and m.key != CN_METADATA_KEY)  # type: ignore[attr-defined]
 
 
-def _unary_handler(link: MemberLink, method: Method) -> Callable[[bytes, ServicerContext], Awaitable[bytes]]:
+def forwarded_with_cn(context: ServicerContext) -> tuple[tuple[str, str | bytes], ...]:
+    """``forwarded_metadata`` plus the CN of the client certificate gRPC verified (with
+    --client-cert-auth), for the member to take as the user (petcd.api.client_cert)."""
+    md = forwarded_metadata(context)
+    names = list(context.auth_context().get("x509_common_name") or ())
+    if names and names[0]:
+        return (*md, (CN_METADATA_KEY, names[0]))
+    return md
+
+
+def _unary_handler(link: MemberLink, method: Method, forwarded: Forward
+                   ) -> Callable[[bytes, ServicerContext], Awaitable[bytes]]:
     index = method.index
 
     async def handle(request: bytes, context: ServicerContext) -> bytes:
-        md = forwarded_metadata(context)
+        md = forwarded(context)
         try:
             encoded = wire.encode_metadata(md) if md else b""
         except wire.FrameError as exc:
@@ -107,7 +125,7 @@ async def _relay_responses(
         call.cancel()
 
 
-def _stream_handlers(channel: grpc.aio.Channel, method: Method) -> Callable[..., Any]:
+def _stream_handlers(channel: grpc.aio.Channel, method: Method, forwarded_metadata: Forward) -> Callable[..., Any]:
     path = method.path
     if method.arity is Arity.UNARY_STREAM:
         unary_stream = channel.unary_stream(path)  # type: ignore[call-arg]  # grpc-stubs lag grpc.aio
@@ -151,19 +169,22 @@ def _stream_handlers(channel: grpc.aio.Channel, method: Method) -> Callable[...,
     raise ValueError(f"{path}: no {method.arity.value} method in the etcd API to relay")
 
 
-def add_handlers(server: grpc.aio.Server, link: MemberLink, channel: grpc.aio.Channel) -> None:
-    """Serve every client method on ``server``: unary ones over the link, streams over the channel."""
+def add_handlers(server: grpc.aio.Server, link: MemberLink, channel: grpc.aio.Channel,
+                 client_certs: bool = False) -> None:
+    """Serve every client method on ``server``: unary ones over the link, streams over the channel.
+    ``client_certs``: clients present verified certificates, whose CN goes to the member."""
+    fwd = forwarded_with_cn if client_certs else forwarded_metadata
     by_service: dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]] = {}
     for m in METHODS:
         handlers = by_service.setdefault(m.service, {})
         if m.arity is Arity.UNARY_UNARY and m.path in BLOCKING_UNARY:
-            handlers[m.name] = grpc.unary_unary_rpc_method_handler(_stream_handlers(channel, m))
+            handlers[m.name] = grpc.unary_unary_rpc_method_handler(_stream_handlers(channel, m, fwd))
         elif m.arity is Arity.UNARY_UNARY:
-            handlers[m.name] = grpc.unary_unary_rpc_method_handler(_unary_handler(link, m))
+            handlers[m.name] = grpc.unary_unary_rpc_method_handler(_unary_handler(link, m, fwd))
         elif m.arity is Arity.UNARY_STREAM:
-            handlers[m.name] = grpc.unary_stream_rpc_method_handler(_stream_handlers(channel, m))
+            handlers[m.name] = grpc.unary_stream_rpc_method_handler(_stream_handlers(channel, m, fwd))
         else:
-            handlers[m.name] = grpc.stream_stream_rpc_method_handler(_stream_handlers(channel, m))
+            handlers[m.name] = grpc.stream_stream_rpc_method_handler(_stream_handlers(channel, m, fwd))
     for service, handlers in by_service.items():
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
         server.add_registered_method_handlers(service, handlers)  # type: ignore[attr-defined]  # grpc-stubs lag grpc.aio
@@ -199,24 +220,57 @@ def _die_with_parent(parent: int) -> None:
         os._exit(0)
 
 
+def _tls_credentials(args: argparse.Namespace) -> grpc.ServerCredentials | None:
+    """The client URLs' credentials, from the files the member checked (TLSFileError if they
+    changed since)."""
+    if not args.tls_listen:
+        return None
+    # imported only when needed: cryptography adds ~0.2 s to every front-end (re)start
+    from petcd.tls import load_ca, load_key_pair, server_credentials
+
+    pair = load_key_pair(args.cert_file, args.key_file)
+    ca = load_ca(args.trusted_ca_file) if args.trusted_ca_file else None
+    return server_credentials(pair, ca, args.client_cert_auth)
+
+
+def _guards(args: argparse.Namespace) -> list[grpc.aio.ServerInterceptor] | None:  # type: ignore[type-arg]
+    if not (args.tls_listen and args.cert_allowed_hostname):
+        return None
+    from petcd.cert_guard import CertificateGuard
+
+    return [CertificateGuard("", args.cert_allowed_hostname, False, "--client-cert-allowed-hostname")]
+
+
 async def serve(args: argparse.Namespace) -> int:
+    try:
+        creds = _tls_credentials(args)
+    except Exception as exc:  # petcd.tls.TLSFileError, not imported without TLS
+        log.error("cannot start: %s", exc)
+        return 1
     link = await MemberLink.connect(args.link, args.index)
-    channel = grpc.aio.insecure_channel(
-        f"unix:{args.member_grpc}",
+    # local credentials: the member believes the certificate name forwarded on this channel
+    channel = grpc.aio.secure_channel(
+        f"unix:{args.member_grpc}", grpc.local_channel_credentials(grpc.LocalConnectionType.UDS),
         options=[("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)],
     )
     keepalive = Keepalive(args.keepalive_min_time, args.keepalive_interval, args.keepalive_timeout)
     server = grpc.aio.server(options=server_options(args.max_recv_bytes, args.max_concurrent_streams, True,
-                                                    keepalive))
-    add_handlers(server, link, channel)
-    grpc_listen, client_port = list(args.listen), None
+                                                    keepalive), interceptors=_guards(args))
+    add_handlers(server, link, channel, client_certs=creds is not None and args.client_cert_auth)
+    plain, client_port = list(args.listen), None
     if args.http_socket:
-        # HTTP/1 on the client ports too: accept them here and relay by the first bytes
+        # HTTP/1 on the plain-text client ports too: accept them here and relay by the first
+        # bytes (https ports stay gRPC only: the relay would have to terminate TLS itself)
         client_port = ClientPort(f"{os.path.dirname(args.link)}/frontend-{args.index}.sock", args.http_socket)
-        grpc_listen = [f"unix:{client_port.grpc_path}"]
-    for addr in grpc_listen:
+        plain = [f"unix:{client_port.grpc_path}"]
+    listen: list[tuple[str, grpc.ServerCredentials | None]] = [(a, None) for a in plain]
+    listen += [(a, creds) for a in args.tls_listen]
+    for addr, addr_creds in listen:
         try:
-            server.add_insecure_port(addr)
+            if addr_creds is None:
+                server.add_insecure_port(addr)
+            else:
+                server.add_secure_port(addr, addr_creds)
         except RuntimeError:
             log.error("%s", bind_error(addr))
             return 1
@@ -248,6 +302,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--link", required=True, help="the member's link socket")
     p.add_argument("--member-grpc", required=True, help="the member's private gRPC socket")
     p.add_argument("--listen", action="append", default=[], help="gRPC address to serve (repeatable)")
+    p.add_argument("--tls-listen", action="append", default=[], help="gRPC address to serve with TLS (repeatable)")
+    p.add_argument("--cert-file", default="", help="certificate for --tls-listen")
+    p.add_argument("--key-file", default="", help="key for --tls-listen")
+    p.add_argument("--trusted-ca-file", default="", help="CA that signs client certificates")
+    p.add_argument("--client-cert-auth", action="store_true", help="require verified client certificates")
+    p.add_argument("--cert-allowed-hostname", default="", help="host name client certificates must be valid for")
     p.add_argument("--index", type=int, default=0)
     p.add_argument("--parent", type=int, required=True)
     p.add_argument("--max-recv-bytes", type=int, required=True)

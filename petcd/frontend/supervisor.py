@@ -114,6 +114,18 @@ class Keepalive:
 
 
 @dataclass(frozen=True, slots=True)
+class FrontendTLS:
+    """The client URLs' certificate, which the front-ends load themselves (paths, not bytes, so
+    no key travels on a command line)."""
+
+    cert_file: str
+    key_file: str
+    ca_file: str  # "" for none
+    require_client_cert: bool
+    allowed_hostname: str = ""  # --client-cert-allowed-hostname
+
+
+@dataclass(frozen=True, slots=True)
 class FrontendSpec:
     count: int
     listen: tuple[str, ...]  # gRPC addresses (host:port)
@@ -127,6 +139,8 @@ class FrontendSpec:
     # the member's HTTP socket: when set, front-ends serve HTTP/1 on the client ports too
     # (petcd.http.clientport sorts connections out by their first bytes)
     http_socket: str = ""
+    tls_listen: tuple[str, ...] = ()  # gRPC addresses served with ``tls``
+    tls: FrontendTLS | None = None
 
 
 class FrontendSupervisor:
@@ -156,6 +170,15 @@ class FrontendSupervisor:
         argv += [f"--listen={a}" for a in s.listen]
         if s.http_socket:
             argv.append(f"--http-socket={s.http_socket}")
+        if s.tls is not None and s.tls_listen:
+            argv += [f"--tls-listen={a}" for a in s.tls_listen]
+            argv += [f"--cert-file={s.tls.cert_file}", f"--key-file={s.tls.key_file}"]
+            if s.tls.ca_file:
+                argv.append(f"--trusted-ca-file={s.tls.ca_file}")
+            if s.tls.require_client_cert:
+                argv.append("--client-cert-auth")
+            if s.tls.allowed_hostname:
+                argv.append(f"--cert-allowed-hostname={s.tls.allowed_hostname}")
         return argv
 
     async def _spawn(self, index: int) -> asyncio.subprocess.Process:

@@ -6,27 +6,34 @@ from __future__ import annotations
 
 import grpc
 
+from petcd.peer.dial import PeerDialer
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from petcd.server.bootstrap import BootstrapError, Member
 
 
-async def discover_cluster(own_peer_urls: list[str], peers: list[Member], timeout: float = 10.0) -> tuple[int, int, list[Member]]:
+async def discover_cluster(own_peer_urls: list[str], peers: list[Member], timeout: float = 10.0,
+                           dialer: PeerDialer | None = None) -> tuple[int, int, list[Member]]:
     """For a member joining an existing cluster: (its id, the cluster id, the members), asked
-    of the other members' peer URLs, which serve the client API too."""
+    of the other members' peer URLs, which serve the client API too (over TLS for https ones,
+    with ``dialer``'s certificates)."""
+    dialer = dialer or PeerDialer()
     own = set(own_peer_urls)
     errors_seen: list[str] = []
     for peer in peers:
         if set(peer.peer_urls) & own:
             continue
         for url in peer.peer_urls:
-            target = url.split("://", 1)[-1].rstrip("/")
             try:
-                async with grpc.aio.insecure_channel(target) as ch:
+                await dialer.refresh(url)
+                async with dialer.channel(url) as ch:
                     resp = await pb_grpc.ClusterStub(ch).MemberList(  # type: ignore[no-untyped-call]
                         pb.MemberListRequest(), timeout=timeout)
             except grpc.aio.AioRpcError as exc:
                 errors_seen.append(f"{url}: {exc.details()}")
+                continue
+            except ValueError as exc:  # not a peer URL
+                errors_seen.append(str(exc))
                 continue
             members = [
                 Member(m.ID, m.name, list(m.peerURLs), list(m.clientURLs), m.isLearner) for m in resp.members

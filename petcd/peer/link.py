@@ -26,6 +26,7 @@ import grpc
 
 from petcd.clock import Clock
 from petcd.peer.config import PeerConfig, PeerStats
+from petcd.peer.dial import PeerDialer
 from petcd.peer.outqueue import OutQueue
 from petcd.peer.snapshot import SnapshotTransferError, send_snapshot
 from petcd.peer.wire import ACCEPTED_KEY, channel_options, grpc_target
@@ -56,6 +57,14 @@ class LinkEnv:
     snapshot_source: Callable[[raftpb.Message], Awaitable[str]]
     snapshot_sent: Callable[[str], Awaitable[None]]
     on_removed: Callable[[int], None] | None
+    dialer: PeerDialer
+
+
+def _checked(urls: list[str]) -> list[str]:
+    """The URLs, each checked to name a peer address (ValueError if not)."""
+    for u in urls:
+        grpc_target(u)
+    return list(urls)
 
 
 @dataclass
@@ -85,7 +94,7 @@ class PeerLink:
         self.peer_id = peer_id
         self.env = env
         self.urls = list(urls)
-        self._targets = [grpc_target(u) for u in urls]
+        self._targets = _checked(urls)
         self._url_index = 0
         cfg = env.config
         self.queue = OutQueue(cfg.max_queue_messages, cfg.max_queue_bytes, cfg.max_queue_messages_down)
@@ -110,7 +119,7 @@ class PeerLink:
     def _new_channel(self) -> grpc.aio.Channel:
         cfg = self.env.config
         opts = channel_options(cfg.keepalive_seconds, cfg.keepalive_timeout_seconds, cfg.backoff_max)
-        return grpc.aio.insecure_channel(self._targets[self._url_index], options=opts)
+        return self.env.dialer.channel(self._targets[self._url_index], opts)
 
     @property
     def channel(self) -> grpc.aio.Channel:
@@ -145,7 +154,7 @@ class PeerLink:
 
     def set_urls(self, urls: list[str]) -> bool:
         """Point the link at new URLs (queued messages stay); True if :meth:`restart` is due."""
-        targets = [grpc_target(u) for u in urls]
+        targets = _checked(urls)
         if not targets:
             raise ValueError(f"peer {self.peer_id:x} has no URLs")
         self.urls = list(urls)
@@ -193,6 +202,10 @@ class PeerLink:
         while not self._halting:
             self._accepted = False
             try:
+                if await self.env.dialer.refresh(self._targets[self._url_index]):
+                    # --peer-auto-tls: the peer's certificate is pinned; the old channel trusts none
+                    await self._channel.close(None)
+                    self._channel = self._new_channel()
                 await self._stream_once()
             except asyncio.CancelledError:
                 raise

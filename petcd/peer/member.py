@@ -6,12 +6,14 @@ two meet (the peer layer sits above the server), for the command and for tests.
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 
 from petcd.clock import Clock
 from petcd.config.settings import ServerSettings
 from petcd.peer.config import PeerConfig
+from petcd.peer.dial import PeerDialer
 from petcd.peer.discovery import discover_cluster
 from petcd.peer.transport import PeerTransport
 from petcd.server.etcdserver import EtcdServer
@@ -25,8 +27,11 @@ class PeeredMember:
     transport: PeerTransport  # serve it on the peer URL (petcd.peer.add_to_server)
 
 
-async def build(settings: ServerSettings, clock: Clock, rand: random.Random | None = None) -> PeeredMember:
-    """build_member with a PeerTransport on ``clock`` (backoff jitter from ``rand``)."""
+async def build(settings: ServerSettings, clock: Clock, rand: random.Random | None = None,
+                dialer: PeerDialer | None = None) -> PeeredMember:
+    """build_member with a PeerTransport on ``clock`` (backoff jitter from ``rand``); ``dialer``
+    makes the channels to peers (and to the cluster a joining member asks), TLS for https."""
+    dialer = dialer or PeerDialer()
     rand = rand if rand is not None else random.Random()
     made: list[PeerTransport] = []
 
@@ -45,9 +50,11 @@ async def build(settings: ServerSettings, clock: Clock, rand: random.Random | No
             cluster_version=h.cluster_version,
             clock=clock,
             rand=rand,
+            dialer=dialer,
         )
         made.append(transport)
         return transport
 
-    server = await build_member(settings, clock, make_transport, discover_cluster, rand)
+    discover = functools.partial(discover_cluster, dialer=dialer)
+    server = await build_member(settings, clock, make_transport, discover, rand)
     return PeeredMember(server, made[0])

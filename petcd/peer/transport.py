@@ -24,9 +24,10 @@ import grpc
 import petcd
 from petcd.clock import Clock, LoopClock
 from petcd.peer.config import PeerConfig, PeerStats
+from petcd.peer.dial import PeerDialer
 from petcd.peer.link import LinkEnv, PeerLink
 from petcd.peer.snapshot import remove_partial_files
-from petcd.peer.wire import Rejection, channel_options, check_identity, grpc_target
+from petcd.peer.wire import Rejection, channel_options, check_identity
 from petcd.proto.peerpb import peer_pb2 as peerpb
 from petcd.proto.peerpb import peer_pb2_grpc as peer_grpc
 from petcd.proto.raftpb import raft_pb2 as raftpb
@@ -61,6 +62,7 @@ class PeerTransport:
         server_version: str = petcd.__version__,
         clock: Clock | None = None,
         rand: random.Random | None = None,
+        dialer: PeerDialer | None = None,
     ) -> None:
         """
         on_messages(msgs): messages received from one peer, in the order it sent them; step them.
@@ -75,6 +77,7 @@ class PeerTransport:
             (repeats on every retry, about every ``config.backoff_max`` seconds: make it idempotent).
         clock: for ``active_since``, log rate limits and backoffs (a LoopClock if None);
             rand: backoff jitter (a fresh Random if None).
+        dialer: builds the channels to peers (TLS for https peer URLs); plain channels if None.
         """
         self.member_id = member_id
         self.cluster_id = cluster_id
@@ -98,6 +101,7 @@ class PeerTransport:
             snapshot_source=snapshot_source,
             snapshot_sent=self._snapshot_sent,
             on_removed=on_removed,
+            dialer=dialer or PeerDialer(),
         )
         self._links: dict[int, PeerLink] = {}
         self._removed: set[int] = set()
@@ -268,7 +272,9 @@ class PeerTransport:
 
     async def _probe(self, url: str, peer_id: int, timeout: float) -> ProbeResult:
         req = peerpb.ProbeRequest(cluster_id=self.cluster_id, sender_id=self.member_id, receiver_id=peer_id)
-        async with grpc.aio.insecure_channel(grpc_target(url), options=channel_options()) as ch:
+        dialer = self._env.dialer
+        await dialer.refresh(url)
+        async with dialer.channel(url, channel_options()) as ch:
             stub = peer_grpc.RaftTransportStub(ch)  # type: ignore[no-untyped-call]
             started = self.clock.now()
             resp: peerpb.ProbeResponse = await stub.Probe(req, timeout=timeout)

@@ -16,20 +16,19 @@ ACCEPTED_KEY = "petcd-peer-accepted"
 
 
 def grpc_target(url: str) -> str:
-    """The gRPC target for a peer URL: ``http://host:port`` -> ``host:port``.
+    """The gRPC target for a peer URL: ``http(s)://host:port`` -> ``host:port``.
 
-    ``unix://path`` is accepted for tests and local setups; TLS (``https``) is not wired yet.
+    ``unix://path`` is accepted for tests and local setups. Whether the channel is TLS is
+    ``petcd.peer.dial``'s business.
     """
     parts = urlsplit(url)
-    if parts.scheme == "http":
+    if parts.scheme in ("http", "https"):
         if not parts.netloc or parts.port is None:
             raise ValueError(f"peer URL {url!r} needs host:port")
         return parts.netloc
     if parts.scheme in ("unix", "unixs"):
         return f"unix:{parts.netloc}{parts.path}"
-    if parts.scheme == "https":
-        raise ValueError(f"peer URL {url!r}: TLS between members is not supported yet")
-    raise ValueError(f"peer URL {url!r}: scheme must be http")
+    raise ValueError(f"peer URL {url!r}: scheme must be http or https")
 
 
 def channel_options(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import gc
 import logging
 import os
@@ -17,7 +18,8 @@ from typing import Any
 import grpc
 
 from petcd.api.auth import AuthServicer
-from petcd.api.credentials import Credentials
+from petcd.api.client_cert import client_common_name, strip_reserved
+from petcd.api.credentials import Credentials, no_common_name
 from petcd.api.election import ElectionServicer
 from petcd.api.errors import status_of
 from petcd.api.handlers import add_servicer
@@ -26,6 +28,7 @@ from petcd.api.lease import LeaseServicer
 from petcd.api.lock import LockServicer
 from petcd.api.maintenance import ClusterServicer, MaintenanceServicer
 from petcd.api.watch import register as register_watch
+from petcd.cert_guard import CertificateGuard
 from petcd.clock import LoopClock
 from petcd.config import (
     ConfigError,
@@ -43,6 +46,7 @@ from petcd.frontend.supervisor import (
     FrontendError,
     FrontendSpec,
     FrontendSupervisor,
+    FrontendTLS,
     Keepalive,
     bind_error,
     claim_ports,
@@ -54,9 +58,9 @@ from petcd.http.gateway import Gateway
 from petcd.http.gateway import Metadata as GatewayMetadata
 from petcd.http.grpcstats import interceptor as grpc_interceptor
 from petcd.http.metrics import PeerLink
-from petcd.peer import PeerTransport, add_forward_service, leader_forwarding
+from petcd.peer import PeerDialer, PeerTLS, PeerTransport, add_forward_service, leader_forwarding
 from petcd.peer import add_to_server as add_peer_service
-from petcd.peer.hashkv import insecure_channel_for, peer_hashes
+from petcd.peer.hashkv import peer_hashes
 from petcd.peer.member import build as build_member
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.v3electionpb import v3election_pb2 as electionpb
@@ -68,6 +72,8 @@ from petcd.server.corruption import CorruptionMonitor, DataInconsistencyError
 from petcd.server.election import Elections
 from petcd.server.etcdserver import EtcdServer
 from petcd.server.lock import Locks
+from petcd.server.tls_setup import ensure_cipher_env, is_tls_url, load_member_tls
+from petcd.tls import TLSFileError
 from petcd.wal import WAL, WALError
 
 log = logging.getLogger("petcd")
@@ -81,39 +87,53 @@ def grpc_address(url: str) -> str:
     return rest.split("/", 1)[0]
 
 
-def build_grpc_server(srv: EtcdServer, transport: PeerTransport, dispatcher: Dispatcher,
-                      counters: GrpcCounters) -> grpc.aio.Server:
-    """The member's own gRPC server: the client API (also fed to ``dispatcher`` for calls that
-    front-ends forward) and the peer service; ``counters`` count its calls for /metrics."""
-    s = srv.settings
-    # a second process on the same port must fail, as etcd's does: no SO_REUSEPORT here
-    server = grpc.aio.server(interceptors=[grpc_interceptor(counters)],
-                             options=server_options(s.max_recv_message_bytes, s.max_concurrent_streams, False,
-                                                    keepalive(s)))
-    # whose call it is (token; a client certificate's CN plugs in here as common_name=...)
-    creds = Credentials(srv)
-    register_watch(srv, server, creds)
+def _client_services(srv: EtcdServer, transport: PeerTransport,
+                     creds: Credentials) -> tuple[list[tuple[Any, object]], Any]:
+    """The client API's servicers (and the leader forwarder, for the peer service)."""
     services = pb.DESCRIPTOR.services_by_name
     forward = leader_forwarding(srv, transport)  # what a follower hands the leader
-    for name, servicer in (
-        ("KV", KVServicer(srv, creds)), ("Maintenance", MaintenanceServicer(srv, creds)),
-        ("Cluster", ClusterServicer(srv, forward, creds)), ("Lease", LeaseServicer(srv, forward, creds)),
-        ("Auth", AuthServicer(srv, creds)),
-    ):
-        add_servicer(server, services[name], servicer)
-        dispatcher.add_servicer(services[name], servicer)
+    out: list[tuple[Any, object]] = [
+        (services["KV"], KVServicer(srv, creds)), (services["Maintenance"], MaintenanceServicer(srv, creds)),
+        (services["Cluster"], ClusterServicer(srv, forward, creds)),
+        (services["Lease"], LeaseServicer(srv, forward, creds)),
+        (services["Auth"], AuthServicer(srv, creds)),
+    ]
     # Lock and Election are clients of the member's own KV, Watch and Lease APIs, as in etcd
     kv, cleanups = MemberKV(srv), Cleanups()
-    concurrency: tuple[tuple[Any, object], ...] = (
-        (lockpb.DESCRIPTOR.services_by_name["Lock"], LockServicer(Locks(kv, cleanups), creds)),
-        (electionpb.DESCRIPTOR.services_by_name["Election"], ElectionServicer(Elections(kv, cleanups), creds)),
-    )
-    for service, concurrency_servicer in concurrency:
-        add_servicer(server, service, concurrency_servicer)
-        dispatcher.add_servicer(service, concurrency_servicer)
-    add_peer_service(transport, server)
-    add_forward_service(transport, forward, server)
-    return server
+    out.append((lockpb.DESCRIPTOR.services_by_name["Lock"], LockServicer(Locks(kv, cleanups), creds)))
+    out.append((electionpb.DESCRIPTOR.services_by_name["Election"],
+                ElectionServicer(Elections(kv, cleanups), creds)))
+    return out, forward
+
+
+def build_grpc_servers(srv: EtcdServer, transport: PeerTransport, dispatcher: Dispatcher, counters: GrpcCounters,
+                       peer_interceptors: Sequence[grpc.aio.ServerInterceptor] = (),  # type: ignore[type-arg]
+                       client_interceptors: Sequence[grpc.aio.ServerInterceptor] = (),  # type: ignore[type-arg]
+                       ) -> tuple[grpc.aio.Server, grpc.aio.Server]:
+    """The member's own gRPC servers, both with the client API (also fed to ``dispatcher`` for
+    the calls front-ends forward): one for the client URLs it serves itself and the front-ends'
+    private socket, one for the peer URLs, which carries the peer services too. Two, because the
+    peer URL's certificate checks (``peer_interceptors``) must not apply to client URLs, nor
+    the client URLs' ones (``client_interceptors``) to peers. ``counters`` count calls for /metrics."""
+    s = srv.settings
+    # a second process on the same port must fail, as etcd's does: no SO_REUSEPORT here
+    options = server_options(s.max_recv_message_bytes, s.max_concurrent_streams, False, keepalive(s))
+    counting = grpc_interceptor(counters)
+    member_server = grpc.aio.server(options=options, interceptors=[counting, *client_interceptors])
+    peer_server = grpc.aio.server(options=options, interceptors=[counting, *peer_interceptors])
+    # whose call it is: the token, or with --client-cert-auth the verified certificate's CN
+    cn = client_common_name if s.client_tls.client_cert_auth else no_common_name
+    creds = Credentials(srv, common_name=cn)
+    services, forward = _client_services(srv, transport, creds)
+    for server in (member_server, peer_server):
+        register_watch(srv, server, creds)
+        for service, servicer in services:
+            add_servicer(server, service, servicer)
+    for service, servicer in services:
+        dispatcher.add_servicer(service, servicer)
+    add_peer_service(transport, peer_server)
+    add_forward_service(transport, forward, peer_server)
+    return member_server, peer_server
 
 
 def build_http_side(srv: EtcdServer, transport: PeerTransport, dispatcher: Dispatcher,
@@ -132,12 +152,13 @@ def build_http_side(srv: EtcdServer, transport: PeerTransport, dispatcher: Dispa
 
         def channel() -> grpc.aio.Channel:
             if not channels:  # made on first use, on the running loop
-                channels.append(grpc.aio.insecure_channel(f"unix:{sockdir}/member.sock", options=[
+                channels.append(grpc.aio.insecure_channel(f"unix:{sockdir}/client.sock", options=[
                     ("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]))
             return channels[0]
 
         def unary(path: str, md: GatewayMetadata, payload: bytes) -> Awaitable[tuple[int, bytes]]:
-            return dispatcher.run(BY_PATH[path].index, md, payload)
+            # the dispatcher believes the reserved certificate-name key: never take it from a header
+            return dispatcher.run(BY_PATH[path].index, strip_reserved(md), payload)
 
         gateway = Gateway(unary, channel)
     async def probe(peer_id: int) -> float:
@@ -158,19 +179,36 @@ def frontend_count(requested: int) -> int:
     return 0 if cpus < 2 else min(cpus, 4)
 
 
-def corruption_monitor(srv: EtcdServer, settings: ServerSettings) -> CorruptionMonitor:
+def _add_port(server: grpc.aio.Server, addr: str, creds: grpc.ServerCredentials | None) -> None:
+    try:
+        if creds is None:
+            server.add_insecure_port(addr)
+        else:
+            server.add_secure_port(addr, creds)
+    except RuntimeError:
+        raise FrontendError(bind_error(addr)) from None
+
+
+def corruption_monitor(srv: EtcdServer, settings: ServerSettings, dialer: PeerDialer) -> CorruptionMonitor:
     # etcd's request timeout: 5 s plus two election timeouts
     timeout = 5.0 + 2 * settings.election_timeout_ms / 1000.0
-    return CorruptionMonitor(srv, peer_hashes(insecure_channel_for, timeout))
+    # the peers' hashes are asked over their peer URLs, with the peer certificates for https
+    return CorruptionMonitor(srv, peer_hashes(dialer.channel, timeout))
 
 
 async def serve(settings: ServerSettings) -> int:
     # etcd checks a member's data against its peers only when it had data before this start
     initialized = WAL.exists(str(Paths.of(settings.data_dir, settings.wal_dir).wal_dir))
     try:
-        member = await build_member(settings, LoopClock())
+        tls = load_member_tls(settings, datetime.datetime.now(datetime.UTC))
+    except TLSFileError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    dialer = PeerDialer(PeerTLS(tls.peer_ca_pem, tls.peer_client_pair, tls.peer_auto))
+    try:
+        member = await build_member(settings, LoopClock(), dialer=dialer)
         srv = member.server
-        corruption = corruption_monitor(srv, settings)
+        corruption = corruption_monitor(srv, settings, dialer)
         if settings.initial_corrupt_check and initialized:
             await corruption.initial_check()
         await srv.start()
@@ -180,29 +218,36 @@ async def serve(settings: ServerSettings) -> int:
     # what start-up built (modules, the key index restored from the backend) lives as long as
     # the process: keep it out of every later full collection
     gc.freeze()
-    peer_addrs = [grpc_address(u) for u in settings.listen_peer_urls]
-    client_addrs = [grpc_address(u) for u in settings.listen_client_urls]
-    # TCP client addresses go to the front-ends; unix sockets and addresses shared with the peer
-    # URL stay with the member's own server
-    fronted = [a for a in dict.fromkeys(client_addrs) if not a.startswith("unix:") and a not in peer_addrs]
+    peer_addrs = {grpc_address(u): is_tls_url(u) for u in settings.listen_peer_urls}
+    client_addrs = {grpc_address(u): is_tls_url(u) for u in settings.listen_client_urls}
+    # TCP client addresses go to the front-ends; unix sockets stay with the member's own
+    # server, and addresses shared with the peer URL with its peer server
+    fronted = [a for a in client_addrs if not a.startswith("unix:") and a not in peer_addrs]
     count = frontend_count(settings.client_frontends) if fronted else 0
     if count == 0:
         fronted = []
-    direct = [a for a in dict.fromkeys([*client_addrs, *peer_addrs]) if a not in fronted]
+    direct = [a for a in client_addrs if a not in fronted and a not in peer_addrs]
     grpc_counters = GrpcCounters(extensive=settings.metrics == "extensive")
     dispatcher = Dispatcher(grpc_counters.record_unary)
-    server = build_grpc_server(srv, member.transport, dispatcher, grpc_counters)
-    # --client-urls-http: HTTP/1 on the client URLs too (etcd's cmux), unless
+    guard = [CertificateGuard(tls.allowed_cn, tls.allowed_hostname, tls.check_peer_san)] if tls.guards_peers else []
+    allowed_host = tls.client_allowed_hostname
+    client_guard = [CertificateGuard("", allowed_host, False, "--client-cert-allowed-hostname")] if allowed_host else []
+    server, peer_server = build_grpc_servers(srv, member.transport, dispatcher, grpc_counters, guard, client_guard)
+    client_creds = tls.client.credentials() if tls.client is not None else None
+    peer_creds = tls.peer.credentials() if tls.peer is not None else None
+    # --client-urls-http: HTTP/1 on the plain-text client URLs too (etcd's cmux), unless
     # --listen-client-http-urls takes it away from them, as in etcd 3.6. Off by default: the relay
     # costs gRPC 5-12% (docs/benchmarks.md). The member serves the client TCP addresses it keeps
     # itself through the same sniffer as the front-ends do (petcd.http.clientport)
     sniff = settings.client_urls_http and not settings.listen_client_http_urls
-    sniffed = [a for a in direct if sniff and a in client_addrs and not a.startswith("unix:") and a not in peer_addrs]
+    sniffed = [a for a in direct if sniff and not a.startswith("unix:") and not client_addrs[a]]
     direct = [a for a in direct if a not in sniffed]
-    # the member's private gRPC socket: for the front-ends' streams, the gateway's, the sniffer's
+    # private sockets: member.sock for the front-ends (trusted: it carries the certificate names
+    # they verified), client.sock for what the member relays itself (the sniffer, the gateway's
+    # streams), which is an ordinary client connection
     sockdir = make_socket_dir() if fronted or sniff or settings.enable_grpc_gateway else ""
     http = build_http_side(srv, member.transport, dispatcher, grpc_counters, sockdir)
-    client_port = ClientPort(f"{sockdir}/member.sock", f"{sockdir}/http.sock")
+    client_port = ClientPort(f"{sockdir}/client.sock", f"{sockdir}/http.sock")
     guards: list[socket.socket] = []
     supervisor: FrontendSupervisor | None = None
     links: LinkServer | None = None
@@ -210,14 +255,18 @@ async def serve(settings: ServerSettings) -> int:
         await http.start(settings.listen_client_http_urls, settings.listen_metrics_urls)
         if fronted:
             guards = claim_ports(fronted)
+            # local credentials mark calls on this socket as relayed by a front-end, so the
+            # client certificate name the front-end forwards is believed (petcd.api.client_cert)
+            server.add_secure_port(f"unix:{sockdir}/member.sock",
+                                   grpc.local_server_credentials(grpc.LocalConnectionType.UDS))
         if sockdir:
-            server.add_insecure_port(f"unix:{sockdir}/member.sock")
+            server.add_insecure_port(f"unix:{sockdir}/client.sock")
         for addr in direct:
-            try:
-                server.add_insecure_port(addr)
-            except RuntimeError:
-                raise FrontendError(bind_error(addr)) from None
+            _add_port(server, addr, client_creds if client_addrs[addr] else None)
+        for addr, secure in peer_addrs.items():
+            _add_port(peer_server, addr, peer_creds if secure else None)
         await server.start()
+        await peer_server.start()
         if sniff:
             await http.serve_client_unix(f"{sockdir}/http.sock")
         for addr in sniffed:
@@ -227,12 +276,18 @@ async def serve(settings: ServerSettings) -> int:
             except OSError as exc:
                 raise FrontendError(bind_error(addr, exc.strerror or str(exc))) from None
         if fronted:
+            client = tls.client
             supervisor = FrontendSupervisor(FrontendSpec(
-                count=count, listen=tuple(fronted), link_path=f"{sockdir}/link.sock",
+                count=count, listen=tuple(a for a in fronted if not client_addrs[a]),
+                link_path=f"{sockdir}/link.sock",
                 member_grpc_path=f"{sockdir}/member.sock", max_recv_bytes=settings.max_recv_message_bytes,
                 max_concurrent_streams=settings.max_concurrent_streams, log_level=settings.log_level,
                 log_outputs=settings.log_outputs, keepalive=keepalive(settings),
                 http_socket=f"{sockdir}/http.sock" if sniff else "",
+                tls_listen=tuple(a for a in fronted if client_addrs[a]),
+                tls=None if client is None else FrontendTLS(
+                    client.pair.cert_file, client.pair.key_file, client.ca_file, client.require_client_cert,
+                    allowed_host),
             ))
             links = LinkServer(dispatcher, supervisor.on_ready)
             await links.start(f"{sockdir}/link.sock")
@@ -240,7 +295,7 @@ async def serve(settings: ServerSettings) -> int:
     except (FrontendError, HttpError) as exc:
         log.error("%s", exc)
         await client_port.stop()
-        await _shutdown(server, srv, supervisor, links, guards, sockdir, http)
+        await _shutdown((server, peer_server), srv, supervisor, links, guards, sockdir, http)
         return 1
     log.info("serving client requests on %s (%s)", ", ".join(settings.listen_client_urls),
              f"{count} front-end processes" if fronted else "in the member process")
@@ -261,13 +316,13 @@ async def serve(settings: ServerSettings) -> int:
         checks.cancel()
     sdnotify.notify_stopping(sd_ready)
     await client_port.stop()
-    await _shutdown(server, srv, supervisor, links, guards, sockdir, http)
+    await _shutdown((server, peer_server), srv, supervisor, links, guards, sockdir, http)
     failed = srv.fatal is not None
     return 1 if failed else 0
 
 
 async def _shutdown(
-    server: grpc.aio.Server, srv: EtcdServer, supervisor: FrontendSupervisor | None,
+    servers: tuple[grpc.aio.Server, ...], srv: EtcdServer, supervisor: FrontendSupervisor | None,
     links: LinkServer | None, guards: list[socket.socket], sockdir: str, http: HttpSide,
 ) -> None:
     await http.stop()
@@ -276,7 +331,7 @@ async def _shutdown(
         await supervisor.stop()
     if links is not None:
         await links.stop()
-    await server.stop(grace=1.0)
+    await asyncio.gather(*(server.stop(grace=1.0) for server in servers))
     await srv.stop()
     for g in guards:
         g.close()
@@ -296,6 +351,11 @@ def tune_gc() -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     cfg = load_config_or_exit(args, os.environ)
+    try:
+        ensure_cipher_env(cfg.cipher_suites, args)
+    except TLSFileError as exc:
+        print(f"petcd cannot start: {exc}", file=sys.stderr)
+        sys.exit(1)
     has_data = WAL.exists(cfg.wal_path)
     if not has_data:
         # etcd checks --initial-cluster against this member only when it has no data yet
