@@ -136,6 +136,7 @@ class Lessor:
         self._cp_heap: list[tuple[float, int]] = []
         self._cp_scheduled: set[int] = set()
         self._revoke_waiters: dict[int, list[RevokeWaiter]] = {}
+        self._primary_waiters: list[Callable[[], None]] = []
         self._store = store
         self._load(store)
 
@@ -391,6 +392,14 @@ class Lessor:
             return
         self._revoke_waiters.setdefault(lease_id, []).append(waiter)
 
+    def add_primary_waiter(self, waiter: Callable[[], None]) -> None:
+        """waiter() once, at the next promote (a keep-alive on a new leader waits for it)."""
+        self._primary_waiters.append(waiter)
+
+    def remove_primary_waiter(self, waiter: Callable[[], None]) -> None:
+        if waiter in self._primary_waiters:
+            self._primary_waiters.remove(waiter)
+
     def remove_revoke_waiter(self, lease_id: int, waiter: RevokeWaiter) -> None:
         waiters = self._revoke_waiters.get(lease_id)
         if waiters and waiter in waiters:
@@ -453,6 +462,9 @@ class Lessor:
         Many leases due in the same second are spread out so revocations stay under 3/4 of
         REVOKE_RATE per second."""
         self._primary = True
+        waiters, self._primary_waiters = self._primary_waiters, []
+        for waiter in waiters:
+            waiter()
         now = self._clock()
         self._expiry_heap.clear()
         self._cp_heap.clear()

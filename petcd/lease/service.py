@@ -8,6 +8,7 @@ the primary lessor (the leader's) from its clock, as etcd does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any, Protocol
 
 from petcd import errors
@@ -20,7 +21,6 @@ from petcd.proto.serverpb import internal_pb2 as serverpb
 LEASE_GRANT_QUOTA_COST = 64
 # How often a request that needs the primary lessor looks again while this member is
 # becoming leader (it is primary only once it has applied its first entry of the term).
-_PRIMARY_POLL = 0.02
 _ID_MASK = (1 << 63) - 1
 
 
@@ -49,6 +49,8 @@ class LeaseServer(Protocol):
     def header(self, revision: int | None = None) -> pb.ResponseHeader: ...
 
     def fill_header(self, h: pb.ResponseHeader) -> None: ...
+
+    async def await_leader_change(self, deadline: float) -> None: ...
 
     def check_quota(self, cost: int) -> None: ...
 
@@ -125,15 +127,36 @@ def lease_leases(server: LeaseServer) -> pb.LeaseLeasesResponse:
 
 
 async def wait_primary(server: LeaseServer, deadline: float) -> None:
-    """Wait until this member's lessor is primary. Only the leader's is; a follower would have
-    to forward the request to the leader, which needs the cluster transport: until then it
-    answers NotLeaderError at once instead of waiting out the timeout."""
-    while not server.lessor.is_primary:
+    """Wait until this member's lessor is primary (a new leader's is promoted once it has applied
+    its term's first entries). A member that knows another leader answers NotLeaderError at once,
+    which the API layer forwards to that leader; without a leader it waits for one."""
+    lessor = server.lessor
+    while not lessor.is_primary:
         if server.leader not in (0, server.member_id):
             raise errors.NotLeaderError()
-        if server.clock.now() >= deadline:
+        remaining = deadline - server.clock.now()
+        if remaining <= 0:
             raise errors.RequestTimeoutError()
-        await server.clock.sleep(_PRIMARY_POLL)
+        await _promotion_or_leader_change(server, deadline)
+
+
+async def _promotion_or_leader_change(server: LeaseServer, deadline: float) -> None:
+    lessor = server.lessor
+    promoted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def done() -> None:
+        if not promoted.done():
+            promoted.set_result(None)
+
+    lessor.add_primary_waiter(done)
+    leader_change = asyncio.ensure_future(server.await_leader_change(deadline))
+    try:
+        await asyncio.wait((promoted, leader_change), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        lessor.remove_primary_waiter(done)
+        leader_change.cancel()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await leader_change
 
 
 async def _wait_revoked(server: LeaseServer, lease_id: int, deadline: float) -> bool:

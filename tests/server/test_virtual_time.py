@@ -10,7 +10,7 @@ from pathlib import Path
 from petcd.clock import ManualClock
 from petcd.config import settings_from_flags
 from petcd.config.settings import ServerSettings
-from petcd.lease.service import lease_grant
+from petcd.lease.service import lease_grant, lease_time_to_live
 from petcd.peer.member import build
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.server.bootstrap import Member
@@ -55,3 +55,30 @@ def test_a_lease_expires_on_the_members_clock(tmp_path: Path) -> None:
 
     asyncio.run(main())
 
+
+
+def test_a_lease_call_waits_for_the_lessor_without_polling(tmp_path: Path) -> None:
+    """A time-to-live question asked before the member leads waits for its lessor's promotion
+    and is answered at once when it comes: with the clock standing still afterwards, a polling
+    wait would never see it."""
+
+    async def main() -> None:
+        clock = ManualClock()
+        srv = (await build(settings(tmp_path), clock)).server
+        await srv.start()
+        try:
+            assert not srv.lessor.is_primary
+            call = asyncio.ensure_future(lease_time_to_live(srv, pb.LeaseTimeToLiveRequest(ID=0x99)))
+            await asyncio.sleep(0.01)
+            assert not call.done()
+            await advance_until(clock, lambda: srv.lessor.is_primary, "the member to lead", 30)
+            for _ in range(20):  # loop turns only; virtual time stands still
+                if call.done():
+                    break
+                await asyncio.sleep(0)
+            assert call.done(), "the waiting call did not hear the promotion"
+            assert call.result().TTL == -1  # no such lease, answered by the primary
+        finally:
+            await srv.stop()
+
+    asyncio.run(main())
