@@ -5,7 +5,9 @@ is shown this member's peer client certificate (--peer-client-cert-file, else --
 for --peer-client-cert-auth. With --peer-auto-tls no CA signed the peers' certificates: etcd
 then skips verification; gRPC cannot, so ``refresh`` fetches the certificate a peer presents
 and the channel trusts exactly that one (still encrypted end to end; as etcd, not
-authenticated).
+authenticated). ``refresh`` is shared by every caller (links, probes, discovery), so whoever
+holds a channel compares ``pin`` with the one it was built with rather than relying on who
+happened to fetch first.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ class PeerDialer:
     def is_tls(url: str) -> bool:
         return urlsplit(url).scheme in ("https", "unixs")
 
+    def pin(self, url: str) -> tuple[bytes, str] | None:
+        """The certificate ``channel`` would trust for ``url`` with --peer-auto-tls, if fetched."""
+        return self._pinned.get(grpc_target(url))
+
     def channel(self, url: str, options: list[tuple[str, int]] | None = None) -> grpc.aio.Channel:
         """A channel to the peer at ``url`` (no I/O yet)."""
         target = grpc_target(url)
@@ -55,21 +61,17 @@ class PeerDialer:
                 opts.append(("grpc.ssl_target_name_override", pinned[1]))
         return grpc.aio.secure_channel(target, channel_credentials(ca, tls.pair), options=opts)
 
-    async def refresh(self, url: str) -> bool:
-        """Before dialing ``url`` with --peer-auto-tls: fetch the certificate it presents; True
-        if that changed what ``channel`` builds (make a new channel then). A no-op otherwise."""
+    async def refresh(self, url: str) -> None:
+        """Before dialing ``url`` with --peer-auto-tls: fetch the certificate it presents and
+        pin it (``pin`` tells whether a channel built earlier is stale). A no-op otherwise."""
         if self.tls is None or not self.tls.pin_server_cert or not self.is_tls(url):
-            return False
+            return
         parts = urlsplit(url)
         if parts.hostname is None or parts.port is None:
-            return False
-        target = grpc_target(url)
+            return
         try:
             got = await asyncio.to_thread(fetch_server_certificate, parts.hostname, parts.port, self.fetch_timeout)
         except OSError as exc:
             log.debug("cannot fetch the certificate of %s: %s", url, exc)
-            return False
-        if self._pinned.get(target) == got:
-            return False
-        self._pinned[target] = got
-        return True
+            return
+        self._pinned[grpc_target(url)] = got

@@ -101,7 +101,7 @@ class PeerLink:
         self.stats = PeerStats()
         self.active_since: float | None = None
         self._wake = asyncio.Event()
-        self._channel = self._new_channel()
+        self._channel, self._channel_pin = self._new_channel()
         self._task: asyncio.Task[None] | None = None
         self._snapshot_task: asyncio.Task[None] | None = None
         self._snapshot_busy = False
@@ -116,10 +116,12 @@ class PeerLink:
 
     # -- life cycle ---------------------------------------------------------------------
 
-    def _new_channel(self) -> grpc.aio.Channel:
+    def _new_channel(self) -> tuple[grpc.aio.Channel, tuple[bytes, str] | None]:
+        """A channel to the current URL and the --peer-auto-tls certificate it trusts."""
         cfg = self.env.config
         opts = channel_options(cfg.keepalive_seconds, cfg.keepalive_timeout_seconds, cfg.backoff_max)
-        return self.env.dialer.channel(self._targets[self._url_index], opts)
+        url = self._targets[self._url_index]
+        return self.env.dialer.channel(url, opts), self.env.dialer.pin(url)
 
     @property
     def channel(self) -> grpc.aio.Channel:
@@ -170,7 +172,7 @@ class PeerLink:
         await self._halt()
         if self._closed:
             return
-        self._channel = self._new_channel()
+        self._channel, self._channel_pin = self._new_channel()
         if running:
             self.start()
 
@@ -202,10 +204,13 @@ class PeerLink:
         while not self._halting:
             self._accepted = False
             try:
-                if await self.env.dialer.refresh(self._targets[self._url_index]):
-                    # --peer-auto-tls: the peer's certificate is pinned; the old channel trusts none
+                url = self._targets[self._url_index]
+                await self.env.dialer.refresh(url)
+                if self.env.dialer.pin(url) != self._channel_pin:
+                    # --peer-auto-tls: the peer's certificate (re)pinned; the old channel trusts
+                    # another one or none
                     await self._channel.close(None)
-                    self._channel = self._new_channel()
+                    self._channel, self._channel_pin = self._new_channel()
                 await self._stream_once()
             except asyncio.CancelledError:
                 raise
@@ -218,7 +223,7 @@ class PeerLink:
             elif len(self._targets) > 1:
                 await self._channel.close(None)
                 self._url_index = (self._url_index + 1) % len(self._targets)
-                self._channel = self._new_channel()
+                self._channel, self._channel_pin = self._new_channel()
             # jitter keeps members that lost each other at once from retrying in lockstep
             await self.env.clock.sleep(delay * (0.5 + 0.5 * self.env.rand.random()))
             delay = min(delay * 2, cfg.backoff_max)

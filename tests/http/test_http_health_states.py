@@ -71,9 +71,15 @@ def _health(url: str, path: str = "/health") -> tuple[int, bytes]:
     return a.status, a.body
 
 
-def _metric(url: str, name: str) -> float:
+def _metric(url: str, name: str, missing: float | None = None) -> float:
+    """The first sample called name; missing (when given) if the member has none yet."""
     fams = text_string_to_metric_families(request(url, "GET", "/metrics").body.decode())
-    return next(s.value for f in fams for s in f.samples if s.name == name)
+    found = [s.value for f in fams for s in f.samples if s.name == name]
+    if found:
+        return found[0]
+    if missing is None:
+        raise AssertionError(f"no sample {name} at {url}")
+    return missing
 
 
 @pytest.mark.parametrize("kind", ["etcd", diff_target_kind()])
@@ -92,7 +98,7 @@ def test_no_leader_and_leader_changes(tmp_path: Path, kind: Kind) -> None:
         # petcd's peer round trip times, one histogram per peer (probed every few seconds; not
         # compared: etcd's prober publishes on its own schedule)
         if kind != "etcd":
-            wait_for(lambda: _metric(urls[0], "etcd_network_peer_round_trip_time_seconds_count") > 0,
+            wait_for(lambda: _metric(urls[0], "etcd_network_peer_round_trip_time_seconds_count", 0.0) > 0,
                      timeout=20, what="a peer round trip measured")
         members[leader].stop()
         wait_for(lambda: any(_metric(urls[i], "etcd_server_is_leader") == 1 for i in others), timeout=30,
