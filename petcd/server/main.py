@@ -251,6 +251,12 @@ async def serve(settings: ServerSettings) -> int:
     guards: list[socket.socket] = []
     supervisor: FrontendSupervisor | None = None
     links: LinkServer | None = None
+    # from here on a SIGTERM is a clean shutdown, also while the front-ends are still starting
+    # (a client may already be served by the first one): it is acted on once startup is done
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     try:
         await http.start(settings.listen_client_http_urls, settings.listen_metrics_urls)
         if fronted:
@@ -303,10 +309,6 @@ async def serve(settings: ServerSettings) -> int:
     checks = (asyncio.create_task(corruption.run(settings.corrupt_check_interval))
               if settings.corrupt_check_interval > 0 else None)
     sd_ready = sdnotify.notify_ready(srv, f"serving clients on {', '.join(settings.listen_client_urls)}")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(srv.stopped.wait())]
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     for w in waiters:
