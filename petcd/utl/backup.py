@@ -238,7 +238,9 @@ def _copy_backend(src_db: str, dst_db: str) -> None:
             stop.set()
             if shown.enabled:
                 watcher.join()
-        shown.update(os.path.getsize(dst_db))
+        size = os.path.getsize(dst_db)
+        shown.total = size  # the pages in use were an estimate: the copy leaves out free ones
+        shown.update(size)
         shown.finish()
     finally:
         env.close()
@@ -268,7 +270,7 @@ def _write_wal(wal_dir: Path, metadata: bytes, state: raftpb.HardState, entries:
     os.makedirs(wal_dir.parent, exist_ok=True)
     wal = WAL.create(str(wal_dir), metadata)
     try:
-        shown = Progress("writing WAL")
+        shown = Progress("writing WAL", items_name="entries")
         done = 0
         for i in range(0, len(entries), _WAL_BATCH):
             batch = entries[i : i + _WAL_BATCH]
