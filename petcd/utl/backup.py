@@ -126,19 +126,20 @@ def _check_target(dst: Paths) -> None:
 
 def _check_source(src: Paths, with_v3: bool) -> None:
     if not src.snap_dir.is_dir():
-        raise BackupError(f"open {src.snap_dir}: no such file or directory")
+        raise BackupError(f"open {src.snap_dir}: no such file or directory (no member data in {src.data_dir})")
     if not src.wal_dir.is_dir():
         raise BackupError(f"wal.OpenForRead failed: open {src.wal_dir}: no such file or directory")
     if not list_segments(str(src.wal_dir)):
         raise BackupError(f"wal.OpenForRead failed: wal: file not found (no WAL segments in {src.wal_dir})")
-    if with_v3:
-        db = str(src.db_path)
-        if not os.path.exists(db):
+    db = str(src.db_path)
+    if not os.path.exists(db):
+        if with_v3:
             raise BackupError(f"bolt.Open FAILED: open {db}: no such file or directory")
-        try:
-            check_magic(db, "back up")
-        except DefragError as e:
-            raise BackupError(str(e)) from None
+        return
+    try:  # also without v3: an etcd data dir's WAL is not petcd's either
+        check_magic(db, "back it up with etcdutl")
+    except DefragError as e:
+        raise BackupError(str(e)) from None
 
 
 @contextmanager

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import grpc
+import lmdb
 import pytest
 
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
@@ -18,6 +19,9 @@ from petcd.utl.backup import PLACEHOLDER_NAME, PLACEHOLDER_PEER_URL
 from petcd.wal import Snapshotter
 from tests.bbolt.etcd351 import Etcd351, etcdctl, etcdutl, hashkv, keyspace, petcdutl
 from tests.harness import Server, ServerGroup
+
+# clients served by the member process itself: no front-end processes to start (faster starts)
+FAST = ("--client-frontends=0",)
 
 
 def _fill(server: Server, n: int) -> None:
@@ -49,7 +53,8 @@ def _member_id(server: Server) -> int:
 
 def _backed_up(servers: ServerGroup, kind: str, tmp: Path, extra: tuple[str, ...] = ()) -> tuple[Server, Path]:
     """A stopped member of `kind` with data; (the member, the backup's dir for a Server named m1)."""
-    src = Server(kind, tmp / "src", name="m1", extra_args=extra) if kind == "petcd" else Etcd351(tmp / "src", name="m1")
+    src = Server(kind, tmp / "src", name="m1", extra_args=(*FAST, *extra)) if kind == "petcd" else Etcd351(
+        tmp / "src", name="m1")
     servers.servers.append(src)
     src.start()
     return src, tmp / "bk" / "m1.data"
@@ -81,7 +86,7 @@ def test_backup_starts_with_force_new_cluster_and_serves_the_same_data(
         assert list(snap.metadata.conf_state.voters) == [data.members[0].id] != [member_id]
 
     # on other ports than the source's, as a backup taken elsewhere would be
-    restored = Server("petcd", tmp_path / "bk", name="m1", extra_args=(*extra, "--force-new-cluster"))
+    restored = Server("petcd", tmp_path / "bk", name="m1", extra_args=(*FAST, *extra, "--force-new-cluster"))
     servers.servers.append(restored)
     restored.start()
     assert keyspace(restored) == want
@@ -113,10 +118,19 @@ def test_backup_with_separate_wal_dirs_and_without_v3(servers: ServerGroup, tmp_
     _fill(src, 3)
     src.stop()
     bk, bk_wal = tmp_path / "bk" / "m1.data", tmp_path / "bk-wal"
+    # any process with the backend open (a member whose WAL is elsewhere, a reader) is refused
+    env = lmdb.open(str(src.data_dir / "member" / "snap" / "db"), subdir=False, readonly=True, max_dbs=64)
+    try:
+        out = petcdutl("backup", f"--data-dir={src.data_dir}", f"--wal-dir={tmp_path / 'src-wal'}",
+                       f"--backup-dir={bk}", check=False)
+    finally:
+        env.close()
+    assert out.returncode == 1 and f"is open in process {os.getpid()}" in out.stderr, out.stderr
+    assert not bk.exists()
     petcdutl("backup", f"--data-dir={src.data_dir}", f"--wal-dir={tmp_path / 'src-wal'}", f"--backup-dir={bk}",
              f"--backup-wal-dir={bk_wal}", "--with-v3=false")
     assert not (bk / "member" / "wal").exists() and any(bk_wal.glob("*.wal"))
-    restored = Server("petcd", tmp_path / "bk", name="m1", extra_args=(f"--wal-dir={bk_wal}", "--force-new-cluster"))
+    restored = Server("petcd", tmp_path / "bk", name="m1", extra_args=(*FAST, f"--wal-dir={bk_wal}", "--force-new-cluster"))
     servers.servers.append(restored)
     restored.start()
     # without v3 the keys are not backed up: every v3 request in the WAL was made empty
@@ -139,7 +153,7 @@ def test_refusals_match_etcdutl(servers: ServerGroup, tmp_path: Path) -> None:
     """The same mistakes on a real etcd data dir (etcdutl) and on a petcd one (petcdutl): both
     exit 1 naming the same cause."""
     etcd = Etcd351(tmp_path / "e", name="m1")
-    petcd = Server("petcd", tmp_path / "p", name="m1")
+    petcd = Server("petcd", tmp_path / "p", name="m1", extra_args=FAST)
     servers.servers += [etcd, petcd]
     for s in (etcd, petcd):
         s.start()
