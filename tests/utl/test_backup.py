@@ -17,6 +17,9 @@ from petcd.proto.raftpb import raft_pb2 as raftpb
 from petcd.proto.serverpb import internal_pb2 as serverpb
 from petcd.utl.backup import PLACEHOLDER_NAME, PLACEHOLDER_PEER_URL
 from petcd.wal import Snapshotter
+from petcd.wal.reader import read_log
+from petcd.wal.segments import list_segments
+from petcd.wal.types import WalSnapshot
 from tests.bbolt.etcd351 import Etcd351, etcdctl, etcdutl, hashkv, keyspace, petcdutl
 from tests.harness import Server, ServerGroup
 
@@ -60,6 +63,26 @@ def _backed_up(servers: ServerGroup, kind: str, tmp: Path, extra: tuple[str, ...
     return src, tmp / "bk" / "m1.data"
 
 
+def _check_blanked(src: Path, bk: Path) -> None:
+    """Conf changes and member attribute updates became empty entries at the same index and
+    term, so the backend's consistent index still names the right entry; the rest is as it was."""
+    before = read_log(list_segments(str(src / "member" / "wal")), WalSnapshot())
+    after = read_log(list_segments(str(bk / "member" / "wal")), WalSnapshot())
+    assert after.metadata == before.metadata and after.state == before.state
+    assert [(e.index, e.term) for e in after.entries] == [(e.index, e.term) for e in before.entries]
+    kinds = set()
+    for old, new in zip(before.entries, after.entries, strict=True):
+        if old.type == raftpb.EntryConfChange:
+            kinds.add("conf")
+            assert (new.type, new.data) == (raftpb.EntryNormal, b"")
+        elif old.data and serverpb.InternalRequest.FromString(old.data).HasField("member_attr_set"):
+            kinds.add("attr")
+            assert (new.type, new.data) == (raftpb.EntryNormal, b"")
+        else:
+            assert new == old
+    assert kinds == {"conf", "attr"}
+
+
 @pytest.mark.parametrize("snapshot_count", [0, 8], ids=["wal-only", "with-raft-snapshot"])
 def test_backup_starts_with_force_new_cluster_and_serves_the_same_data(
     servers: ServerGroup, tmp_path: Path, snapshot_count: int
@@ -77,6 +100,8 @@ def test_backup_starts_with_force_new_cluster_and_serves_the_same_data(
     assert out.stdout == ""  # as etcdutl: the log goes to stderr, nothing to stdout
     assert sorted(p.name for p in (bk / "member" / "wal").iterdir() if p.suffix == ".wal") == [
         "0000000000000000-0000000000000000.wal"]
+    if not snapshot_count:
+        _check_blanked(src.data_dir, bk)
     snaps = Snapshotter(bk / "member" / "snap").snap_names()
     assert bool(snaps) == bool(snapshot_count)
     if snaps:  # the raft snapshot knows only the placeholder member
@@ -97,6 +122,24 @@ def test_backup_starts_with_force_new_cluster_and_serves_the_same_data(
     assert keyspace(restored)[0] == want[0] + 1
     # the source is as it was, but for the lock files (the WAL's LOCK, LMDB's db-lock) it used
     assert _files(src.data_dir) == files
+
+
+def test_backup_of_one_member_of_a_cluster_starts_alone(servers: ServerGroup, tmp_path: Path) -> None:
+    """The backup of one member of three (all stopped) becomes a one-member cluster of that member."""
+    members = servers.start_cluster("petcd", 3, extra_args=FAST)
+    _fill(members[0], 5)
+    want, want_hash = keyspace(members[0]), hashkv(members[0])
+    me = _member_id(members[1])
+    for m in members:
+        m.stop()
+    bk = tmp_path / "bk" / "m2.data"
+    petcdutl("backup", "--data-dir", str(members[1].data_dir), "--backup-dir", str(bk))
+    restored = Server("petcd", tmp_path / "bk", name="m2", extra_args=(*FAST, "--force-new-cluster"))
+    servers.servers.append(restored)
+    restored.start()
+    assert (keyspace(restored), hashkv(restored)) == (want, want_hash)
+    assert _members(restored) == [(me, "m2", ["http://localhost:2380"])]
+    etcdctl(restored, "put", "alone", "yes")  # a quorum of one
 
 
 def test_etcd_backup_result(servers: ServerGroup, tmp_path: Path) -> None:
@@ -196,32 +239,3 @@ def test_global_write_out_before_the_command(tmp_path: Path) -> None:
     theirs = etcdutl("-w", "json", "backup", "--bogus", check=False)
     ours = petcdutl("-w", "json", "backup", "--bogus", check=False)
     assert (ours.returncode, ours.stderr) == (theirs.returncode, theirs.stderr.replace("etcdutl", "petcdutl"))
-
-
-def test_wal_entries_are_blanked_not_moved(servers: ServerGroup, tmp_path: Path) -> None:
-    """Conf changes and member attribute updates become empty entries at the same index and
-    term, so the backend's consistent index still names the right entry."""
-    from petcd.wal.reader import read_log
-    from petcd.wal.segments import list_segments
-    from petcd.wal.types import WalSnapshot
-
-    src, bk = _backed_up(servers, "petcd", tmp_path)
-    etcdctl(src, "put", "a", "1")
-    src.stop()
-    petcdutl("backup", "--data-dir", str(src.data_dir), "--backup-dir", str(bk))
-    before = read_log(list_segments(str(src.data_dir / "member" / "wal")), WalSnapshot())
-    after = read_log(list_segments(str(bk / "member" / "wal")), WalSnapshot())
-    assert after.metadata == before.metadata and after.state == before.state
-    assert [(e.index, e.term) for e in after.entries] == [(e.index, e.term) for e in before.entries]
-    kinds = []
-    for old, new in zip(before.entries, after.entries, strict=True):
-        if old.type == raftpb.EntryConfChange:
-            kinds.append("conf")
-            assert (new.type, new.data) == (raftpb.EntryNormal, b"")
-        elif old.data and serverpb.InternalRequest.FromString(old.data).HasField("member_attr_set"):
-            kinds.append("attr")
-            assert new.data == b""
-        else:
-            assert new == old
-    assert "conf" in kinds and "attr" in kinds
-    assert os.path.getsize(bk / "member" / "snap" / "db") > 0
