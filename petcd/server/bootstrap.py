@@ -20,7 +20,7 @@ from petcd.config.members import Member
 from petcd.proto.raftpb import raft_pb2 as raftpb
 from petcd.proto.serverpb import internal_pb2 as serverpb
 from petcd.raft import Config, MemoryStorage, RawNode
-from petcd.server.force_new_cluster import BootstrapRefusal, standalone
+from petcd.server.force_new_cluster import standalone
 from petcd.wal import WAL, Snapshotter, WalSnapshot
 
 __all__ = ["BootstrapError", "Member", "Paths", "RaftSetup", "open_raft", "raft_config"]
@@ -123,7 +123,9 @@ def open_raft(
     wal = WAL.open(str(paths.wal_dir), walsnap, unsafe_no_fsync=unsafe_no_fsync)
     meta_bytes, hard_state, entries = wal.read_all()
     wal_meta = serverpb.WalMetadata.FromString(meta_bytes)
-    if initial_cluster_state == "new" and cluster_id and wal_meta.cluster_id != cluster_id:
+    # --force-new-cluster takes the data dir's own ids whatever the flags say (as etcd does), so a
+    # backup restarted on another host or port is not refused
+    if initial_cluster_state == "new" and cluster_id and wal_meta.cluster_id != cluster_id and not force_new_cluster:
         wal.close()
         raise BootstrapError(
             f"data dir {paths.data_dir} belongs to cluster {wal_meta.cluster_id:x} (member {wal_meta.member_id:x}), "
@@ -131,17 +133,12 @@ def open_raft(
             "--initial-cluster-token and --data-dir"
         )
     if force_new_cluster:
-        try:
-            alone = standalone(wal_meta.member_id, snap.metadata.conf_state if snap is not None else None,
-                               hard_state, entries)
-        except BootstrapRefusal as exc:
-            wal.close()
-            raise BootstrapError(str(exc)) from None
+        alone = standalone(wal_meta.member_id, snap.metadata.conf_state if snap is not None else None,
+                           hard_state, entries)
         wal.save(alone.hard_state, alone.appended, True)
         entries, hard_state = alone.entries, alone.hard_state
         log.warning("--force-new-cluster: member %x continues as the only member of cluster %x; "
-                    "%d other members are being removed", wal_meta.member_id, wal_meta.cluster_id,
-                    len(alone.appended))
+                    "%d conf changes appended", wal_meta.member_id, wal_meta.cluster_id, len(alone.appended))
     storage = MemoryStorage()
     if snap is not None:
         storage.apply_snapshot(snap)

@@ -85,7 +85,7 @@ def defrag_data_dir(data_dir: str) -> DefragResult:
     db = str(paths.db_path)
     if not os.path.exists(db):
         raise DefragError(f"open {db}: no such file or directory")
-    _check_magic(db)
+    check_magic(db, "defragment it with etcdutl")
     wal_lock: DirLock | None = None
     if paths.wal_dir.is_dir():
         try:
@@ -108,13 +108,14 @@ def defrag_data_dir(data_dir: str) -> DefragResult:
             wal_lock.release()
 
 
-def _check_magic(db: str) -> None:
-    """Refuse before LMDB touches (or makes a lock file beside) what is not an LMDB file."""
+def check_magic(db: str, advice: str) -> None:
+    """Refuse before LMDB touches (or makes a lock file beside) what is not an LMDB file; `advice`
+    says what to do with an etcd file instead."""
     with open(db, "rb") as f:
         head = f.read(20)
     magic = int.from_bytes(head[16:20], "little") if len(head) == 20 else 0
     if magic == BBOLT_MAGIC:
-        raise DefragError(f"{db} is an etcd (bbolt) database, not petcd's; defragment it with etcdutl")
+        raise DefragError(f"{db} is an etcd (bbolt) database, not petcd's; {advice}")
     if magic != LMDB_MAGIC:
         raise DefragError(f"{db} is not a petcd (LMDB) database")
 

@@ -1,8 +1,10 @@
-"""petcdutl: etcdutl's offline commands for petcd (`snapshot status`, `snapshot restore`, `defrag`).
+"""petcdutl: etcdutl's offline commands for petcd (`snapshot status`, `snapshot restore`, `defrag`,
+`backup`).
 
 Flags, defaults, output and exit codes are etcdutl 3.5.1's: errors print `Error: ...` on stderr
 and exit 1 (bad arguments 128, an unsupported output format 4); the default output format is
-`simple`. `--bump-revision`/`--mark-compacted` are etcdutl 3.6's restore flags.
+`simple`. `--bump-revision`/`--mark-compacted` are etcdutl 3.6's restore flags. `backup` parses
+its flags as etcdutl's cobra does (petcd.utl.backup_cmd), usage and flag errors included.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from petcd.bbolt import BoltFormatError, db_status
+from petcd.utl import backup_cmd
 from petcd.utl.defrag import DefragError, defrag_data_dir
 from petcd.utl.printer import FORMATS, UNSUPPORTED, format_status
 from petcd.utl.restore import RestoreConfig, RestoreError, restore
@@ -68,6 +71,8 @@ def _parser() -> _Parser:
     rs.add_argument("--mark-compacted", action="store_true",
                     help="Mark the latest revision after restore as the point of scheduled compaction "
                          "(required if --bump-revision > 0, disallowed otherwise)")
+    # listed for --help only: main() hands `backup` to backup_cmd before argparse sees it
+    cmds.add_parser("backup", help="[legacy] offline backup of etcd directory", add_help=False)
     dg = cmds.add_parser("defrag", help="Defragments the storage of the etcd")
     dg.add_argument("-w", "--write-out", default=argparse.SUPPRESS)
     dg.add_argument("args", nargs="*")
@@ -143,11 +148,31 @@ def _restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_at(argv: list[str]) -> int:
+    """Where the command word is, past the global -w/--write-out flag (-1 if there is none)."""
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("-w", "--write-out"):
+            i += 2
+        elif a.startswith("--write-out=") or (a.startswith("-w") and not a.startswith("--")):
+            i += 1
+        elif a.startswith("-"):
+            return -1
+        else:
+            return i
+    return -1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s\t%(levelname)s\t%(message)s")
+    words = list(sys.argv[1:] if argv is None else argv)
+    at = _command_at(words)
+    if at >= 0 and words[at] == "backup":
+        return backup_cmd.run(words[:at] + words[at + 1 :])
     parser = _parser()
     try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        args = parser.parse_args(words)
     except _UsageError as e:
         return _fail(str(e), EXIT_BAD_ARGS)
     if args.command == "defrag":

@@ -26,9 +26,11 @@ class Progress:
         clock: Callable[[], float] = time.monotonic,
         interval: float = 0.5,
         enabled: bool | None = None,
+        items_name: str = "keys",
     ) -> None:
         self.what = what
         self.total = total
+        self.items_name = items_name
         self._stream = stream if stream is not None else sys.stderr
         self._clock = clock
         self._interval = interval
@@ -40,7 +42,7 @@ class Progress:
         self._width = 0
 
     def update(self, done: int, items: int = 0) -> None:
-        """Bytes (and, where it means something, items such as keys) done so far."""
+        """Bytes (and, where it means something, items such as keys: `items_name`) done so far."""
         self.done = done
         self.items = items
         if not self.enabled:
@@ -60,7 +62,7 @@ class Progress:
         if self.total:
             parts[0] += f" / {human_bytes(self.total)} ({min(100, self.done * 100 // self.total)}%)"
         if self.items:
-            parts.append(f"{self.items} keys")
+            parts.append(f"{self.items} {self.items_name}")
         parts.append(f"{human_bytes(int(self.done / took))}/s")
         return f"{self.what}: {', '.join(parts)}, {took:.1f}s"
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 from petcd.proto.raftpb import raft_pb2 as raftpb
-from petcd.server.force_new_cluster import BootstrapRefusal, standalone
+from petcd.proto.serverpb import internal_pb2 as serverpb
+from petcd.server.force_new_cluster import SELF_PEER_URL, standalone
 
 
 def _cc(index: int, kind: raftpb.ConfChangeType, node: int) -> raftpb.Entry:
@@ -31,6 +30,20 @@ def test_uncommitted_entries_go_and_every_other_member_is_removed() -> None:
     assert (alone.hard_state.term, alone.hard_state.vote, alone.hard_state.commit) == (3, 1, 15)
 
 
-def test_a_member_outside_the_configuration_is_refused() -> None:
-    with pytest.raises(BootstrapRefusal, match="not in the configuration"):
-        standalone(7, raftpb.ConfState(voters=[1, 2]), raftpb.HardState(term=1, commit=5), [])
+def test_a_member_outside_the_configuration_adds_itself_first() -> None:
+    """etcd's createConfigChangeEnts: self is added (placeholder peer URL), then the others go."""
+    alone = standalone(7, raftpb.ConfState(voters=[1, 2]), raftpb.HardState(term=4, vote=1, commit=5), [])
+    changes = [raftpb.ConfChange.FromString(e.data) for e in alone.appended]
+    assert [(c.type, c.node_id) for c in changes] == [
+        (raftpb.ConfChangeAddNode, 7), (raftpb.ConfChangeRemoveNode, 1), (raftpb.ConfChangeRemoveNode, 2)]
+    member = serverpb.ConfChangeContext.FromString(changes[0].context).member
+    assert (member.id, list(member.peer_urls), member.name) == (7, [SELF_PEER_URL], "")
+    assert [e.index for e in alone.appended] == [6, 7, 8] and alone.hard_state.commit == 8
+
+
+def test_an_empty_configuration_gets_this_member_alone() -> None:
+    """A backup's WAL has its conf changes blanked: the member is the only one added."""
+    blank = [raftpb.Entry(term=2, index=i) for i in range(1, 4)]
+    alone = standalone(9, None, raftpb.HardState(term=2, vote=9, commit=3), blank)
+    assert len(alone.appended) == 1 and raftpb.ConfChange.FromString(alone.appended[0].data).node_id == 9
+    assert [e.index for e in alone.entries] == [1, 2, 3, 4]

@@ -102,3 +102,19 @@ def test_restore_and_defrag_show_progress_on_a_terminal_only(tmp_path: Path) -> 
     assert "defragmenting: " in shown and "/s" in shown
     piped = petcdutl("defrag", f"--data-dir={tmp_path / 'b'}")
     assert "defragmenting: " not in piped.stderr
+
+
+def test_backup_shows_progress_on_a_terminal_only(tmp_path: Path) -> None:
+    db = tmp_path / "src.db"
+    _backend(db, keys=5000)
+    snap = tmp_path / "snap.db"
+    with Backend(str(db)) as be:
+        save_etcd_snapshot(be, snap)
+    petcdutl("snapshot", "restore", str(snap), f"--data-dir={tmp_path / 'a'}")
+    utl = [sys.executable, "-m", "petcd.utl.main"]
+    rc, shown = _run_on_pty([*utl, "backup", f"--data-dir={tmp_path / 'a'}", f"--backup-dir={tmp_path / 'b'}"])
+    assert rc == 0, shown
+    assert "copying backend: " in shown and "(100%)" in shown
+    assert "writing WAL: " in shown
+    piped = petcdutl("backup", f"--data-dir={tmp_path / 'a'}", f"--backup-dir={tmp_path / 'c'}")
+    assert "copying backend: " not in piped.stderr and "writing WAL: " not in piped.stderr
