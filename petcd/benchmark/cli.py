@@ -8,6 +8,7 @@ values are Go's: integers as ``strconv.ParseInt(s, 0, 64)`` reads them (``10000`
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from collections.abc import Sequence
 from typing import NoReturn
@@ -103,9 +104,10 @@ def _globals(p: argparse.ArgumentParser, sub: bool) -> None:
     g.add_argument("--dial-timeout", type=go_duration, default=d(0.0),
                    help=f"dial timeout for client connections (default 0: wait up to {DEFAULT_DIAL_WAIT:g}s)")
     _bool_flag(g, "--target-leader", "connect only to the leader node", d(False))
-    g.add_argument("--procs", type=go_int, default=d(1),
+    g.add_argument("--procs", type=go_int, default=d(0),
                    help="petcd-benchmark only: client processes to spread the connections, clients, "
-                        "requests and rate over (default 1; at most --conns)")
+                        "requests and rate over; one Python process cannot keep a fast server busy "
+                        "(default 0: one per CPU, at most --conns and --clients)")
 
 
 def _rate(p: argparse.ArgumentParser, what: str) -> None:
@@ -233,7 +235,9 @@ def _check(ns: argparse.Namespace) -> None:
 
     need(ns.conns >= 1, f"--conns must be at least 1, got {ns.conns}")
     need(ns.clients >= 1, f"--clients must be at least 1, got {ns.clients}")
-    need(ns.procs >= 1, f"--procs must be at least 1, got {ns.procs}")
+    need(ns.procs >= 0, f"--procs must not be negative, got {ns.procs}")
+    if ns.procs == 0:
+        ns.procs = 1 if ns.command == "watch" else max(1, min(len(os.sched_getaffinity(0)), ns.conns, ns.clients))
     need(ns.procs <= ns.conns and ns.procs <= ns.clients,
          f"--procs {ns.procs} needs at least as many --conns ({ns.conns}) and --clients ({ns.clients})")
     need(ns.dial_timeout >= 0, "--dial-timeout must not be negative")
