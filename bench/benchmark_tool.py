@@ -111,8 +111,8 @@ def main() -> int:
                 s.stop()
     print(f"# end {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, load {loadavg()}")
     print("\n| workload | --procs | kind | requests/s | average ms | p50 ms | p99 ms | server CPU ms / 1000 req | "
-          "load before → after |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|---|")
+          "client CPU ms / 1000 req | load before → after |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         print(f"| {r['workload']} | {r['procs']} | {r['kind']} | {r['rps']:,.0f} | {r['avg_ms']:.1f} | "
               f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['server_cpu_ms_per_1000']:,.0f} | "

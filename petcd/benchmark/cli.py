@@ -168,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     _total(put, "put requests")
     _key_space(put)
     _bool_flag(put, "--sequential-keys", "use sequential keys", False)
+    put.add_argument("--compact-interval", type=go_duration, default=0.0,
+                     help="interval to compact the database (do not combine with the server's "
+                          "--auto-compaction-retention), e.g. --compact-interval=5m (default 0: never)")
+    put.add_argument("--compact-index-delta", type=go_int, default=1000,
+                     help="delta between the current revision and the compact revision (default 1000)")
     _bool_flag(put, "--check-hashkv", "'true' to print the first endpoint's HashKV and db size afterwards", False)
 
     rng = sub("range", "Benchmark range",
@@ -251,6 +256,9 @@ def _check(ns: argparse.Namespace) -> None:
         need(ns.key_space_size > 0, f"expected positive --key-space-size, got ({ns.key_space_size})")
     if hasattr(ns, "key_size"):
         need(ns.key_size >= 1, f"--key-size must be at least 1, got {ns.key_size}")
+    if ns.command == "put":
+        need(ns.compact_interval >= 0, "--compact-interval must not be negative")
+        need(ns.compact_index_delta >= 0, "--compact-index-delta must not be negative")
     if ns.command == "txn-put":
         need(ns.txn_ops >= 1, f"--txn-ops must be at least 1, got {ns.txn_ops}")
         need(ns.txn_ops <= ns.key_space_size, "expected --txn-ops no larger than --key-space-size, "

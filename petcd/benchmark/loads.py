@@ -61,9 +61,6 @@ Call = Callable[[], Awaitable[None]]
 class Client:
     """One benchmark client: ``request(i)`` says which report the request counts in and how to send it."""
 
-    async def start(self) -> None:
-        return None
-
     def request(self, i: int) -> tuple[str, Call]:
         raise NotImplementedError
 

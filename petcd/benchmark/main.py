@@ -132,7 +132,9 @@ def run_requests(ns: argparse.Namespace, spec: ConnSpec, rng: random.Random) -> 
     if ns.command in ("range", "mixed"):
         print(f"bench with {'linearizable' if ns.consistency == 'l' else 'serializable'} range", flush=True)
     jobs = plan(spec, load, conns=ns.conns, clients=ns.clients, total=ns.total, rate=ns.rate, procs=ns.procs,
-                seed=rng.randrange(2**32), sample=ns.sample)
+                seed=rng.randrange(2**32), sample=ns.sample,
+                compact_interval=ns.compact_interval if ns.command == "put" else 0.0,
+                compact_delta=ns.compact_index_delta if ns.command == "put" else 1000)
     outcome = run_jobs(jobs)
     total = outcome.end - outcome.start
     fmt = Formatter(ns.precise)

@@ -13,17 +13,21 @@ import asyncio
 import multiprocessing as mp
 import queue
 import random
+import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
 import uvloop
 
-from petcd.benchmark.conn import ConnSpec, DialError, error_text, wait_connected
+from petcd.benchmark.conn import ConnSpec, DialError, error_text, stub, wait_connected
 from petcd.benchmark.loads import Client, Load, open_client
 from petcd.benchmark.ratelimit import Limiter, TokenBucket, Unlimited
 from petcd.benchmark.report import Results, Sample
+from petcd.proto.etcdserverpb import rpc_pb2 as pb
+from petcd.proto.etcdserverpb import rpc_pb2_grpc as rpc
 
 # how long the parent waits for spawned workers to connect before giving up
 WORKER_START_TIMEOUT = 60.0
@@ -42,6 +46,8 @@ class Job:
     rate: float  # this worker's share of --rate; 0 is no limit
     seed: int
     sample: bool
+    compact_interval: float = 0.0  # put's --compact-interval: compact every so often (first worker only)
+    compact_delta: int = 1000
 
 
 @dataclass
@@ -58,7 +64,7 @@ def _split(n: int, parts: int, k: int) -> tuple[int, int]:
 
 
 def plan(conn: ConnSpec, load: Load, *, conns: int, clients: int, total: int, rate: float, procs: int,
-         seed: int, sample: bool) -> list[Job]:
+         seed: int, sample: bool, compact_interval: float = 0.0, compact_delta: int = 1000) -> list[Job]:
     if procs > conns or procs > clients:
         raise ValueError(f"--procs {procs} needs at least as many --conns ({conns}) and --clients ({clients})")
     jobs = []
@@ -66,7 +72,8 @@ def plan(conn: ConnSpec, load: Load, *, conns: int, clients: int, total: int, ra
         first, nconns = _split(conns, procs, k)
         _, nclients = _split(clients, procs, k)
         jobs.append(Job(conn, load, first, nconns, nclients, range(k, total, procs),
-                        rate / procs if rate > 0 else 0.0, seed + k, sample))
+                        rate / procs if rate > 0 else 0.0, seed + k, sample,
+                        compact_interval if k == 0 else 0.0, compact_delta))
     return jobs
 
 
@@ -104,14 +111,33 @@ async def run_job(job: Job, go: Callable[[], Awaitable[None]], now: Callable[[],
 
         await go()
         start = now()
+        compactor = (asyncio.create_task(compact_every(job, channels[0]))
+                     if job.compact_interval > 0 else None)
         await asyncio.gather(*(drive(c) for c in clients))
         end = now()
+        if compactor is not None:
+            compactor.cancel()
+            await asyncio.gather(compactor, return_exceptions=True)
         for c in clients:
             await c.close()
         return Outcome(start, end, reports)
     finally:
         for ch in channels:
             await ch.close(None)
+
+
+async def compact_every(job: Job, channel: grpc.aio.Channel) -> None:
+    """Compact to --compact-index-delta revisions behind the current one, every --compact-interval."""
+    kv = stub(rpc.KVStub, channel)
+    while True:
+        await asyncio.sleep(job.compact_interval)
+        try:
+            rev = (await kv.Range(pb.RangeRequest(key=b"foo"), metadata=job.conn.metadata)).header.revision
+            if rev - job.compact_delta > 0:
+                await kv.Compact(pb.CompactionRequest(revision=rev - job.compact_delta), metadata=job.conn.metadata)
+        except grpc.aio.AioRpcError as exc:
+            if "required revision has been compacted" not in (exc.details() or ""):
+                print(f"compaction failed: {error_text(exc)}", file=sys.stderr)
 
 
 def merge(outcomes: list[Outcome]) -> Outcome:

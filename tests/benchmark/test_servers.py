@@ -9,13 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import grpc
 import pytest
 
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
+from petcd.proto.etcdserverpb import rpc_pb2_grpc as rpc
 from tests.benchmark.helpers import Grpc, assert_keys, bench, only_errors, summaries, varint_key
 from tests.harness import Server
 
 pytestmark = pytest.mark.etcd
+
+
+def stub_hashkv(endpoint: str) -> int:
+    with grpc.insecure_channel(endpoint) as ch:
+        maint = rpc.MaintenanceStub(ch)  # type: ignore[no-untyped-call]
+        return int(maint.HashKV(pb.HashKVRequest(revision=0)).hash)
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +50,13 @@ def test_put_sequential_keys_are_written(server: Server, client: Grpc) -> None:
 def test_put_random_keys_stay_in_the_key_space_and_procs_split_the_work(server: Server, client: Grpc) -> None:
     rev = client.revision()
     r = bench("--endpoints", server.endpoint, "--conns", "2", "--clients", "4", "--procs", "2", "put",
-              "--total", "60", "--key-size", "3", "--key-space-size", "5", "--val-size", "7")
+              "--total", "60", "--key-size", "3", "--key-space-size", "5", "--val-size", "7", "--check-hashkv")
     assert r.rc == 0, r
     [s] = summaries(r.stdout)
     assert s.ok == 60
+    hashkv = stub_hashkv(server.endpoint)
+    assert f"HashKV Summary:\n\tHashKV: {hashkv}\n\tEndpoint: {server.endpoint}\n\tTime taken to get hashkv: " in r.stdout
+    assert "\tDB size: " in r.stdout
     assert client.revision() == rev + 60
     space = {varint_key(i, 3) for i in range(5)}
     got = pb.RangeRequest(key=b"\0", range_end=b"\0", keys_only=True)
@@ -121,3 +132,16 @@ def test_watch(server: Server, client: Grpc) -> None:
     assert events.ok == 20 * 5
     assert client.revision() == rev + 20
     assert client.get(varint_key(0, 13)).kvs[0].value == b"data"
+
+
+def test_put_compact_interval_compacts_while_putting(server: Server, client: Grpc) -> None:
+    rev = client.revision()
+    r = bench("--endpoints", server.endpoint, "--clients", "2", "put", "--total", "200", "--rate", "400",
+              "--sequential-keys", "--key-space-size", "200", "--key-size", "15", "--compact-interval", "100ms",
+              "--compact-index-delta", "10")
+    assert r.rc == 0, r
+    assert summaries(r.stdout)[0].ok == 200
+    assert r.stderr == ""
+    with pytest.raises(grpc.RpcError) as info:
+        client.kv.Range(pb.RangeRequest(key=varint_key(0, 15), revision=rev + 1))
+    assert "required revision has been compacted" in (info.value.details() or "")  # type: ignore[attr-defined]
