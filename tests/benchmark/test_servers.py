@@ -145,3 +145,19 @@ def test_put_compact_interval_compacts_while_putting(server: Server, client: Grp
     with pytest.raises(grpc.RpcError) as info:
         client.kv.Range(pb.RangeRequest(key=varint_key(0, 15), revision=rev + 1))
     assert "required revision has been compacted" in (info.value.details() or "")  # type: ignore[attr-defined]
+
+
+def test_connections_go_to_the_endpoints_in_turn(both: tuple[Server, Server]) -> None:
+    etcd, petcd = both
+    clients = [Grpc(s.endpoint) for s in both]
+    try:
+        revs = [c.revision() for c in clients]
+        r = bench("--endpoints", f"{etcd.endpoint},{petcd.endpoint}", "--conns", "2", "--clients", "2", "--procs", "1",
+                  "put", "--total", "20", "--sequential-keys", "--key-space-size", "20", "--key-size", "17")
+        assert r.rc == 0, r
+        assert summaries(r.stdout)[0].ok == 20
+        grew = [c.revision() - rev for c, rev in zip(clients, revs, strict=True)]
+        assert sum(grew) == 20 and min(grew) > 0, grew
+    finally:
+        for c in clients:
+            c.close()

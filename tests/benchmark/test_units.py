@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from petcd.benchmark import cli, report
+from petcd.benchmark import cli, main, report
 from petcd.benchmark.loads import bench_key, check_key_space, varint
 from petcd.benchmark.ratelimit import TokenBucket
 from petcd.benchmark.report import Formatter, Results, go_duration, go_g
@@ -124,12 +124,21 @@ def test_globals_before_or_after_the_subcommand() -> None:
         ([], "the following arguments are required: COMMAND"),
     ],
 )
-def test_flag_errors(args: list[str], message: str) -> None:
-    r = bench(*args, timeout=30)
-    assert r.rc == 2, r
-    assert message in r.stderr, r.stderr
-    assert r.stderr.startswith("Error: ") and "--help' for usage." in r.stderr
-    assert r.stdout == ""
+def test_flag_errors(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # in process: the same run() the console script calls, without a Python start-up per case
+    rc = main.run(args)
+    out, err = capsys.readouterr()
+    assert rc == 2, (out, err)
+    assert message in err, err
+    assert err.startswith("Error: ") and "--help' for usage." in err
+    assert out == ""
+
+
+def test_flag_error_from_the_command_line() -> None:
+    r = bench("range", "k", "--consistency", "x", timeout=30)
+    assert r.rc == 2 and r.stdout == ""
+    assert r.stderr == ("Error: --consistency must be l (linearizable) or s (serializable), got 'x'\n"
+                        "Run 'petcd-benchmark range --help' for usage.\n")
 
 
 def test_help_lists_the_flags() -> None:
