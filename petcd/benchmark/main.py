@@ -38,7 +38,7 @@ from petcd.benchmark.loads import (
     TxnPutLoad,
     check_key_space,
 )
-from petcd.benchmark.report import Formatter, Results, go_duration
+from petcd.benchmark.report import Formatter, go_duration
 from petcd.benchmark.run import plan, run_jobs
 from petcd.benchmark.watch import WatchLoad, run_watch
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
@@ -76,10 +76,6 @@ def connection(ns: argparse.Namespace) -> ConnSpec:
     return asyncio.run(prepare(spec)) if ns.user or ns.target_leader else spec
 
 
-def _range_end(text: str) -> bytes:
-    return text.encode()
-
-
 def build_load(ns: argparse.Namespace, rng: random.Random) -> Load:
     if ns.command in ("put", "txn-put", "mixed"):
         try:
@@ -90,18 +86,18 @@ def build_load(ns: argparse.Namespace, rng: random.Random) -> Load:
     if ns.command == "put":
         return PutLoad(ns.key_size, value, ns.key_space_size, ns.sequential_keys)
     if ns.command == "range":
-        return RangeLoad(ns.range_key.encode(), _range_end(ns.end_range), ns.consistency == "s")
+        return RangeLoad(ns.range_key.encode(), ns.end_range.encode(), ns.consistency == "s")
     if ns.command == "txn-put":
         return TxnPutLoad(ns.key_size, value, ns.key_space_size, ns.txn_ops)
     if ns.command == "mixed":
         # no key: the whole keyspace, as etcd's txn-mixed reads it
-        key, end = (ns.range_key.encode(), _range_end(ns.end_range)) if ns.range_key else (b"\0", b"\0")
+        key, end = (ns.range_key.encode(), ns.end_range.encode()) if ns.range_key else (b"\0", b"\0")
         return MixedLoad(ns.key_size, value, ns.key_space_size, ns.rw_ratio, key, end, ns.limit,
                          ns.consistency == "s")
     return KeepAliveLoad()
 
 
-def _hashkv(spec: ConnSpec, endpoint: str, fmt_bytes: bool = True) -> str:
+def _hashkv(spec: ConnSpec, endpoint: str) -> str:
     async def go() -> str:
         ch = spec.channel(0)
         try:
@@ -169,11 +165,7 @@ def run_watch_cmd(ns: argparse.Namespace, spec: ConnSpec, rng: random.Random) ->
     fmt = Formatter(ns.precise)
     print("Watch creation summary:\n" + fmt.summary(out.create, out.create_total), end="")
     print("Watch events received summary:\n" + fmt.summary(out.events, out.events_total), end="")
-    return EXIT_FAILED if _any_errors(out.create, out.events) else EXIT_OK
-
-
-def _any_errors(*rs: Results) -> bool:
-    return any(r.errors for r in rs)
+    return EXIT_FAILED if out.create.errors or out.events.errors else EXIT_OK
 
 
 def run(argv: Sequence[str]) -> int:
