@@ -1,0 +1,3 @@
+from petcd.benchmark.main import main
+
+main()
