@@ -18,9 +18,9 @@ LOOPBACK = "127.0.0.1"
 
 
 def etcdctl(endpoint: str, *args: str, tls: Sequence[str] = (), timeout: float = 30.0,
-            dial: str = "2s", cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+            dial: str = "2s", cwd: Path | None = None, command: str = "5s") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(ETCDCTL_BIN), f"--endpoints={endpoint}", f"--dial-timeout={dial}", "--command-timeout=5s",
+        [str(ETCDCTL_BIN), f"--endpoints={endpoint}", f"--dial-timeout={dial}", f"--command-timeout={command}",
          *tls, *args],
         env={**clean_env(), "ETCDCTL_API": "3"}, capture_output=True, text=True, timeout=timeout, check=False,
         cwd=cwd)

@@ -113,7 +113,7 @@ def test_refusals_look_as_etcds(mtls_member: Member, pki: PKI, tmp_path: Path) -
             seen = []
             for m in (etcd, mtls_member):
                 out = etcdctl(m.client_url, "get", "nokey", "--count-only", "-w", "simple",
-                              tls=client_flags(pki, files), dial="1s")
+                              tls=client_flags(pki, files), dial="1s", command="2s")
                 seen.append((out.returncode, out.stdout, out.stderr.strip().splitlines()[-1:]))
             assert seen[0] == seen[1], (files, seen)
     finally:
