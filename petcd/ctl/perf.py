@@ -27,7 +27,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,10 +73,10 @@ def varint(n: int) -> bytes:
     return bytes(outb)
 
 
-def perf_key(prefix: bytes, n: int) -> bytes:
-    """The prefix, then a KEY_SIZE-byte buffer holding n as a varint (the rest zero)."""
+def perf_key(prefix: bytes, n: int, size: int = KEY_SIZE) -> bytes:
+    """The prefix, then a size-byte buffer holding n as a varint (the rest zero)."""
     v = varint(n)
-    return prefix + v + bytes(KEY_SIZE - len(v))
+    return prefix + v + bytes(size - len(v))
 
 
 # --- the numbers ---------------------------------------------------------------------------------
@@ -175,15 +175,17 @@ class Outcome:
     total: float  # seconds from the start of the load to its last answer
 
 
-async def run_load(stubs: Sequence[tuple[Any, str]], load: PerfLoad, prefix: bytes, deadline: float,
-                   stop: asyncio.Event, client: Client, metadata: list[tuple[str, str]],
-                   clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None) -> Outcome:
-    """The workers (one per stub: a KV stub and its endpoint) and the rate-limited producer."""
-    pick = rng or random.Random()
-    queue: asyncio.Queue[pb.PutRequest | None] = asyncio.Queue(maxsize=load.clients)
+Producer = Callable[["asyncio.Queue[pb.PutRequest | None]"], Awaitable[None]]
+
+
+async def run_load(stubs: Sequence[tuple[Any, str]], produce: Producer, client: Client,
+                   metadata: list[tuple[str, str]], clock: Callable[[], float] = time.monotonic,
+                   on_result: Callable[[], None] = lambda: None) -> Outcome:
+    """The workers (one per stub: a KV stub and its endpoint) sending what the producer queues
+    (the queue holds one request per worker, as etcdctl's channel), until the producer is done."""
+    queue: asyncio.Queue[pb.PutRequest | None] = asyncio.Queue(maxsize=len(stubs))
     latencies: list[float] = []
     errors: dict[str, int] = {}
-    value = bytes(VALUE_SIZE)
     begin = clock()
 
     async def worker(stub: Any, endpoint: str) -> None:
@@ -197,8 +199,24 @@ async def run_load(stubs: Sequence[tuple[Any, str]], load: PerfLoad, prefix: byt
                 errors[text] = errors.get(text, 0) + 1
             else:
                 latencies.append(clock() - start)
+            on_result()
 
     async def producer() -> None:
+        await produce(queue)
+        for _ in stubs:
+            await queue.put(None)
+
+    await asyncio.gather(producer(), *(worker(s, ep) for s, ep in stubs))
+    return Outcome(latencies, errors, clock() - begin)
+
+
+def rate_producer(load: PerfLoad, prefix: bytes, deadline: float, stop: asyncio.Event,
+                  clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None) -> Producer:
+    """check perf's: puts at the load's rate until the deadline (or a stop)."""
+    pick = rng or random.Random()
+    value = bytes(VALUE_SIZE)
+
+    async def produce(queue: asyncio.Queue[pb.PutRequest | None]) -> None:
         limiter = Limiter(load.limit, clock)
         while not stop.is_set():
             wait = limiter.reserve(deadline)
@@ -211,15 +229,29 @@ async def run_load(stubs: Sequence[tuple[Any, str]], load: PerfLoad, prefix: byt
                 except TimeoutError:
                     pass
             await queue.put(pb.PutRequest(key=perf_key(prefix, pick.randrange(2**63 - 1)), value=value))
-        for _ in stubs:
-            await queue.put(None)
 
-    await asyncio.gather(producer(), *(worker(s, ep) for s, ep in stubs))
-    return Outcome(latencies, errors, clock() - begin)
+    return produce
 
 
-def _load_in_loop(client: Client, load: PerfLoad, prefix: bytes, deadline: float,
-                  interrupted: threading.Event) -> Outcome:
+def count_producer(count: int, prefix: bytes, key_size: int, value_size: int, stop: asyncio.Event,
+                   rng: random.Random | None = None) -> Producer:
+    """check datascale's: a fixed number of puts, as fast as they are taken."""
+    pick = rng or random.Random()
+    value = bytes(value_size)
+
+    async def produce(queue: asyncio.Queue[pb.PutRequest | None]) -> None:
+        for _ in range(count):
+            if stop.is_set():
+                break
+            await queue.put(pb.PutRequest(key=perf_key(prefix, pick.randrange(2**63 - 1), key_size), value=value))
+
+    return produce
+
+
+def load_in_loop(client: Client, clients: int, producer_for: Callable[[asyncio.Event], Producer],
+                 interrupted: threading.Event, on_result: Callable[[], None] = lambda: None) -> Outcome:
+    """Run a load on an event loop of its own: one channel per client; a first Ctrl-C stops the
+    producer (the queued writes still go out), a second one kills, as in etcdctl."""
     async def main() -> Outcome:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -227,17 +259,17 @@ def _load_in_loop(client: Client, load: PerfLoad, prefix: bytes, deadline: float
         def on_sigint() -> None:
             interrupted.set()
             stop.set()
-            loop.remove_signal_handler(signal.SIGINT)  # a second Ctrl-C kills, as in etcdctl
+            loop.remove_signal_handler(signal.SIGINT)
 
         loop.add_signal_handler(signal.SIGINT, on_sigint)
         eps = client.endpoints
-        channels = [client.aio_channel(eps[i % len(eps)]) for i in range(load.clients)]
+        channels = [client.aio_channel(eps[i % len(eps)]) for i in range(clients)]
         try:
             from petcd.proto.etcdserverpb import rpc_pb2_grpc as rpc
 
             kv_stub: Any = rpc.KVStub
             stubs = [(kv_stub(ch), eps[i % len(eps)]) for i, ch in enumerate(channels)]
-            return await run_load(stubs, load, prefix, deadline, stop, client, client.metadata())
+            return await run_load(stubs, producer_for(stop), client, client.metadata(), on_result=on_result)
         finally:
             loop.remove_signal_handler(signal.SIGINT)
             await asyncio.gather(*(ch.close(None) for ch in channels))
@@ -321,7 +353,8 @@ def check_perf(env: Env) -> int:
         ticker = threading.Thread(target=tick, name="perf-seconds", daemon=True)
         ticker.start()
         interrupted = threading.Event()
-        outcome = _load_in_loop(client, load, prefix, deadline, interrupted)
+        outcome = load_in_loop(client, load.clients, lambda stop: rate_producer(load, prefix, deadline, stop),
+                               interrupted)
         if interrupted.is_set():
             ticking.set()
             bar.stop()
