@@ -121,8 +121,10 @@ def tty_width() -> int:
 
 
 def _stdout(text: str) -> None:
-    sys.stdout.write(text)
+    # the byte layer, as petcdctl's other output (printer.out), so the two never reorder
     sys.stdout.flush()
+    sys.stdout.buffer.write(text.encode())
+    sys.stdout.buffer.flush()
 
 
 class Bar:

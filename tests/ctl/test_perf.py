@@ -182,6 +182,31 @@ def test_short_run_against_petcd(petcd_server: Server) -> None:
         '"Count" : 0') == 1
 
 
+def test_ctrl_c_ends_the_load_and_still_cleans_up_and_judges(petcd_server: Server) -> None:
+    """As etcdctl: the first SIGINT stops the writes; the prefix is deleted, the verdict printed
+    straight after the bar's last frame (the bar is never finished)."""
+    import signal
+    import time
+
+    ep = petcd_server.endpoint
+    proc = subprocess.Popen([sys.executable, "-m", "petcd.ctl", f"--endpoints={ep}", "check", "perf",
+                             "--prefix=/int-perf/", "--auto-compact"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=clean_env())
+    time.sleep(2.5)
+    start = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - start < 10, "the load did not stop at the first Ctrl-C"
+    text = out.decode()
+    frames, _, tail = text.partition("Compacting with revision ")
+    assert frames.startswith("\r 0 / 60 ") and "100.00%" not in frames and not frames.endswith("\n"), text
+    rev = tail.split("\n", 1)[0]
+    assert f"Compacted with revision {rev}\n" in tail and tail.rstrip("\n").rsplit("\n", 1)[-1] in ("PASS", "FAIL")
+    assert proc.returncode == (0 if tail.endswith("\nPASS\n") else 1), (proc.returncode, text, err)
+    left = Etcdctl(ep).run("get", "/int-perf/", "--prefix", "--count-only", "-w", "fields").stdout
+    assert '"Count" : 0\n' in left
+
+
 FULL = os.environ.get("PETCD_CHECK_PERF_FULL") == "1"
 
 

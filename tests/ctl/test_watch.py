@@ -7,6 +7,7 @@ import itertools
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 
@@ -26,35 +27,77 @@ def _norm(text: str, prefix: str) -> str:
     return re.sub(r"progress notify: \d+", "progress notify: <REV>", text)
 
 
+class _Live:
+    """A running ``watch -i``: its stdout collected as it comes, so a test waits for output
+    rather than for a guessed time."""
+
+    def __init__(self, argv: list[str], ep: str, env: Mapping[str, str] | None) -> None:
+        self.proc = subprocess.Popen([*argv, f"--endpoints={ep}", "watch", "-i"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env={**clean_env(), **(env or {})})
+        self.chunks: list[bytes] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while chunk := self.proc.stdout.read1(65536):
+            self.chunks.append(chunk)
+
+    def text(self) -> str:
+        return b"".join(self.chunks).decode(errors="replace")
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((line + "\n").encode())
+        self.proc.stdin.flush()
+
+    def wait_for(self, needle: str, count: int = 1, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.text().count(needle) < count:
+            assert time.monotonic() < deadline and self.proc.poll() is None, (needle, self.text())
+            time.sleep(0.05)
+
+    def end(self) -> tuple[int, str, str]:
+        assert self.proc.stdin is not None and self.proc.stderr is not None
+        self.proc.stdin.close()
+        rc = self.proc.wait(timeout=30)
+        self.reader.join(timeout=10)
+        return rc, self.text(), self.proc.stderr.read().decode(errors="replace")
+
+
+def _rev(ep: str, key: str, value: str) -> int:
+    r = Etcdctl(ep).run("put", key, value, "-w", "fields")
+    return int(re.search(r'"Revision" : (\d+)', r.stdout).group(1))  # type: ignore[union-attr]
+
+
 def _session(ep: str, argv: list[str], prefix: str, lines: list[str], puts: list[tuple[str, str]],
-             after: list[str], env: Mapping[str, str] | None = None) -> CtlResult:
-    """Feed lines, make the puts, feed the after-lines, then end stdin; the output normalised."""
-    proc = subprocess.Popen([*argv, f"--endpoints={ep}", "watch", "-i"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**clean_env(), **(env or {})})
-    assert proc.stdin is not None
+             progress_watchers: int = 0, env: Mapping[str, str] | None = None) -> CtlResult:
+    """Feed the lines, then a sentinel watch that replays one past event: once it shows, every
+    watch before it exists (each line waits for its watch, in both tools). Then the puts, waiting
+    for each one's event; then (when asked) a progress request, waiting for every watch's notice."""
+    sentinel = _rev(ep, prefix + "sentinel", "up")
+    live = _Live(argv, ep, env)
     for ln in lines:
-        proc.stdin.write((ln.replace("{p}", prefix) + "\n").encode())
-        proc.stdin.flush()
-    if puts or after:
-        time.sleep(1.5)  # the watches are created before the writes
-    for k, v in puts:
+        live.send(ln.replace("{p}", prefix))
+    if puts or progress_watchers:
+        live.send(f"watch --rev={sentinel} {prefix}sentinel")
+        live.wait_for(f"{prefix}sentinel\nup\n")
+    for i, (k, v) in enumerate(puts):
         Etcdctl(ep).run("put", k.replace("{p}", prefix), v)
-    if puts:
-        time.sleep(0.5)
-    for ln in after:
-        proc.stdin.write((ln + "\n").encode())
-        proc.stdin.flush()
-        time.sleep(0.3)
-    out, err = proc.communicate(timeout=20)
-    return CtlResult(proc.returncode, _norm(out.decode(), prefix), _norm(err.decode(), prefix))
+        live.wait_for(f"\n{v}\n", sum(1 for _, w in puts[: i + 1] if w == v))
+    if progress_watchers:
+        live.send("progress")
+        live.wait_for("progress notify: ", progress_watchers + 1)  # the sentinel's watch too
+    rc, out, err = live.end()
+    return CtlResult(rc, _norm(out, prefix), _norm(err, prefix))
 
 
-def _both(ep: str, lines: list[str], puts: list[tuple[str, str]], after: list[str] = (),  # type: ignore[assignment]
-          env: Mapping[str, str] | None = None) -> list[CtlResult]:
+def _both(ep: str, lines: list[str], puts: list[tuple[str, str]], progress_watchers: int = 0) -> list[CtlResult]:
     results = []
     for tool, argv in TOOLS:
         prefix = f"w{next(_n)}{tool}/"
-        results.append(_session(ep, argv, prefix, lines, puts, list(after), env))
+        results.append(_session(ep, argv, prefix, lines, puts, progress_watchers))
     return results
 
 
@@ -62,8 +105,7 @@ def test_interactive_session_same_as_etcdctl(petcd_server: Server) -> None:
     lines = ["watch {p}a", "", "bogus", "watch", "watch {p}a {p}b --prefix",
              'watch --prev-kv {p}b -- sh -c "echo EXEC $ETCD_WATCH_EVENT_TYPE $ETCD_WATCH_KEY $ETCD_WATCH_VALUE"',
              "watch --prefix {p}c", "watch --rev=1 {p}old"]
-    e, p = _both(petcd_server.endpoint, lines, [("{p}a", "1"), ("{p}b", "2"), ("{p}b", "3"), ("{p}c/x", "4")],
-                 ["progress"])
+    e, p = _both(petcd_server.endpoint, lines, [("{p}a", "1"), ("{p}b", "2"), ("{p}b", "3"), ("{p}c/x", "4")], 4)
     assert e.rc == 3 and "PUT\n<P>/a\n1\n" in e.stdout and "progress notify: <REV>" in e.stdout, e
     assert p == e, f"etcdctl:\n{e}\npetcdctl:\n{p}"
 
@@ -75,13 +117,17 @@ def test_interactive_bad_line_ends_as_in_etcdctl(petcd_server: Server, line: str
 
 
 def test_interactive_with_the_watch_key_variable(petcd_server: Server) -> None:
+    ep = petcd_server.endpoint
     for tool, argv in TOOLS:
         prefix = f"w{next(_n)}{tool}/"
-        env = {"ETCDCTL_WATCH_KEY": prefix + "k"}
-        ok = _session(petcd_server.endpoint, argv, prefix, ["watch"], [("{p}k", "v")], [], env)
-        assert (ok.rc, ok.stdout) == (3, "PUT\n<P>/k\nv\n"), (tool, ok)
-        bad = _session(petcd_server.endpoint, argv, prefix, ["watch other"], [], [], env)
-        assert (bad.rc, bad.stderr) == (128, "Error: bad number of arguments (found conflicting environment key)\n")
+        rev = _rev(ep, prefix + "k", "v")
+        live = _Live(argv, ep, {"ETCDCTL_WATCH_KEY": prefix + "k"})
+        live.send(f"watch --rev={rev}")  # the variable gives the key
+        live.wait_for(f"{prefix}k\nv\n")
+        assert live.end() == (3, f"PUT\n{prefix}k\nv\n", "Error: error reading watch request line: EOF\n"), tool
+        live = _Live(argv, ep, {"ETCDCTL_WATCH_KEY": prefix + "k"})
+        live.send("watch other")
+        assert live.end() == (128, "", "Error: bad number of arguments (found conflicting environment key)\n"), tool
 
 
 @pytest.mark.parametrize("args,env", [
@@ -109,38 +155,34 @@ def test_parse_matches_etcdctls_rules() -> None:
     assert line == WatchSpec(["a"], False, 3, True, False, ["sh", "-c", "x"])
 
 
-def _watch_proc(argv: list[str], ep: str, key: str, *command: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([*argv, f"--endpoints={ep}", "watch", key, "--", *command], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=clean_env())
+def _watch_proc(argv: list[str], ep: str, key: str, rev: int, *command: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([*argv, f"--endpoints={ep}", "watch", key, f"--rev={rev}", "--", *command],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env())
 
 
 def test_exec_form_same_as_etcdctl(petcd_server: Server) -> None:
-    """The command runs per event with etcdctl's variables; a failing command ends with exit 1."""
+    """The command runs per event with etcdctl's variables; a failing command ends with exit 1
+    (the watches replay past events, so nothing depends on when a watch is created)."""
     ep = petcd_server.endpoint
     results = []
     for tool, argv in TOOLS:
         prefix = f"x{next(_n)}{tool}/"
-        procs = [_watch_proc(argv, ep, prefix + "k", "sh", "-c",
-                             'echo "EXEC $ETCD_WATCH_EVENT_TYPE $ETCD_WATCH_KEY $ETCD_WATCH_VALUE $ETCD_WATCH_REVISION"'),
-                 _watch_proc(argv, ep, prefix + "f", "false"),
-                 _watch_proc(argv, ep, prefix + "n", "no-such-command-here")]
-        time.sleep(1.5)
-        revs = []
-        for key, value in (("k", 'a "q"'), ("k", "2"), ("f", "x"), ("n", "y")):
-            r = Etcdctl(ep).run("put", prefix + key, value, "-w", "fields")
-            revs.append(re.search(r'"Revision" : (\d+)', r.stdout).group(1))  # type: ignore[union-attr]
-        time.sleep(1.0)
-        procs[0].terminate()
+        revs = [_rev(ep, prefix + k, v) for k, v in (("k", 'a "q"'), ("k", "2"), ("f", "x"), ("n", "y"))]
+        show = 'echo "EXEC $ETCD_WATCH_EVENT_TYPE $ETCD_WATCH_KEY $ETCD_WATCH_VALUE $ETCD_WATCH_REVISION"'
+        procs = [_watch_proc(argv, ep, prefix + "k", revs[0], "sh", "-c", show + '; [ "$ETCD_WATCH_VALUE" != \'"2"\' ]'),
+                 _watch_proc(argv, ep, prefix + "f", revs[2], "false"),
+                 _watch_proc(argv, ep, prefix + "n", revs[3], "no-such-command-here")]
         outs = []
         for proc in procs:
-            o, e = proc.communicate(timeout=20)
-            outs.append((proc.returncode if proc is not procs[0] else None, _norm(o.decode(), prefix),
-                         _norm(e.decode(), prefix)))
-        first = outs[0][1]
-        assert first.count("EXEC") == 2 and f"{revs[0]}\n" in first and f"{revs[1]}\n" in first, (tool, first)
-        outs[0] = (None, first.replace(revs[0], "<R1>").replace(revs[1], "<R2>"), outs[0][2])
+            o, e = proc.communicate(timeout=60)
+            text = _norm(o.decode(), prefix)
+            for i, r in enumerate(revs):
+                text = text.replace(f" {r}\n", f" <R{i}>\n")
+            outs.append((proc.returncode, text, _norm(e.decode(), prefix)))
         results.append(outs)
     e, p = results
-    assert e[0][1] == 'PUT\n<P>/k\na "q"\nEXEC "PUT" "<P>/k" "a \\"q\\"" <R1>\nPUT\n<P>/k\n2\nEXEC "PUT" "<P>/k" "2" <R2>\n'
+    # one answer replays both events: both are printed, then the command runs for each, with the
+    # answer's header revision (the current one), as etcdctl does
+    assert e[0][1] == 'PUT\n<P>/k\na "q"\nPUT\n<P>/k\n2\nEXEC "PUT" "<P>/k" "a \\"q\\"" <R3>\nEXEC "PUT" "<P>/k" "2" <R3>\n'
     assert e[1] == (1, "PUT\n<P>/f\nx\n", 'command ["false"] error (exit status 1)\n')
     assert p == e, f"etcdctl:\n{e}\npetcdctl:\n{p}"
