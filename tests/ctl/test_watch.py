@@ -186,3 +186,20 @@ def test_exec_form_same_as_etcdctl(petcd_server: Server) -> None:
     assert e[0][1] == 'PUT\n<P>/k\na "q"\nPUT\n<P>/k\n2\nEXEC "PUT" "<P>/k" "a \\"q\\"" <R3>\nEXEC "PUT" "<P>/k" "2" <R3>\n'
     assert e[1] == (1, "PUT\n<P>/f\nx\n", 'command ["false"] error (exit status 1)\n')
     assert p == e, f"etcdctl:\n{e}\npetcdctl:\n{p}"
+
+
+def test_single_quoted_words_cut_as_etcdctl_cuts_them(petcd_server: Server) -> None:
+    """etcdctl slices a single-quoted word by the number of words on its line (txn and watch -i
+    lines): 'xyz' on a three-word line becomes "x"; a slice past the word's end panics (exit 2)."""
+    ep = petcd_server.endpoint
+    for tool, argv in TOOLS:
+        key = f"q{next(_n)}{tool}"
+        r = subprocess.run([*argv, f"--endpoints={ep}", "txn"], input=f"\nput {key} 'xyz'\n\n\n".encode(),
+                           capture_output=True, env=clean_env(), timeout=30)
+        assert (r.returncode, r.stdout) == (0, b"SUCCESS\n\nOK\n"), (tool, r)
+        assert Etcdctl(ep).run("get", key, "--print-value-only").stdout == "x\n", tool
+        r = subprocess.run([*argv, f"--endpoints={ep}", "txn"], input=f"\nput {key} 'a' b c d e\n\n\n".encode(),
+                           capture_output=True, env=clean_env(), timeout=30)
+        first = r.stderr.decode().splitlines()[0]
+        assert (r.returncode, first) == (2, "panic: runtime error: slice bounds out of range [:6] with length 3"), \
+            (tool, r)
