@@ -260,11 +260,11 @@ class Client:
         sys.stderr.flush()
 
     def stream(self, service: str, method: str, requests: Any, *, endpoint: str | None = None,
-               timeout: float | None = None) -> Iterator[Any]:
+               timeout: float | None = None, metadata: tuple[tuple[str, str], ...] = ()) -> Iterator[Any]:
         ep = endpoint or self.pick()
         fn = getattr(self.stub(service, ep), method)
         try:
-            yield from fn(requests, timeout=timeout, metadata=self._metadata(), wait_for_ready=True)
+            yield from fn(requests, timeout=timeout, metadata=[*self._metadata(), *metadata], wait_for_ready=True)
         except grpc.RpcError as exc:
             code = exc.code()
             details = exc.details() or ""

@@ -54,6 +54,7 @@ BAD_ARGS = "bad number of arguments"
 BAD_ARGS_ENV = "bad number of arguments (found conflicting environment key)"
 BAD_ARGS_SEP = "bad number of arguments (found separator --, but no commands)"
 COMPACTED = "etcdserver: mvcc: required revision has been compacted"
+NO_LEADER = "etcdserver: no leader"
 
 
 def watch_flags() -> list[Flag]:
@@ -299,10 +300,15 @@ class WatchStream:
 
     def _read(self) -> None:
         try:
-            for resp in self.client.stream("Watch", "Watch", self._outgoing()):
+            # etcdctl's watches require a leader: a member that loses its leader ends the stream
+            for resp in self.client.stream("Watch", "Watch", self._outgoing(), metadata=(("hasleader", "true"),)):
                 self._dispatch(resp)
-        except RpcFailure:
-            pass
+        except RpcFailure as exc:
+            if exc.details == NO_LEADER:  # etcd's client hands every watch this closing answer
+                with self.lock:
+                    live = list(self.watchers.values())
+                for w in live:
+                    w.answers.put(pb.WatchResponse(canceled=True, cancel_reason=NO_LEADER))
         finally:
             with self.lock:
                 for w in [*self.pending, *self.watchers.values()]:

@@ -15,7 +15,7 @@ import pytest
 
 from petcd.ctl.watch import WatchSpec, parse_command_line, parse_line
 from tests.ctl.helpers import as_etcdctl, petcdctl
-from tests.harness import CtlResult, Etcdctl, Server
+from tests.harness import CtlResult, Etcdctl, Server, ServerGroup
 from tests.harness.procs import ETCDCTL_BIN, clean_env
 
 _n = itertools.count()
@@ -203,3 +203,27 @@ def test_single_quoted_words_cut_as_etcdctl_cuts_them(petcd_server: Server) -> N
         first = r.stderr.decode().splitlines()[0]
         assert (r.returncode, first) == (2, "panic: runtime error: slice bounds out of range [:6] with length 3"), \
             (tool, r)
+
+
+def test_watch_ends_when_its_member_loses_the_leader(servers: ServerGroup) -> None:
+    """etcdctl's watches require a leader: when the member is cut off from the others, both tools
+    say so and end with etcdctl's exit code 5."""
+    m1, m2, m3 = servers.start_cluster("petcd", 3, extra_args=["--heartbeat-interval=50", "--election-timeout=500"])
+    procs = {tool: subprocess.Popen([*argv, f"--endpoints={m1.endpoint}", "watch", "lost/k"], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, env=clean_env()) for tool, argv in TOOLS}
+    time.sleep(2.0)  # both watches set up
+    m2.stop()
+    m3.stop()
+    got = {}
+    try:
+        for tool, proc in procs.items():
+            out, err = proc.communicate(timeout=40)
+            got[tool] = (proc.returncode, out.decode(), err.decode().replace("petcdctl", "etcdctl"))
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert got["etcdctl"] == (5, "", "watch was canceled (etcdserver: no leader)\n"
+                                     "Error: watch is canceled by the server\n"), got
+    assert got["petcdctl"] == got["etcdctl"]
