@@ -14,8 +14,8 @@ Where petcdctl differs: ``--duration`` (petcdctl's own flag, default 60s as etcd
 duration) shortens the run for smoke tests; the clients share the first client's auth token
 rather than authenticating one by one; with several endpoints client i uses endpoint i mod n
 (etcd's clients balance each call over all of them); the results are printed after the progress
-bar's last line (etcdctl prints them from another goroutine and usually, not always, loses the
-race to the bar). A first Ctrl-C ends the load early and still cleans up and judges, as etcdctl;
+bar's last line (etcdctl's bar finishes on a goroutine of its own, usually but not always before
+the results are printed: both orders were seen in runs here). A first Ctrl-C ends the load early and still cleans up and judges, as etcdctl;
 a second one kills the process.
 """
 
