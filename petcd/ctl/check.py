@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from petcd.ctl.base import B, Env, S
 from petcd.ctl.cli import EXIT_BAD_ARGS, EXIT_ERROR, Command, CtlExit, Runner
 from petcd.ctl.client import RpcFailure
+from petcd.ctl.datascale import datascale_command
+from petcd.ctl.perf import perf_command
 from petcd.ctl.printer import out
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 
@@ -215,4 +217,6 @@ def commands() -> list[Command]:
                     S("flags-file", "", "a file of the member's flags (--flag=value) or ETCD_* variables"),
                     B("time-defrag", "defragment one follower and compare the time with the election timeout"),
                 ]),
+        datascale_command(),
+        perf_command(),
     )]

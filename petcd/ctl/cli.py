@@ -268,9 +268,9 @@ def go_quote(text: str) -> str:
             out.append({"\a": "\\a", "\b": "\\b", "\f": "\\f", "\v": "\\v"}[ch])
         elif 0xDC80 <= o <= 0xDCFF:  # an undecodable byte (surrogateescape)
             out.append(f"\\x{o - 0xDC00:02x}")
-        elif o < 0x20 or o == 0x7F:
+        elif o < 0x20:
             out.append(f"\\x{o:02x}")
-        elif not ch.isprintable() and o > 0x7F:
+        elif not ch.isprintable() and o >= 0x7F:  # DEL too: Go 1.16 (etcdctl 3.5.1's) quotes it as \u007f
             out.append(f"\\u{o:04x}" if o <= 0xFFFF else f"\\U{o:08x}")
         else:
             out.append(ch)

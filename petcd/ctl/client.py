@@ -166,22 +166,41 @@ class Client:
             root = _server_cert_pem(host_port(endpoint), t.cert, t.key).encode()
         return grpc.ssl_channel_credentials(root_certificates=root, private_key=key, certificate_chain=cert)
 
+    def _channel_args(self, endpoint: str) -> tuple[str, grpc.ChannelCredentials | None, list[tuple[str, str | int]]]:
+        target = host_port(endpoint)
+        creds = self._credentials(endpoint)
+        opts: list[tuple[str, str | int]] = [("grpc.max_receive_message_length", 2**31 - 1),
+                                             ("grpc.enable_http_proxy", 0),
+                                             ("grpc.keepalive_time_ms", int(self.cfg.keepalive_time * 1000)),
+                                             ("grpc.keepalive_timeout_ms", int(self.cfg.keepalive_timeout * 1000)),
+                                             ("grpc.keepalive_permit_without_calls", 1)]
+        if creds is not None and self.cfg.tls.skip_verify:
+            tc = self.cfg.tls
+            opts.append(("grpc.ssl_target_name_override", _cert_name(_server_cert_pem(target, tc.cert, tc.key))))
+        return target, creds, opts
+
     def channel(self, endpoint: str) -> grpc.Channel:
         ch = self._channels.get(endpoint)
         if ch is None:
-            target = host_port(endpoint)
-            creds = self._credentials(endpoint)
-            opts: list[tuple[str, str | int]] = [("grpc.max_receive_message_length", 2**31 - 1),
-                                                 ("grpc.enable_http_proxy", 0),
-                                                 ("grpc.keepalive_time_ms", int(self.cfg.keepalive_time * 1000)),
-                                                 ("grpc.keepalive_timeout_ms", int(self.cfg.keepalive_timeout * 1000)),
-                                                 ("grpc.keepalive_permit_without_calls", 1)]
-            if creds is not None and self.cfg.tls.skip_verify:
-                tc = self.cfg.tls
-                opts.append(("grpc.ssl_target_name_override", _cert_name(_server_cert_pem(target, tc.cert, tc.key))))
+            target, creds, opts = self._channel_args(endpoint)
             ch = grpc.secure_channel(target, creds, opts) if creds else grpc.insecure_channel(target, opts)
             self._channels[endpoint] = ch
         return ch
+
+    def aio_channel(self, endpoint: str) -> grpc.aio.Channel:
+        """An asyncio channel of its own (its own connection, as each of etcdctl's clients has),
+        with this client's credentials and options; the caller closes it."""
+        target, creds, opts = self._channel_args(endpoint)
+        opts.append(("grpc.use_local_subchannel_pool", 1))
+        return grpc.aio.secure_channel(target, creds, opts) if creds else grpc.aio.insecure_channel(target, opts)
+
+    def metadata(self) -> list[tuple[str, str]]:
+        """What every call carries: the auth token, once authenticated."""
+        return self._metadata()
+
+    def failure(self, exc: grpc.RpcError, endpoint: str) -> RpcFailure:
+        """A failed call as etcd's client reports it (and logs it on stderr)."""
+        return self._failure(exc, endpoint)
 
     def pick(self) -> str:
         """The first endpoint that accepts a connection within the dial timeout (etcd's balancer
@@ -241,11 +260,11 @@ class Client:
         sys.stderr.flush()
 
     def stream(self, service: str, method: str, requests: Any, *, endpoint: str | None = None,
-               timeout: float | None = None) -> Iterator[Any]:
+               timeout: float | None = None, metadata: tuple[tuple[str, str], ...] = ()) -> Iterator[Any]:
         ep = endpoint or self.pick()
         fn = getattr(self.stub(service, ep), method)
         try:
-            yield from fn(requests, timeout=timeout, metadata=self._metadata(), wait_for_ready=True)
+            yield from fn(requests, timeout=timeout, metadata=[*self._metadata(), *metadata], wait_for_ready=True)
         except grpc.RpcError as exc:
             code = exc.code()
             details = exc.details() or ""

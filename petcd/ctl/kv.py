@@ -1,12 +1,9 @@
-"""put, get, del, txn, compaction, watch: etcdctl 3.5's key-value commands."""
+"""put, get, del, txn, compaction: etcdctl 3.5's key-value commands (watch is in watch.py)."""
 
 from __future__ import annotations
 
-import queue
 import re
-import signal
 import sys
-import threading
 from collections.abc import Iterator, Sequence
 
 from petcd.ctl.base import B, Env, I, S, to_bytes
@@ -14,7 +11,6 @@ from petcd.ctl.cli import (
     EXIT_BAD_ARGS,
     EXIT_BAD_FEATURE,
     EXIT_ERROR,
-    EXIT_INTERRUPTED,
     EXIT_INVALID_INPUT,
     Command,
     CtlExit,
@@ -24,7 +20,6 @@ from petcd.ctl.cli import (
     parse_flags,
     parse_go_int,
 )
-from petcd.ctl.client import RpcFailure
 from petcd.ctl.printer import err, out
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 
@@ -226,10 +221,20 @@ def go_unquote(text: str) -> str:
 
 
 def argify(line: str) -> list[str]:
+    """etcdctl's argify, its quirk kept: a single-quoted word is cut to ``word[1:n-1]`` where n is
+    the number of words on the line (etcdctl slices by the wrong length), and a line where that
+    slice is out of range ends the program as etcdctl's panic does (exit 2)."""
+    found = _ARG.findall(line)
     args = []
-    for a in _ARG.findall(line):
+    for a in found:
         if a.startswith("'"):
-            a = a[1:-1]
+            raw = a.encode("utf-8", "surrogateescape")
+            high = len(found) - 1
+            if high < 1 or high > len(raw):
+                why = f"[1:{high}]" if high < 1 else f"[:{high}] with length {len(raw)}"
+                err(f"panic: runtime error: slice bounds out of range {why}\n")
+                raise CtlExit(2)
+            a = raw[1:high].decode("utf-8", "surrogateescape")
         elif a.startswith('"'):
             try:
                 a = go_unquote(a)
@@ -333,69 +338,6 @@ def run_txn(env: Env) -> int:
     return 0
 
 
-# --- watch ---------------------------------------------------------------------------------------
-def run_watch(env: Env) -> int:
-    import os
-
-    inv = env.inv
-    env_key, env_range = os.environ.get("ETCDCTL_WATCH_KEY", ""), os.environ.get("ETCDCTL_WATCH_RANGE_END", "")
-    if not env_key and env_range:
-        raise CtlExit(EXIT_BAD_ARGS, f'ETCDCTL_WATCH_KEY is empty but got ETCDCTL_WATCH_RANGE_END="{env_range}"')
-    if inv.bool("interactive"):
-        raise CtlExit(EXIT_BAD_FEATURE, "petcdctl does not offer interactive watch; give the key as an argument")
-    args = list(inv.args)
-    if env_key:
-        if args:
-            raise CtlExit(EXIT_BAD_ARGS, "bad number of arguments (found conflicting environment key)")
-        args = [env_key, *([env_range] if env_range else [])]
-    if not args:
-        raise CtlExit(EXIT_BAD_ARGS, "bad number of arguments")
-    if "--" in inv.raw_args:
-        raise CtlExit(EXIT_BAD_FEATURE, "petcdctl watch does not run commands on events")
-    create = pb.WatchCreateRequest(key=to_bytes(args[0]), start_revision=inv.int("rev"),
-                                   prev_kv=inv.bool("prev-kv"), progress_notify=inv.bool("progress-notify"))
-    if len(args) == 2:
-        if inv.bool("prefix"):
-            raise CtlExit(EXIT_BAD_ARGS, "`range_end` and `--prefix` are mutually exclusive")
-        create.range_end = to_bytes(args[1])
-    if inv.bool("prefix"):
-        create.range_end = prefix_end(create.key) if create.key else b"\x00"
-        if not create.key:
-            create.key = b"\x00"
-    display = env.display()
-    client = env.client()
-    stop: queue.Queue[None] = queue.Queue()
-
-    def requests() -> Iterator[pb.WatchRequest]:
-        yield pb.WatchRequest(create_request=create)
-        stop.get()
-
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(EXIT_INTERRUPTED))
-    try:
-        for resp in client.stream("Watch", "Watch", requests()):
-            if resp.canceled or resp.compact_revision:
-                reason = resp.cancel_reason or (
-                    "etcdserver: mvcc: required revision has been compacted" if resp.compact_revision else "")
-                err(f"watch was canceled ({reason})\n")
-                display.watch(resp)
-                sys.stdout.flush()
-                break
-            if resp.created and not resp.events:
-                continue
-            if not resp.events and resp.header.revision and inv.bool("progress-notify"):
-                out(f"progress notify: {resp.header.revision}\n")
-            display.watch(resp)
-            sys.stdout.flush()
-    except RpcFailure:
-        pass
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-    finally:
-        stop.put(None)
-        threading.Thread(target=client.close, daemon=True).start()
-    raise CtlExit(EXIT_INTERRUPTED, "watch is canceled by the server")
-
-
 GET = Command("get [options] <key> [range_end]", "Gets the key or a range of keys", flags=[
     S("consistency", "l", "Linearizable(l) or Serializable(s)"),
     S("order", "", "Order of results; ASCEND or DESCEND (ASCEND by default)"),
@@ -451,12 +393,6 @@ def commands() -> Sequence[Command]:
     compaction = Command("compaction [options] <revision>", "Compacts the event history in etcd",
                          lambda inv: run_compaction(Env(inv)),
                          flags=[B("physical", "'true' to wait for compaction to physically remove all old revisions")])
-    watch = Command("watch [options] [key or prefix] [range_end] [--] [exec-command arg1 arg2 ...]",
-                    "Watches events stream on keys or prefixes", lambda inv: run_watch(Env(inv)), flags=[
-                        Flag("interactive", "bool", False, "Interactive mode", "i"),
-                        B("prefix", "Watch on a prefix if prefix is set"),
-                        I("rev", 0, "Revision to start watching"),
-                        B("prev-kv", "get the previous key-value pair before the event happens"),
-                        B("progress-notify", "get periodic watch progress notification from server"),
-                    ])
-    return [GET, PUT, DEL, txn, compaction, watch]
+    from petcd.ctl.watch import watch_command
+
+    return [GET, PUT, DEL, txn, compaction, watch_command()]

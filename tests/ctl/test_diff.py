@@ -258,7 +258,6 @@ def test_watch(srv: Server) -> None:
     (("check", "best-practices", "--config-file=/nonexistent.yaml"), 128, "cannot read --config-file"),
     (("check", "best-practices", "x"), 128, "takes no arguments"),
     (("--discovery-srv=example.com", "get", "x"), 4, "does not do DNS SRV discovery"),
-    (("watch", "-i"), 4, "interactive watch"),
 ])
 def test_chore_bad_input(args: tuple[str, ...], rc: int, text: str) -> None:
     """Refused before anything is sent (the endpoint does not even exist): nothing can change."""
