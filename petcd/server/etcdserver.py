@@ -170,6 +170,8 @@ class EtcdServer:
         self._spawn(self.reads.run(), "read-index")
         self._spawn(self._publish(), "publish")
         self._spawn(self._stop_when_removed(), "removed-watch")
+        if self.member_id in self.membership.removed:
+            self._stop_removed()  # restarted on the data of a member that was removed
         compactor = make_compactor(s.auto_compaction_mode, s.auto_compaction_retention_value, self.clock.now())
         if compactor is not None:
             self._spawn(
@@ -344,6 +346,7 @@ class EtcdServer:
         self.snapshot_index = index
         self.peering.sync_members()
         self._compaction_done.set()  # a waiter looks at the new store
+        self.reads.on_applied(self.applied_index)  # reads waiting for an index the snapshot covers
         log.info("installed snapshot at index %d (store revision %d)", index, state.store.rev)
 
     async def _maybe_snapshot(self) -> None:
@@ -452,10 +455,14 @@ class EtcdServer:
     def on_conf_change(self, cc: raftpb.ConfChange) -> None:
         """A newly applied conf change (not a replay)."""
         if cc.type == raftpb.ConfChangeRemoveNode and cc.node_id == self.member_id:
-            log.warning("this member (%x) was removed from the cluster; stopping", self.member_id)
-            log.warning("the data dir of this member (%s) must be removed before it can join again",
-                        self.settings.data_dir)
-            asyncio.get_running_loop().create_task(self.stop())
+            self._stop_removed()
+
+    def _stop_removed(self) -> None:
+        # etcd stops (and its process exits 0) with these two warnings
+        log.warning("this member (%x) was removed from the cluster; stopping: "
+                    "the member has been permanently removed from the cluster", self.member_id)
+        log.warning("the data dir used by this member (%s) must be removed", self.settings.data_dir)
+        asyncio.get_running_loop().create_task(self.stop())
 
     async def await_leader_change(self, deadline: float) -> None:
         """Wait until the leader changes (TimeoutError at deadline on the clock)."""
