@@ -7,7 +7,8 @@ applies the log agrees on the new membership.
 
 Checks are etcd's: valid and unused peer URLs, an existing member, a learner to promote
 that has caught up, at most --experimental-max-learners learners, and (--strict-reconfig-check) no change that
-would leave the started members without a quorum.
+would leave the started members without a quorum, nor one made while the peers it needs have not
+been connected for HEALTH_INTERVAL.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 # a learner is ready for promotion once it has 90% of the leader's log, as etcd requires
 LEARNER_READY_PERCENT = 0.9
+# how long a peer's stream must have been up for it to count as active (etcd's HealthInterval)
+HEALTH_INTERVAL = 5.0
 
 
 def _peer_urls(raw: list[str]) -> list[str]:
@@ -56,9 +59,17 @@ def _started(m: Member) -> bool:
 
 
 def _connected(srv: EtcdServer, member_id: int) -> bool:
-    """Whether this member's stream to member_id is up (always true for itself), as etcd asks
-    its transport; etcd also wants the stream up for 5 s, which petcd does not."""
+    """Whether this member's stream to member_id is up (always true for itself)."""
     return member_id == srv.member_id or srv.peering.active_since(member_id) is not None
+
+
+def _active(srv: EtcdServer, member_id: int) -> bool:
+    """Whether member_id counts as active, as etcd judges it: itself, or a peer whose stream has
+    been up for HEALTH_INTERVAL (a member that just started or reconnected does not count yet)."""
+    if member_id == srv.member_id:
+        return True
+    since = srv.peering.active_since(member_id)
+    return since is not None and since <= srv.clock.now() - HEALTH_INTERVAL
 
 
 def _has_quorum(members: int, started: int) -> bool:
@@ -100,7 +111,7 @@ async def member_add(srv: EtcdServer, r: pb.MemberAddRequest) -> pb.MemberAddRes
         if not r.isLearner and not _ready_to_add_voter(srv):
             raise errors.MemberNotEnoughStartedError()
         # etcd asks this of learners too
-        if not all(_connected(srv, m.id) for m in _voters(srv)):
+        if not all(_active(srv, m.id) for m in _voters(srv)):
             raise errors.UnhealthyClusterError()
     # etcd mixes the time (in seconds) into a new member's id so a re-added URL gets a new id; within
     # the same second the id repeats, and etcd's checks (in this order) then refuse it
@@ -130,7 +141,7 @@ async def member_remove(srv: EtcdServer, r: pb.MemberRemoveRequest) -> pb.Member
         # a member this one has no stream to is not part of the active quorum
         if r.ID == srv.member_id or _connected(srv, r.ID):
             voters = _voters(srv)
-            active = sum(1 for m in voters if _connected(srv, m.id))
+            active = sum(1 for m in voters if _active(srv, m.id))
             if active - 1 < 1 + (len(voters) - 1) // 2:
                 raise errors.UnhealthyClusterError()
     if member is None:

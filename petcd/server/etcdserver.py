@@ -42,6 +42,7 @@ from petcd.server.peering import Peering
 from petcd.server.raftnode import RaftNode
 from petcd.server.readindex import LinearizableReads
 from petcd.server.state import MemberState, StateCell, open_state
+from petcd.server.timeouts import timeout_error
 from petcd.server.wait import Wait
 from petcd.stats import Durations, exponential_buckets
 
@@ -97,12 +98,18 @@ class EtcdServer:
         self.committed_index = 0
         self.term = 0
         self.leader = 0
+        # clock time this member last learned of a new leader (etcd's leadElectedTime)
+        self.leader_elected_at = float("-inf")
         self.role = StateType.FOLLOWER
         self._leader_changed = asyncio.Event()
         self.reads = LinearizableReads(self)
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = False
         self.stopped = asyncio.Event()
+        # set once this member's own attributes are applied (etcd's ReadyNotify): it then knows
+        # a leader, and has applied the log up to an entry made after it started (a joining
+        # member: the snapshot and entries it was sent)
+        self.ready = asyncio.Event()
         # the file size only changes when a batch commits; the quota check reads this copy
         self.db_size = cell.state.backend.size()
         self._campaign_at = campaign_at
@@ -163,6 +170,8 @@ class EtcdServer:
         self._spawn(self.reads.run(), "read-index")
         self._spawn(self._publish(), "publish")
         self._spawn(self._stop_when_removed(), "removed-watch")
+        if self.member_id in self.membership.removed:
+            self._stop_removed()  # restarted on the data of a member that was removed
         compactor = make_compactor(s.auto_compaction_mode, s.auto_compaction_retention_value, self.clock.now())
         if compactor is not None:
             self._spawn(
@@ -222,9 +231,11 @@ class EtcdServer:
             if rd.soft_state.lead != self.leader:
                 if rd.soft_state.lead != 0:
                     self.leader_changes += 1  # etcd counts changes to a known leader
+                    self.leader_elected_at = self.clock.now()
                 self.leader = rd.soft_state.lead
                 self._leader_changed.set()
                 self._leader_changed = asyncio.Event()
+                self.reads.on_leader_change(self.leader)
             if self.role == StateType.LEADER and rd.soft_state.raft_state != StateType.LEADER:
                 self.lessor.demote()
             self.role = rd.soft_state.raft_state
@@ -335,6 +346,7 @@ class EtcdServer:
         self.snapshot_index = index
         self.peering.sync_members()
         self._compaction_done.set()  # a waiter looks at the new store
+        self.reads.on_applied(self.applied_index)  # reads waiting for an index the snapshot covers
         log.info("installed snapshot at index %d (store revision %d)", index, state.store.rev)
 
     async def _maybe_snapshot(self) -> None:
@@ -378,6 +390,7 @@ class EtcdServer:
         while not self._stopping:
             try:
                 await self.propose(serverpb.InternalRequest(member_attr_set=attrs))
+                self.ready.set()
                 break
             except errors.PetcdError as exc:
                 log.warning("publishing member attributes failed (%s); retrying", exc)
@@ -415,8 +428,8 @@ class EtcdServer:
         """submit(payload) to raft, waiting for a leader while there is none, then wait until the
         apply loop triggers req_id; one request timeout covers both."""
         fut = self.wait.register(req_id)
-        deadline = self.clock.now() + self.settings.request_timeout
-        leader = self.leader
+        started = self.clock.now()
+        deadline = started + self.settings.request_timeout
         self.proposals_pending += 1
         try:
             while True:
@@ -434,7 +447,7 @@ class EtcdServer:
             return await fut
         except TimeoutError:
             self.proposals_failed += 1
-            raise self._timeout_error(leader) from None
+            raise timeout_error(self, started) from None
         finally:
             self.proposals_pending -= 1
             self.wait.cancel(req_id)
@@ -442,14 +455,14 @@ class EtcdServer:
     def on_conf_change(self, cc: raftpb.ConfChange) -> None:
         """A newly applied conf change (not a replay)."""
         if cc.type == raftpb.ConfChangeRemoveNode and cc.node_id == self.member_id:
-            log.warning("this member (%x) was removed from the cluster; stopping", self.member_id)
-            asyncio.get_running_loop().create_task(self.stop())
+            self._stop_removed()
 
-    def _timeout_error(self, leader_at_start: int) -> errors.PetcdError:
-        # a proposal forwarded to a leader that then failed is lost; say so, as etcd does
-        if leader_at_start == 0 or leader_at_start != self.leader:
-            return errors.TimeoutDueToLeaderFailError()
-        return errors.RequestTimeoutError()
+    def _stop_removed(self) -> None:
+        # etcd stops (and its process exits 0) with these two warnings
+        log.warning("this member (%x) was removed from the cluster; stopping: "
+                    "the member has been permanently removed from the cluster", self.member_id)
+        log.warning("the data dir used by this member (%s) must be removed", self.settings.data_dir)
+        asyncio.get_running_loop().create_task(self.stop())
 
     async def await_leader_change(self, deadline: float) -> None:
         """Wait until the leader changes (TimeoutError at deadline on the clock)."""
@@ -465,6 +478,19 @@ class EtcdServer:
         if self._stopping:
             raise errors.StoppedError()
         await self.reads.wait()
+
+    async def wait_ready(self) -> None:
+        """Return once the member is ready (see ``ready``); RequestTimeoutError after the request
+        timeout. etcd serves no client before then; petcd's serializable reads wait here so a
+        member that has not caught up never answers from an empty or old store."""
+        if self.ready.is_set():
+            return
+        if self._stopping:
+            raise errors.StoppedError()
+        try:
+            await wait_for(self.clock, self.ready.wait(), self.settings.request_timeout)
+        except TimeoutError:
+            raise errors.RequestTimeoutError() from None
 
     async def wait_applied(self, index: int) -> None:
         """Return once this member has applied ``index`` (RequestTimeoutError after the request
@@ -494,6 +520,8 @@ class EtcdServer:
     async def range(self, r: pb.RangeRequest) -> pb.RangeResponse:
         if not r.serializable:
             await self.linearizable_read()
+        elif not self.ready.is_set():
+            await self.wait_ready()
         # read without raft: checked here, and the answer dropped if the auth store moved
         # while it was read (etcd's doSerialize)
         store = self.auth_store

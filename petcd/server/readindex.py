@@ -3,8 +3,10 @@
 A read first learns the leader's commit index through one ReadIndex round, then waits until
 this member has applied up to it, and only then reads its local store. Every read that
 arrives while a round is in flight joins the next round, so a burst of reads costs one round.
-A round whose answer never comes (its request died with a leader) is retried on a short
-timer until the request deadline.
+A round's request may die unanswered: sent while no leader is known, or taken down with a leader
+that lost its leadership (an old leader resumed after a pause). It is sent again at once when
+a new leader becomes known, and otherwise every READ_INDEX_RETRY seconds (etcd's retry timer),
+until the request deadline.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from petcd.raft import ProposalDroppedError, ReadState
 if TYPE_CHECKING:
     from petcd.server.etcdserver import EtcdServer
 
+READ_INDEX_RETRY = 0.5
+
 
 class LinearizableReads:
     def __init__(self, srv: EtcdServer) -> None:
@@ -28,6 +32,8 @@ class LinearizableReads:
         self._states: dict[bytes, asyncio.Future[int]] = {}
         self._applied: list[tuple[int, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
+        # resolved to send the round's request again (a new leader, the retry timer, an answer)
+        self._kick: asyncio.Future[None] | None = None
 
     async def wait(self) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -46,6 +52,11 @@ class LinearizableReads:
             fut = self._states.pop(rs.request_ctx, None)
             if fut is not None and not fut.done():
                 fut.set_result(rs.index)
+
+    def on_leader_change(self, leader: int) -> None:
+        """A new leader is known: a pending request may have died with the old one, so ask again."""
+        if leader != 0 and self._kick is not None:
+            _resolve(self._kick)
 
     def on_applied(self, applied: int) -> None:
         if not self._applied:
@@ -82,28 +93,35 @@ class LinearizableReads:
     async def _read_index(self) -> int:
         srv = self.srv
         clock = srv.clock
+        loop = asyncio.get_running_loop()
         deadline = clock.now() + srv.settings.request_timeout
-        while True:
-            ctx = srv.idgen.next().to_bytes(8, "big")
-            fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-            self._states[ctx] = fut
-            try:
-                srv.raft.read_index(ctx)
-            except ProposalDroppedError:
-                self._states.pop(ctx, None)
-                await srv.await_leader_change(deadline)
-                continue
-            # a read index may be silently dropped (leader change); retry on a short timer
-            retry = min(max(deadline - clock.now(), 0.0), 0.5 + srv.settings.election_timeout_ms / 1000.0)
-            handle = clock.call_later(retry, functools.partial(_expire, fut))
-            try:
-                return await fut
-            except TimeoutError:
-                self._states.pop(ctx, None)
-                if clock.now() >= deadline:
-                    raise errors.RequestTimeoutError() from None
-            finally:
-                handle.cancel()
+        # one context for every send of the round: whichever answer comes first will do, as
+        # each send was made after every read of the round arrived
+        ctx = srv.idgen.next().to_bytes(8, "big")
+        fut: asyncio.Future[int] = loop.create_future()
+        self._states[ctx] = fut
+        try:
+            while True:
+                kick: asyncio.Future[None] = loop.create_future()
+                self._kick = kick
+                try:
+                    srv.raft.read_index(ctx)
+                except ProposalDroppedError:
+                    pass  # no leader to ask: a new one kicks the loop
+                remaining = deadline - clock.now()
+                if remaining <= 0:
+                    raise errors.RequestTimeoutError()
+                handle = clock.call_later(min(remaining, READ_INDEX_RETRY), functools.partial(_resolve, kick))
+                fut.add_done_callback(functools.partial(_resolve_after, kick))
+                try:
+                    await kick
+                finally:
+                    handle.cancel()
+                    self._kick = None
+                if fut.done():
+                    return fut.result()
+        finally:
+            self._states.pop(ctx, None)
 
     async def wait_applied(self, index: int) -> None:
         """Return once ``index`` is applied (no timeout of its own)."""
@@ -122,6 +140,15 @@ def _error_factory(exc: Exception) -> Callable[[], BaseException]:
         cls, message = type(exc), str(exc)
         return lambda: cls(message)
     return errors.RequestTimeoutError
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _resolve_after(kick: asyncio.Future[None], _: asyncio.Future[Any]) -> None:
+    _resolve(kick)
 
 
 def _expire(fut: asyncio.Future[Any]) -> None:
