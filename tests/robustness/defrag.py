@@ -57,6 +57,12 @@ class DefragRun:
     leader_before: int = 0
     leader_after: int = 0
     writes_ok: int = 0
+    # writes answered while the defrag ran, by the member that answered them
+    during_leader: int = 0
+    during_followers: int = 0
+    # ... and by the followers in the middle half of it, clear of where the blocking of the
+    # leader's writes starts and ends
+    mid_followers: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     log_dir: str = ""
 
@@ -80,6 +86,10 @@ class DefragRun:
             out.append(f"the leader's file did not shrink: {self.file_before} -> {self.file_after} bytes")
         if self.writes_ok == 0:
             out.append("no write succeeded during the defrag")
+        if self.mid_followers == 0:
+            # the leader's raft goes on while its backend is blocked, so the followers commit and
+            # answer writes (a raft driver that waited for the backend would replicate nothing)
+            out.append("no write was answered by a follower in the middle of the leader's defrag")
         return out
 
     def summary(self) -> str:
@@ -88,7 +98,11 @@ class DefragRun:
                 f"{self.size_after / 1e6:.1f} MB (file {self.file_before / 1e6:.1f} -> {self.file_after / 1e6:.1f} MB); "
                 f"terms {self.terms_before} -> {self.terms_after}; leader changes seen "
                 f"{self.leader_changes_before} -> {self.leader_changes_after}; {self.writes_ok} writes ok "
-                f"during the defrag, errors {dict(self.errors)}")
+                f"from 0.5 s before the defrag to {max(1.0, 3 * self.election_ms / 1000):.1f} s after it, "
+                f"{self.during_leader + self.during_followers} answered while it ran "
+                f"({self.during_leader} by the leader, {self.during_followers} by the followers, "
+                f"{self.mid_followers} of these in its middle half); "
+                f"errors {dict(self.errors)}")
 
 
 def _leader_changes(metrics_port: int) -> int:
@@ -151,8 +165,10 @@ def run(root: Path, mb: int, heartbeat_ms: int, election_ms: int, load_threads: 
 
         stop = threading.Event()
         lock = threading.Lock()
+        answered: list[tuple[float, bool]] = []  # (when, by the leader)
 
         def load(target: Server, idx: int) -> None:
+            by_leader = target is leader
             with grpc.insecure_channel(target.endpoint) as ch:
                 kv = pb_grpc.KVStub(ch)  # type: ignore[no-untyped-call]
                 i = 0
@@ -160,8 +176,10 @@ def run(root: Path, mb: int, heartbeat_ms: int, election_ms: int, load_threads: 
                     i += 1
                     try:
                         kv.Put(pb.PutRequest(key=b"load/%d/%d" % (idx, i % 100), value=b"x" * 100), timeout=10)
+                        done = time.monotonic()
                         with lock:
                             result.writes_ok += 1
+                            answered.append((done, by_leader))
                     except grpc.RpcError as exc:
                         with lock:
                             result.errors[f"{exc.code().name}: {exc.details()}"] += 1  # type: ignore[attr-defined]
@@ -176,11 +194,19 @@ def run(root: Path, mb: int, heartbeat_ms: int, election_ms: int, load_threads: 
         with grpc.insecure_channel(leader.endpoint) as ch:
             started = time.monotonic()
             pb_grpc.MaintenanceStub(ch).Defragment(pb.DefragmentRequest(), timeout=600)  # type: ignore[no-untyped-call]
-            result.defrag_seconds = time.monotonic() - started
+            ended = time.monotonic()
+            result.defrag_seconds = ended - started
         time.sleep(max(1.0, 3 * election_ms / 1000))  # an election the defrag caused would show by now
         stop.set()
         for w in workers:
             w.join(15)
+        with lock:
+            during = [(at, by_leader) for at, by_leader in answered if started <= at <= ended]
+        quarter = (ended - started) / 4
+        result.during_leader = sum(by_leader for _, by_leader in during)
+        result.during_followers = len(during) - result.during_leader
+        result.mid_followers = sum(1 for at, by_leader in during
+                                   if not by_leader and started + quarter <= at <= ended - quarter)
         result.size_after = status(leader).dbSize
         result.file_after = _db_file(leader).stat().st_size
         result.leader_after = status(leader).leader

@@ -11,14 +11,13 @@ from tests.robustness.defrag import run
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "the raft driver (petcd/server/raftnode.py _run) awaits apply(rd) before it takes the next Ready, "
-    "and EtcdServer._apply_ready waits there for the defrag to unblock writes "
-    "(_wait_backend_writable): the leader's heartbeats queue up in raft unsent for the whole defrag, "
-    "so the followers elect a new leader"))
 def test_defrag_of_the_leader_causes_no_election(tmp_path: Path) -> None:
+    # the raft driver does not wait for the apply queue, which waits for the defrag to unblock
+    # writes: heartbeats go on, and the followers keep committing and answering writes. Whether
+    # this defrag outlasts the election timeout depends on the machine (0.15-0.5 s seen), so the
+    # check that fails with a driver that waits for the backend whatever the timing is that
+    # followers answer writes in the middle of the defrag (failures()); tests/server/
+    # test_apply_queue.py proves the heartbeats on virtual time.
     result = run(tmp_path, mb=24, heartbeat_ms=50, election_ms=250)
     print(result.summary())
-    # the defrag blocked writes for longer than a follower waits for the leader's heartbeats
-    assert result.defrag_seconds > 0.25, result.summary()
     assert result.failures() == [], result.summary()
