@@ -260,9 +260,9 @@ class EtcdServer:
     async def _wait_backend_writable(self) -> None:
         # a write while defrag swaps the file would block this thread, and with it the event
         # loop; wait on the loop instead so ticks, heartbeats (the raft driver does not wait for
-        # the apply queue) and client I/O go on. The defrag thread needs
-        # this thread to commit its open batch first, so every change the backend reports (a
-        # commit asked for, writes unblocked) wakes this loop to look again.
+        # the apply queue) and client I/O go on. The defrag thread needs this thread to commit
+        # its open batch first, so every change the backend reports (a commit asked for, writes
+        # unblocked) wakes this loop to look again.
         backend = self.backend
         if not backend.write_blocked:
             return

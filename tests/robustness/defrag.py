@@ -1,6 +1,7 @@
 """Defrag the leader of a 3-member petcd cluster holding a big database, under write load, with
 an election timeout shorter than the defrag: no leader change, only etcd's documented errors to
-the clients, and the file shrinks (issue 11).
+the clients, the followers keep answering writes while the leader's backend is blocked, and the
+file shrinks (issue 11).
 
 ``python -m tests.robustness.defrag --mb 200`` runs it at full size (tests/robustness/test_defrag.py
 runs a small one in CI). It prints what it measured and exits 1 if a check failed.
