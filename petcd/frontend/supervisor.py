@@ -7,6 +7,11 @@ bound again *with* SO_REUSEPORT and kept (never listening) for the member's life
 takes no connections, and it keeps any process that does not share the port group out of the
 port even while a crashed front-end is being restarted.
 
+A member started at once on the ports of one that was just killed may find them still held by
+the dead member's front-ends for a moment (the kernel kills them with the member, but a
+multi-threaded process takes a while to go): ``claim_ports_when_free`` probes and retries for a
+bounded time before it gives up with the address that stayed taken.
+
 Lifecycle: ``start`` launches the processes and returns once all of them report READY over their
 links; a front-end that exits later is restarted after a pause that grows while it keeps failing;
 ``stop`` sends SIGTERM (they drain calls in flight) and SIGKILL to any left after a grace period.
@@ -27,6 +32,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from petcd.clock import Clock
 from petcd.config.govalues import split_host_port
 
 log = logging.getLogger("petcd.frontend")
@@ -37,6 +43,19 @@ RESTART_PAUSE_MAX = 10.0
 
 class FrontendError(Exception):
     pass
+
+
+class PortInUse(FrontendError):
+    """A listen address some other process still listens on."""
+
+    def __init__(self, addr: str, message: str) -> None:
+        super().__init__(message)
+        self.addr = addr
+
+
+# how long a start waits for ports a previous process is still letting go of, probing this often
+PORT_WAIT = 5.0
+PORT_PROBE_EVERY = 0.05
 
 
 SOCKET_DIR_PREFIX = "petcd-sock-"
@@ -89,7 +108,7 @@ def claim_ports(addrs: list[str]) -> list[socket.socket]:
                     except OSError as exc:
                         s.close()
                         if exc.errno == errno.EADDRINUSE:
-                            raise FrontendError(bind_error(addr)) from None
+                            raise PortInUse(addr, bind_error(addr)) from None
                         if exc.errno == errno.EADDRNOTAVAIL and family == socket.AF_INET6:
                             break  # no IPv6 here; gRPC skips it too
                         raise FrontendError(bind_error(addr, exc.strerror or str(exc))) from None
@@ -102,6 +121,33 @@ def claim_ports(addrs: list[str]) -> list[socket.socket]:
             g.close()
         raise
     return guards
+
+
+async def claim_ports_when_free(addrs: list[str], clock: Clock, wait: float = PORT_WAIT,
+                                every: float = PORT_PROBE_EVERY) -> list[socket.socket]:
+    """``claim_ports``, retried while a port is in use, for up to ``wait`` seconds; then
+    PortInUse naming the address that stayed taken."""
+    deadline = clock.now() + wait
+    logged = False
+    while True:
+        try:
+            return claim_ports(addrs)
+        except PortInUse as exc:
+            if clock.now() >= deadline:
+                raise PortInUse(exc.addr, f"{exc} (still in use after {wait:g}s of retries)") from None
+            if not logged:
+                logged = True
+                log.warning("%s; retrying for up to %gs (the processes of a member that just died may "
+                            "still hold it)", exc, wait)
+        await clock.sleep(every)
+
+
+async def wait_for_free_ports(addrs: list[str], clock: Clock, wait: float = PORT_WAIT) -> None:
+    """Return once every TCP address in ``addrs`` can be bound (the probe sockets are closed
+    again), or raise PortInUse after ``wait`` seconds. Unix socket addresses are skipped."""
+    tcp = [a for a in addrs if not a.startswith("unix:")]
+    for g in await claim_ports_when_free(tcp, clock, wait):
+        g.close()
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,10 @@ batch byte cap and writes it as one ``MessageBatch``; messages that arrive durin
 go out together in the next batch. When the stream fails the task reports the peer
 unreachable to raft, trims the queue to its newest messages, waits a capped exponential
 backoff with jitter (reset once a stream was accepted), and opens a new one. With several
-URLs, a failed connect moves on to the next.
+URLs, a failed connect moves on to the next. A peer that comes back shows itself by opening
+its own stream to us (or probing us): ``kick`` then cuts the backoff short and redials on a
+fresh channel (the old one may sit in gRPC's own reconnect backoff), so a restarted member
+hears from the leader within a round trip, not after up to ``backoff_max``.
 
 Snapshots go on their own ``SendSnapshot`` call over the same channel, at most one at a time.
 """
@@ -101,6 +104,7 @@ class PeerLink:
         self.stats = PeerStats()
         self.active_since: float | None = None
         self._wake = asyncio.Event()
+        self._kicked = asyncio.Event()
         self._channel, self._channel_pin = self._new_channel()
         self._task: asyncio.Task[None] | None = None
         self._snapshot_task: asyncio.Task[None] | None = None
@@ -110,6 +114,7 @@ class PeerLink:
         self._logs = _LogLimiter(env.clock.now, cfg.log_interval)
         self._accepted = False
         self._closed = False
+        self._closing: set[asyncio.Task[None]] = set()  # old channels being closed after a redial
         self._header = peerpb.MessageBatch(
             cluster_id=env.cluster_id, sender_id=env.member_id, receiver_id=peer_id
         )
@@ -153,6 +158,7 @@ class PeerLink:
         self._task = None
         self._set_down()
         await self._channel.close(None)
+        await asyncio.gather(*self._closing, return_exceptions=True)
 
     def set_urls(self, urls: list[str]) -> bool:
         """Point the link at new URLs (queued messages stay); True if :meth:`restart` is due."""
@@ -225,8 +231,40 @@ class PeerLink:
                 self._url_index = (self._url_index + 1) % len(self._targets)
                 self._channel, self._channel_pin = self._new_channel()
             # jitter keeps members that lost each other at once from retrying in lockstep
-            await self.env.clock.sleep(delay * (0.5 + 0.5 * self.env.rand.random()))
-            delay = min(delay * 2, cfg.backoff_max)
+            if await self._backoff(delay * (0.5 + 0.5 * self.env.rand.random())):
+                delay = cfg.backoff_initial
+                if not self._halting:
+                    await self._redial()
+            else:
+                delay = min(delay * 2, cfg.backoff_max)
+
+    def kick(self) -> None:
+        """The peer is alive (it just reached us): if the stream to it is down, retry now."""
+        if self.active_since is None and not self._closed:
+            self._kicked.set()
+
+    async def _backoff(self, seconds: float) -> bool:
+        """Sleep ``seconds`` on the clock, or until kicked; True if kicked."""
+        if not self._kicked.is_set():
+            sleep = asyncio.ensure_future(self.env.clock.sleep(seconds))
+            kicked = asyncio.ensure_future(self._kicked.wait())
+            try:
+                await asyncio.wait((sleep, kicked), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sleep.cancel()
+                kicked.cancel()
+        was_kicked = self._kicked.is_set()
+        self._kicked.clear()
+        return was_kicked
+
+    async def _redial(self) -> None:
+        """A new channel in place of one that may be waiting out gRPC's reconnect backoff.
+        Calls still on the old one (requests forwarded to this peer) get a moment to finish."""
+        old = self._channel
+        self._channel, self._channel_pin = self._new_channel()
+        task = asyncio.get_running_loop().create_task(old.close(1.0))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def _stream_once(self) -> None:
         cfg = self.env.config
@@ -274,6 +312,7 @@ class PeerLink:
             raise StreamEnded("stream closed before it was accepted")
 
     def _set_up(self) -> None:
+        self._kicked.clear()
         self.queue.set_up(True)
         self.active_since = self.env.clock.now()
         self.stats.connected = True

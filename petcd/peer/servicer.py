@@ -101,6 +101,8 @@ class RaftTransportServicer(peer_grpc.RaftTransportServicer):
         )
         if r is not None:
             await self._refuse(context, r, f"probe from {request.sender_id:x}")
+        if request.sender_id:
+            t.peer_alive(request.sender_id)
         return peerpb.ProbeResponse(
             cluster_id=t.cluster_id,
             member_id=t.member_id,

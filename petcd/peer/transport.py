@@ -234,6 +234,14 @@ class PeerTransport:
 
     def inbound_opened(self, sender: int) -> None:
         self._inbound[sender] = self._inbound.get(sender, 0) + 1
+        self.peer_alive(sender)
+
+    def peer_alive(self, sender: int) -> None:
+        """``sender`` reached us (a stream or a probe): our link to it need not wait out its
+        backoff any more (a member that restarted is heard from the leader at once)."""
+        link = self._links.get(sender)
+        if link is not None:
+            link.kick()
 
     def inbound_closed(self, sender: int) -> None:
         n = self._inbound.get(sender, 0) - 1

@@ -53,6 +53,9 @@ def channel_options(
         ("grpc.initial_reconnect_backoff_ms", 50),
         ("grpc.min_reconnect_backoff_ms", 50),
         ("grpc.max_reconnect_backoff_ms", int(max_reconnect_backoff_seconds * 1000)),
+        # a channel of its own connection: one made to redial a peer that came back must not
+        # share the old channel's connection, which may be waiting out its reconnect backoff
+        ("grpc.use_local_subchannel_pool", 1),
     ]
 
 

@@ -166,7 +166,7 @@ class EtcdServer:
         s = self.settings
         self.watch_syncer.start()
         await self.peering.start()
-        self.raft.start(self._apply_ready, self._send, self._on_fatal)
+        self.raft.start(self._on_ready, self._apply_ready, self._send, self._on_fatal)
         self._spawn(self.reads.run(), "read-index")
         self._spawn(self._publish(), "publish")
         self._spawn(self._stop_when_removed(), "removed-watch")
@@ -226,7 +226,9 @@ class EtcdServer:
     def _send(self, msgs: Sequence[raftpb.Message]) -> None:
         self.peering.send(list(msgs))
 
-    async def _apply_ready(self, rd: Ready) -> None:
+    def _on_ready(self, rd: Ready) -> None:
+        """What a Ready says about leader, term, commit and reads, taken at once by the raft
+        driver: the apply of its entries (``_apply_ready``) may lag behind."""
         if rd.soft_state is not None:
             if rd.soft_state.lead != self.leader:
                 if rd.soft_state.lead != 0:
@@ -242,13 +244,14 @@ class EtcdServer:
         if rd.hard_state is not None:
             self.term = rd.hard_state.term
             self.committed_index = rd.hard_state.commit
+        # a read waits for its index to be applied (reads.on_applied, from the apply queue)
         self.reads.on_read_states(rd.read_states)
+        self._maybe_campaign()
+
+    async def _apply_ready(self, rd: Ready) -> None:
+        """A Ready's snapshot and committed entries, in log order (the raft node's apply queue)."""
         if rd.snapshot is not None and rd.snapshot.metadata.index > self.applied_index:
             await self._apply_snapshot(rd.snapshot)
-        if self._campaign_pending and self.applied_index >= self._campaign_at:
-            self._campaign_pending = False
-            if self.raft.voters() == [self.member_id] and self.leader == 0:
-                self.raft.campaign()
         if rd.committed_entries:
             await self._wait_backend_writable()
             for ent in rd.committed_entries:
@@ -257,12 +260,20 @@ class EtcdServer:
             self._commit_backend()
             self.reads.on_applied(self.applied_index)
             await self._maybe_snapshot()
+        self._maybe_campaign()
+
+    def _maybe_campaign(self) -> None:
+        if self._campaign_pending and self.applied_index >= self._campaign_at:
+            self._campaign_pending = False
+            if self.raft.voters() == [self.member_id] and self.leader == 0:
+                self.raft.campaign()
 
     async def _wait_backend_writable(self) -> None:
         # a write while defrag swaps the file would block this thread, and with it the event
-        # loop; wait on the loop instead so ticks and client I/O go on. The defrag thread needs
-        # this thread to commit its open batch first, so every change the backend reports (a
-        # commit asked for, writes unblocked) wakes this loop to look again.
+        # loop; wait on the loop instead so ticks, heartbeats (the raft driver does not wait for
+        # the apply queue) and client I/O go on. The defrag thread needs this thread to commit
+        # its open batch first, so every change the backend reports (a commit asked for, writes
+        # unblocked) wakes this loop to look again.
         backend = self.backend
         if not backend.write_blocked:
             return

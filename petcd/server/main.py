@@ -51,6 +51,7 @@ from petcd.frontend.supervisor import (
     bind_error,
     claim_ports,
     make_socket_dir,
+    wait_for_free_ports,
 )
 from petcd.http import GrpcCounters, HttpError, HttpSide
 from petcd.http.clientport import ClientPort
@@ -203,6 +204,14 @@ async def serve(settings: ServerSettings) -> int:
         tls = load_member_tls(settings, datetime.datetime.now(datetime.UTC))
     except TLSFileError as exc:
         log.error("cannot start: %s", exc)
+        return 1
+    # a member restarted at once on the ports of one just killed waits (bounded) for the old
+    # processes to let go of them, before it builds anything
+    listen = dict.fromkeys(grpc_address(u) for u in (*settings.listen_peer_urls, *settings.listen_client_urls))
+    try:
+        await wait_for_free_ports(list(listen), LoopClock())
+    except FrontendError as exc:
+        log.error("%s", exc)
         return 1
     dialer = PeerDialer(PeerTLS(tls.peer_ca_pem, tls.peer_client_pair, tls.peer_auto))
     try:

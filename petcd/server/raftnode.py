@@ -13,8 +13,19 @@ each wakes the driver itself. The driver task then drains every pending Ready in
    out together in the next Ready (group commit);
 2. copy what was persisted into the in-memory raft log (``MemoryStorage``);
 3. send the Ready's messages (only now, so vote and append replies follow persistence);
-4. hand committed entries and read states to the server's apply callback;
-5. ``advance``.
+4. tell the server what the Ready says about leader, term, commit and read states
+   (``on_ready``, at once);
+5. push the Ready's snapshot and committed entries to the apply queue
+   (``petcd.server.applyqueue``), worked by one task in log order;
+6. ``advance``.
+
+The driver never waits for the backend: an apply held up by a defrag only holds up the queue,
+while heartbeats and replication go on (etcd's raftNode does the same). It waits for the queue
+to drain only where raft needs it, as etcd does: before a Ready that installs a snapshot (what
+was committed before it is applied first, and the log is replaced under no pending apply) and
+after pushing conf changes (raft's configuration must be the applied one before it goes on).
+A failure to persist or to apply stops the driver, the ticker and the queue and is reported once
+(``on_fatal``).
 
 Ticks come from the injected clock every heartbeat interval; the ticker only decides *when*
 to tick.
@@ -24,21 +35,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from petcd.clock import Clock
 from petcd.proto.raftpb import raft_pb2 as raftpb
 from petcd.raft import MemoryStorage, RawNode, Ready, Status
+from petcd.server.applyqueue import ApplyFn, ApplyQueue
 from petcd.server.iothread import IoThread
 from petcd.wal import WAL, Snapshotter, WalSnapshot
 
 log = logging.getLogger("petcd.raft")
 
-ApplyFn = Callable[[Ready], Awaitable[None]]
+ReadyFn = Callable[[Ready], None]
 SendFn = Callable[[Sequence[raftpb.Message]], None]
 FatalFn = Callable[[BaseException], None]
 
-__all__ = ["ApplyFn", "IoThread", "RaftNode", "SendFn"]
+_CONF_CHANGE = raftpb.EntryConfChange
+
+__all__ = ["ApplyFn", "IoThread", "RaftNode", "ReadyFn", "SendFn"]
 
 
 class RaftNode:
@@ -59,6 +73,7 @@ class RaftNode:
         self.tick_seconds = tick_seconds
         self._wake = asyncio.Event()
         self._stopped = False
+        self._failed = False
         self._tasks: list[asyncio.Task[None]] = []
         # one thread: WAL writes must stay in order
         self._io = IoThread("petcd-wal")
@@ -70,11 +85,19 @@ class RaftNode:
         for _ in range(ticks):
             self._node.tick()
 
-    def start(self, apply: ApplyFn, send: SendFn, on_fatal: FatalFn) -> None:
-        """Run the driver: send(messages) after each persist, apply(ready) for committed
-        entries; on_fatal(exc) if persisting or applying fails (the member must stop)."""
-        self._tasks.append(asyncio.create_task(self._run(apply, send, on_fatal), name="raft-driver"))
+    def start(self, on_ready: ReadyFn, apply: ApplyFn, send: SendFn, on_fatal: FatalFn) -> None:
+        """Run the driver: send(messages) after each persist, on_ready(ready) at once for its
+        soft state, hard state and read states, apply(ready) for its snapshot and committed
+        entries, in order, from the apply queue's task; on_fatal(exc) once if persisting or
+        applying fails (the member must stop)."""
+
+        def fail(exc: BaseException) -> None:
+            self._fail(exc, queue, on_fatal)
+
+        queue = ApplyQueue(apply, fail)
+        self._tasks.append(asyncio.create_task(self._run(queue, on_ready, send, fail), name="raft-driver"))
         self._tasks.append(asyncio.create_task(self._ticker(), name="raft-ticker"))
+        self._tasks.append(asyncio.create_task(queue.run(), name="raft-apply"))
 
     async def stop(self) -> None:
         self._stopped = True
@@ -177,10 +200,23 @@ class RaftNode:
     async def _ticker(self) -> None:
         while not self._stopped:
             await self._clock.sleep(self.tick_seconds)
+            if self._stopped:
+                return
             self._node.tick()
             self._wake.set()
 
-    async def _run(self, apply: ApplyFn, send: SendFn, on_fatal: FatalFn) -> None:
+    def _fail(self, exc: BaseException, queue: ApplyQueue, on_fatal: FatalFn) -> None:
+        if self._failed:
+            return
+        self._failed = True
+        log.critical("raft node failed: %r", exc, exc_info=exc)
+        # nothing more is persisted, sent, ticked or applied; the server stops the rest
+        self._stopped = True
+        self._wake.set()
+        queue.close()
+        on_fatal(exc)
+
+    async def _run(self, queue: ApplyQueue, on_ready: ReadyFn, send: SendFn, fail: FatalFn) -> None:
         node = self._node
         try:
             while not self._stopped:
@@ -188,15 +224,29 @@ class RaftNode:
                 self._wake.clear()
                 while node.has_ready() and not self._stopped:
                     rd = node.ready()
-                    await self._handle(rd, apply, send)
+                    installs = rd.snapshot is not None and rd.snapshot.metadata.index > 0
+                    if installs:
+                        # what was committed before the snapshot is applied before it replaces
+                        # the log (and the state)
+                        await queue.drained()
+                        if self._stopped:
+                            return
+                    await self._handle(rd, send)
+                    on_ready(rd)
+                    if rd.committed_entries or installs:
+                        queue.push(rd)
+                        if installs or any(e.type == _CONF_CHANGE for e in rd.committed_entries):
+                            # raft goes on with the configuration (and state) applied
+                            await queue.drained()
+                            if self._stopped:
+                                return
                     node.advance(rd)
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:  # a failed fsync or apply: the member must stop
-            log.critical("raft driver failed: %r", exc, exc_info=exc)
-            on_fatal(exc)
+        except BaseException as exc:  # a failed fsync: the member must stop
+            fail(exc)
 
-    async def _handle(self, rd: Ready, apply: ApplyFn, send: SendFn) -> None:
+    async def _handle(self, rd: Ready, send: SendFn) -> None:
         snap = rd.snapshot
         if snap is not None and snap.metadata.index > 0:
             await self._io.run(self._save_snapshot, snap)
@@ -212,7 +262,6 @@ class RaftNode:
             self._storage.append(rd.entries)
         if rd.messages:
             send(rd.messages)
-        await apply(rd)
 
     def _save_snapshot(self, snap: raftpb.Snapshot) -> None:
         # the snap file first: a WAL marker must never point at a missing snapshot
