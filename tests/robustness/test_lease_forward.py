@@ -155,9 +155,20 @@ def test_member_promote_through_a_follower(servers: ServerGroup) -> None:
     assert _last_line(ctl.run("member", "promote", "1234").stderr) == "Error: etcdserver: member not found"
     client_port, peer_port = free_ports(2)
     peer_url = f"http://127.0.0.1:{peer_port}"
-    added = ctl.run("member", "add", "m4", f"--peer-urls={peer_url}", "--learner")
-    assert added.rc == 0, added
-    learner_id = added.stdout.split()[1]
+    adds: list[str] = []
+
+    def add() -> bool:
+        # strict reconfig (as etcd's): refused as an unhealthy cluster until the peers have been
+        # connected for 5 s, which a cluster that has just started has not
+        r = ctl.run("member", "add", "m4", f"--peer-urls={peer_url}", "--learner")
+        if r.rc == 0:
+            adds.append(r.stdout)
+            return True
+        assert "etcdserver: unhealthy cluster" in r.stderr, r
+        return False
+
+    wait_for(add, "the learner to be added", timeout=30, every=0.5)
+    learner_id = adds[0].split()[1]
     initial = ",".join([*(f"{m.name}={m.peer_url}" for m in members), f"m4={peer_url}"])
     learner = Server("petcd", members[0].workdir.parent / "m4", name="m4", client_port=client_port,
                      peer_port=peer_port, initial_cluster=initial, cluster_state="existing")
