@@ -5,8 +5,9 @@ How it works. The driver pushes each Ready that has something to apply (a snapsh
 entries) and goes on at once: persisting, sending messages, advancing raft. One worker task takes
 the pushed Readys in order and awaits the apply callback for each, so the state machine sees
 entries in log order while a slow apply (the backend blocked by a defrag, a snapshot install)
-never holds up heartbeats. ``drained()`` lets the driver wait until everything pushed is applied
-where raft needs that (before it installs a snapshot, after it pushed conf changes). A failed
+never holds up heartbeats. Where raft needs the apply done before it advances (a snapshot to
+install, conf changes) the driver waits until the queue is ``drained()`` and applies that Ready
+itself (``apply_inline``), as it did before there was a queue. A failed
 apply is handed to ``on_fail`` once; the worker then stops and drops what is left, as the member
 is stopping.
 """
@@ -54,6 +55,16 @@ class ApplyQueue:
     async def drained(self) -> None:
         """Return once everything pushed so far is applied (or the queue is closed)."""
         await self._idle.wait()
+
+    async def apply_inline(self, rd: Ready) -> None:
+        """Apply ``rd`` in the caller (the driver), the queue being drained: for what raft must
+        see applied before it advances (conf changes, snapshot installs). A failure is raised to
+        the caller."""
+        if self._closed:
+            return
+        if not self._idle.is_set():
+            raise RuntimeError("apply_inline with Readys still queued")
+        await self._apply(rd)
 
     def close(self) -> None:
         """Apply nothing more (the member is stopping); wakes whoever waits in drained()."""

@@ -225,21 +225,22 @@ class RaftNode:
                 while node.has_ready() and not self._stopped:
                     rd = node.ready()
                     installs = rd.snapshot is not None and rd.snapshot.metadata.index > 0
-                    if installs:
-                        # what was committed before the snapshot is applied before it replaces
-                        # the log (and the state)
+                    inline = installs or any(e.type == _CONF_CHANGE for e in rd.committed_entries)
+                    if inline:
+                        # what was committed before is applied first (before a snapshot replaces
+                        # the log and the state, before the configuration changes)
                         await queue.drained()
                         if self._stopped:
                             return
                     await self._handle(rd, send)
                     on_ready(rd)
-                    if rd.committed_entries or installs:
+                    if inline:
+                        # applied here and advanced at once, as before the queue: raft takes the
+                        # next conf change only once it counts this one applied, and the proposer
+                        # the apply wakes may propose one straight away
+                        await queue.apply_inline(rd)
+                    elif rd.committed_entries:
                         queue.push(rd)
-                        if installs or any(e.type == _CONF_CHANGE for e in rd.committed_entries):
-                            # raft goes on with the configuration (and state) applied
-                            await queue.drained()
-                            if self._stopped:
-                                return
                     node.advance(rd)
         except asyncio.CancelledError:
             raise
