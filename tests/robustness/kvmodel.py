@@ -2,7 +2,7 @@
 linearizability checker (``tests.robustness.linearizability``) searches with.
 
 The checker splits a history into projections and checks each alone: one per key (that key's
-ops, plus the revokes of every lease any of its ops names) and one per lease (its grant, revokes,
+ops, plus the grants and revokes of every lease any of its ops names) and one per lease (its grant, revokes,
 and the plain puts and gets that name it). Each projection's state evolves only through the ops
 in it, so a linearizable history has linearizable projections: a rejected projection is a real
 violation. A cross-projection violation a projection cannot see (a revoke not atomic across keys)
@@ -147,9 +147,6 @@ KeyState = tuple[bytes | None, int | None, int, int, frozenset[int]]
 INITIAL: KeyState = (None, 0, 0, 0, frozenset())
 
 
-def initial_key_state(alive: frozenset[int]) -> KeyState:
-    return (None, 0, 0, 0, alive)
-
 
 def _put(s: KeyState, p: Put, rev: int | None) -> list[KeyState]:
     _, _, floor, _, alive = s
@@ -263,7 +260,9 @@ def step(s: KeyState, inp: Input, out: Output | None) -> list[KeyState]:
     if isinstance(inp, LeaseRevoke):
         return _revoke(s, inp.lease, out)
     if isinstance(inp, LeaseGrant):
-        return [s]  # it touches no key
+        if isinstance(out, GrantOk):
+            return [(s[0], s[1], s[2], s[3], s[4] | {out.lease})]
+        return [s]
     if isinstance(inp, Txn):
         return _txn(s, inp, out)
     if isinstance(inp, Put):

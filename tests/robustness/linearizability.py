@@ -55,7 +55,6 @@ from tests.robustness.kvmodel import (
     SubOp,
     Txn,
     TxnOk,
-    initial_key_state,
     lease_step,
     leases_named,
     step,
@@ -228,7 +227,7 @@ def check_linearizable(history: Iterable[Op], budget: int = 2_000_000) -> Verdic
     ops_all = normalise(history)
     by_key: dict[bytes, list[Op]] = {}
     by_lease: dict[int, list[Op]] = {}
-    revokes: dict[int, list[Op]] = {}
+    lease_ops: dict[int, list[Op]] = {}  # each lease's grant and revokes
     granted: set[int] = set()
     for op in ops_all:
         inp, out = op.input, op.output
@@ -236,8 +235,9 @@ def check_linearizable(history: Iterable[Op], budget: int = 2_000_000) -> Verdic
             if isinstance(out, GrantOk):  # an unknown grant gave out no ID anyone could use
                 granted.add(out.lease)
                 by_lease.setdefault(out.lease, []).append(op)
+                lease_ops.setdefault(out.lease, []).append(op)
         elif isinstance(inp, LeaseRevoke):
-            revokes.setdefault(inp.lease, []).append(op)
+            lease_ops.setdefault(inp.lease, []).append(op)
             by_lease.setdefault(inp.lease, []).append(op)
         else:
             by_key.setdefault(inp.key, []).append(op)
@@ -247,14 +247,11 @@ def check_linearizable(history: Iterable[Op], budget: int = 2_000_000) -> Verdic
     for key in sorted(by_key):
         ops = by_key[key]
         named = set().union(*(leases_named(op.input, op.output) for op in ops))
-        extra = [r for lease in sorted(named) for r in revokes.get(lease, [])]
+        # the grants and revokes of this key's leases belong to its projection
+        extra = [r for lease in sorted(named) for r in lease_ops.get(lease, [])]
         if extra:
-            # the revokes of this key's leases belong to it, and which leases are alive at first
             ops = sorted(ops + extra, key=lambda o: o.call)
-            start = initial_key_state(frozenset(named & granted))
-            ok, longest = _check_key(ops, budget, start, step)
-        else:
-            ok, longest = _check_key(ops, budget)
+        ok, longest = _check_key(ops, budget)
         if not ok:
             return _failure(f"key {key!r}", ops, longest, key, None)
     for lease in sorted(by_lease):
