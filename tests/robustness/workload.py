@@ -329,8 +329,15 @@ class Watcher:
                 stopper.cancel()
 
     def _add(self, ev: Event) -> None:
-        if self.events and ev.revision <= self.events[-1].revision:
-            self.problems.append(f"event at revision {ev.revision} after one at {self.events[-1].revision}")
+        # one revision may hold several events (a revoke deletes all its lease's keys in one), of
+        # distinct keys
+        last = self.events[-1] if self.events else None
+        if last is not None and ev.revision < last.revision:
+            self.problems.append(f"event at revision {ev.revision} after one at {last.revision}")
+        elif last is not None and ev.revision == last.revision:
+            same = {e.key for e in reversed(self.events[-64:]) if e.revision == ev.revision}
+            if ev.key in same:
+                self.problems.append(f"two events on {ev.key!r} at revision {ev.revision}")
         self.events.append(ev)
 
 
