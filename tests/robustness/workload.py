@@ -3,7 +3,12 @@
 Clients are asyncio gRPC clients, each with a seeded ``random.Random``: every op goes to a member
 chosen at random and is recorded as an :class:`Op` with its invoke and return times
 (``time.monotonic``). A write that fails in any way has an unknown outcome (it may have been
-committed before the error); a read that fails is dropped (it observed nothing).
+committed before the error); a read that fails is dropped (it observed nothing), and so is a
+failed lease grant (no one learnt its ID). "Lease not found" is a definite answer, recorded.
+
+With ``Recorder.leases`` (the default) clients also grant leases (TTL ``WORKLOAD_LEASE_TTL``,
+far longer than a run, so none expires: the model has no expiry), put keys on them, revoke them
+(through any member) and now and then put with a lease they revoked, which must fail.
 
 Watchers each hold one Watch stream on the workload's prefix from the first revision of the run;
 when a stream breaks they reconnect (to the next member) from the revision after the last event
