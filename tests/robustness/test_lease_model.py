@@ -354,3 +354,37 @@ def test_concurrent_histories_with_leases_pass(spec: list[tuple[Input, float, fl
         h.append(Op(i, call, math.inf, inp, None) if fate == "unknown" else Op(i, call, ret, inp, out))
     v = check(h)
     assert v.ok, v.message
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(inputs(), min_size=2, max_size=20), st.data())
+def test_a_changed_lease_answer_in_a_sequential_history_is_caught(ins: list[Input], data: st.DataObject) -> None:
+    store = LeaseStore()
+    h = [Op(0, 2.0 * i, 2.0 * i + 1, inp, store.apply(inp)) for i, inp in enumerate(ins)]
+    # a lease-not-found answer turned into a success, or a revoke's success into not found
+    flippable = [i for i, o in enumerate(h) if isinstance(o.input, Put | LeaseRevoke)
+                 and isinstance(o.output, LeaseNotFound | RevokeOk)]
+    if not flippable:
+        return
+    i = data.draw(st.sampled_from(flippable))
+    o = h[i]
+    top = max(x.revision() or 0 for x in h)
+    if isinstance(o.output, RevokeOk):
+        changed: Output = LeaseNotFound()
+    else:
+        changed = PutOk(top + 1) if isinstance(o.input, Put) else RevokeOk(top)
+    h[i] = Op(0, o.call, o.ret, o.input, changed)
+    assert not check(h).ok
+
+
+def test_patch_keeps_an_unknown_revoke_unknown() -> None:
+    from tests.robustness.suite import patch_history
+    from tests.robustness.workload import Event
+
+    truth = [Event(2, K, "put", b"a"), Event(3, K, "delete", b"")]
+    ops = [*leased(), op(1, 2, None, LeaseRevoke(L), None), op(2, 5, 6, Get(K), GetOk(None, 0, 3))]
+    patched = patch_history(ops, truth)
+    assert patched == ops
+    assert check(patched).ok
+    # without the revoke the read has no explanation
+    assert not check([o for o in patched if not isinstance(o.input, LeaseRevoke)]).ok
