@@ -1,4 +1,4 @@
-"""A linearizability checker for histories of etcd KV operations (tests only).
+"""A linearizability checker for histories of etcd KV and lease operations (tests only).
 
 A history is a list of :class:`Op`: who called, when it was invoked and when it returned (any
 monotonic clock), what was asked and what came back. An op whose outcome is unknown (a timeout,
@@ -11,18 +11,17 @@ Two checks, both must pass:
 own revision, and in real time revisions never go backwards (an op that starts after another
 finished sees at least that op's revision, and a write gets a greater one).
 
-``check_linearizable`` searches for a linearization, key by key (every operation of this model
-touches one key, and a history is linearizable iff each key's sub-history is: Herlihy & Wing's
-locality). The search is Wing & Gong's, with Lowe's memoisation as porcupine does it: walk the
-call/return events in time order; at a call, try to linearize that op now (the model accepts its
-output in the current state); at a return whose op is not yet linearized, undo the last choice;
-a (set of linearized ops, model state) pair seen before is not explored again. The model is
-nondeterministic (an unknown write leaves its revision open), so the search carries a set of
-states, as porcupine does for nondeterministic models.
-
-The per-key state is ``(value, mod_revision, floor)``: the current value (None if absent), its
-mod revision (None while an unknown-outcome write left it open) and the highest revision any
-linearized op on this key has seen, which the next write must exceed and the next read reach.
+``check_linearizable`` searches for a linearization of each projection of the history: one per
+key, one per lease (see ``tests.robustness.kvmodel`` for the projections and the model). Without
+leases every op touches one key, and a history is linearizable iff each key's sub-history is
+(Herlihy & Wing's locality); a revoke touches a lease and its keys, so there the projections are
+a necessary condition, made close to sufficient by the revisions. The search is Wing & Gong's,
+with Lowe's memoisation as porcupine does it: walk the call/return events in time order; at a
+call, try to linearize that op now (the model accepts its output in the current state); at a
+return whose op is not yet linearized, undo the last choice; a (set of linearized ops, model
+state) pair seen before is not explored again. The model is nondeterministic (an unknown write
+leaves its revision open), so the search carries a set of states, as porcupine does for
+nondeterministic models.
 """
 
 from __future__ import annotations
@@ -30,77 +29,43 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TypeVar
 
-# -- operations ------------------------------------------------------------------------------
+from tests.robustness.kvmodel import (
+    GONE,
+    INITIAL,
+    UNGRANTED,
+    Delete,
+    DeleteOk,
+    Get,
+    GetOk,
+    GrantOk,
+    Input,
+    KeyState,
+    LeaseGrant,
+    LeaseNotFound,
+    LeaseRevoke,
+    Output,
+    Put,
+    PutOk,
+    RevokeOk,
+    SubOp,
+    Txn,
+    TxnOk,
+    lease_step,
+    leases_named,
+    step,
+)
 
-
-@dataclass(frozen=True, slots=True)
-class Put:
-    key: bytes
-    value: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Get:
-    key: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Delete:
-    key: bytes
-
-
-SubOp = Put | Get | Delete | None
-
-
-@dataclass(frozen=True, slots=True)
-class Txn:
-    """If the key's ``target`` (value or mod revision) equals ``expected``, ``then``, else
-    ``otherwise``; both act on ``key`` (a missing key's value compares false, its mod revision
-    is 0, as in etcd)."""
-
-    key: bytes
-    target: Literal["value", "mod"]
-    expected: bytes | int
-    then: SubOp
-    otherwise: SubOp
-
-
-Input = Put | Get | Delete | Txn
-
-
-@dataclass(frozen=True, slots=True)
-class PutOk:
-    revision: int
-
-
-@dataclass(frozen=True, slots=True)
-class GetOk:
-    value: bytes | None
-    mod_revision: int  # 0 when absent
-    revision: int  # the header's
-
-
-@dataclass(frozen=True, slots=True)
-class DeleteOk:
-    deleted: int
-    revision: int
-
-
-@dataclass(frozen=True, slots=True)
-class TxnOk:
-    succeeded: bool
-    revision: int
-    # the branch's result: a Get's (value, mod revision), a Delete's count
-    got: tuple[bytes | None, int] | None = None
-    deleted: int = 0
-
-
-Output = PutOk | GetOk | DeleteOk | TxnOk
+__all__ = [
+    "INITIAL", "Delete", "DeleteOk", "Get", "GetOk", "GrantOk", "Input", "KeyState", "LeaseGrant",
+    "LeaseNotFound", "LeaseRevoke", "Op", "Output", "Put", "PutOk", "RevokeOk", "SearchBudgetExceeded",
+    "SubOp", "Txn", "TxnOk", "Verdict", "check", "check_linearizable", "check_revisions",
+    "load_history", "normalise", "op_from_json", "op_to_json", "save_history", "step",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,10 +78,11 @@ class Op:
 
     @property
     def key(self) -> bytes:
-        return self.input.key
+        """The key a KV op acts on (b"" for a lease op)."""
+        return b"" if isinstance(self.input, LeaseGrant | LeaseRevoke) else self.input.key
 
     def is_write(self) -> bool:
-        """An acknowledged op that created a new revision."""
+        """An acknowledged op that created a new revision (a revoke's answer does not tell)."""
         o = self.output
         if isinstance(o, PutOk):
             return True
@@ -129,102 +95,7 @@ class Op:
 
     def revision(self) -> int | None:
         o = self.output
-        return None if o is None else o.revision
-
-
-# -- the model --------------------------------------------------------------------------------
-
-KeyState = tuple[bytes | None, int | None, int]  # value, mod revision (None: open), floor
-INITIAL: KeyState = (None, 0, 0)
-
-
-def _put(s: KeyState, value: bytes, rev: int | None) -> list[KeyState]:
-    _, _, floor = s
-    if rev is None:
-        return [(value, None, floor)]
-    return [(value, rev, rev)] if rev > floor else []
-
-
-def _delete(s: KeyState, out: tuple[int, int] | None) -> list[KeyState]:
-    value, mod, floor = s
-    if out is None:
-        return [(None, None, floor)] if value is not None else [s]
-    deleted, rev = out
-    if value is not None:
-        return [(None, rev, rev)] if deleted == 1 and rev > floor else []
-    return [(None, mod, max(floor, rev))] if deleted == 0 and rev >= floor else []
-
-
-def _get(s: KeyState, out: tuple[bytes | None, int, int] | None) -> list[KeyState]:
-    value, mod, floor = s
-    if out is None:
-        return [s]
-    got_value, got_mod, rev = out
-    if got_value != value or rev < floor or got_mod > rev:
-        return []
-    if value is None:
-        # an absent key reads as mod revision 0; its deletion's revision (if known) is in floor
-        return [(None, mod, rev)] if got_mod == 0 else []
-    if mod is None:
-        # the open revision of an unknown write is bound now
-        return [(value, got_mod, rev)] if got_mod > floor else []
-    return [(value, mod, rev)] if got_mod == mod else []
-
-
-def _compare(s: KeyState, t: Txn) -> list[bool]:
-    value, mod, floor = s
-    if t.target == "value":
-        return [value is not None and value == t.expected]
-    if value is None:
-        return [t.expected == 0]  # a missing key's mod revision is 0
-    if mod is None:
-        # open: equal is possible only above the floor
-        exp = t.expected
-        return [False, True] if isinstance(exp, int) and exp > floor else [False]
-    return [mod == t.expected]
-
-
-def _sub(s: KeyState, op: SubOp, o: TxnOk | None) -> list[KeyState]:
-    if op is None:
-        return [s] if o is None or o.revision >= s[2] else []
-    if isinstance(op, Put):
-        return _put(s, op.value, None if o is None else o.revision)
-    if isinstance(op, Delete):
-        return _delete(s, None if o is None else (o.deleted, o.revision))
-    if o is None:
-        return [s]
-    got = o.got if o.got is not None else (None, 0)
-    return _get(s, (got[0], got[1], o.revision))
-
-
-def step(s: KeyState, inp: Input, out: Output | None) -> list[KeyState]:
-    """The states after ``inp`` answered ``out`` in state ``s`` (empty: it cannot have)."""
-    if isinstance(inp, Put):
-        if out is not None and not isinstance(out, PutOk):
-            return []
-        return _put(s, inp.value, None if out is None else out.revision)
-    if isinstance(inp, Get):
-        if out is None:
-            return [s]
-        if not isinstance(out, GetOk):
-            return []
-        return _get(s, (out.value, out.mod_revision, out.revision))
-    if isinstance(inp, Delete):
-        if out is not None and not isinstance(out, DeleteOk):
-            return []
-        return _delete(s, None if out is None else (out.deleted, out.revision))
-    if out is not None and not isinstance(out, TxnOk):
-        return []
-    result: list[KeyState] = []
-    for outcome in _compare(s, inp):
-        if out is not None and out.succeeded != outcome:
-            continue
-        base = s
-        if inp.target == "mod" and outcome and s[0] is not None and s[1] is None:
-            base = (s[0], int(inp.expected), s[2])  # the compare bound the open revision
-        result.extend(_sub(base, inp.then if outcome else inp.otherwise, out))
-    return result
-
+        return None if o is None or isinstance(o, LeaseNotFound) else o.revision
 
 # -- the search ---------------------------------------------------------------------------------
 
@@ -234,17 +105,23 @@ class Verdict:
     ok: bool
     key: bytes | None = None
     message: str = ""
-    # the ops of the failing key, and the longest linearized prefix found (indices into them)
+    # the ops of the failing projection, and the longest linearized prefix found (indices into them)
     ops: tuple[Op, ...] = ()
     longest: tuple[int, ...] = ()
+    lease: int | None = None  # set when the failing projection is a lease's
 
 
 class SearchBudgetExceeded(Exception):
     """The search took more steps than allowed: no verdict."""
 
 
-def _check_key(ops: Sequence[Op], budget: int) -> tuple[bool, tuple[int, ...]]:
-    """Wing & Gong's search with memoisation over one key's ops."""
+S = TypeVar("S", bound=Hashable)
+
+
+def _check_key(ops: Sequence[Op], budget: int, initial: S | None = None,
+               model: Callable[[S, Input, Output | None], list[S]] | None = None) -> tuple[bool, tuple[int, ...]]:
+    """Wing & Gong's search with memoisation over one projection's ops (by default a key's,
+    from an empty key with no leases)."""
     n = len(ops)
     # events: (time, kind, op) with calls before returns at equal times (treated as concurrent)
     events = sorted(
@@ -283,10 +160,12 @@ def _check_key(ops: Sequence[Op], budget: int) -> tuple[bool, tuple[int, ...]]:
         relink(match[slot])
         relink(slot)
 
-    states: frozenset[KeyState] = frozenset([INITIAL])
+    start: S = INITIAL if initial is None else initial  # type: ignore[assignment]
+    apply: Callable[[S, Input, Output | None], list[S]] = step if model is None else model  # type: ignore[assignment]
+    states: frozenset[S] = frozenset([start])
     linearized = 0
-    cache: dict[int, set[frozenset[KeyState]]] = {}
-    stack: list[tuple[int, frozenset[KeyState]]] = []
+    cache: dict[int, set[frozenset[S]]] = {}
+    stack: list[tuple[int, frozenset[S]]] = []
     longest: list[int] = []
     slot = nxt[0]
     steps = 0
@@ -296,7 +175,7 @@ def _check_key(ops: Sequence[Op], budget: int) -> tuple[bool, tuple[int, ...]]:
             raise SearchBudgetExceeded(f"more than {budget} steps over {n} ops")
         if is_call[slot]:
             op = ops[op_of[slot]]
-            after = frozenset(t for s in states for t in step(s, op.input, op.output))
+            after = frozenset(t for s in states for t in apply(s, op.input, op.output))
             if after:
                 bits = linearized | (1 << op_of[slot])
                 seen = cache.setdefault(bits, set())
@@ -334,27 +213,58 @@ def normalise(history: Iterable[Op]) -> list[Op]:
             Op(op.client, op.call, math.inf, op.input, None) for op in history]
 
 
+def _failure(what: str, ops: list[Op], longest: tuple[int, ...], key: bytes | None, lease: int | None) -> Verdict:
+    done = set(longest)
+    stuck = [op for i, op in enumerate(ops) if i not in done and not math.isinf(op.ret)]
+    first = min(stuck, key=lambda o: o.ret) if stuck else None
+    msg = f"{what}: not linearizable; {len(longest)} of {len(ops)} ops linearized at best"
+    if first is not None:
+        msg += f"; cannot place {_describe(first)}"
+    return Verdict(False, key, msg, tuple(ops), longest, lease)
+
+
 def check_linearizable(history: Iterable[Op], budget: int = 2_000_000) -> Verdict:
+    ops_all = normalise(history)
     by_key: dict[bytes, list[Op]] = {}
-    for op in normalise(history):
-        by_key.setdefault(op.key, []).append(op)
+    by_lease: dict[int, list[Op]] = {}
+    lease_ops: dict[int, list[Op]] = {}  # each lease's grant and revokes
+    granted: set[int] = set()
+    for op in ops_all:
+        inp, out = op.input, op.output
+        if isinstance(inp, LeaseGrant):
+            if isinstance(out, GrantOk):  # an unknown grant gave out no ID anyone could use
+                granted.add(out.lease)
+                by_lease.setdefault(out.lease, []).append(op)
+                lease_ops.setdefault(out.lease, []).append(op)
+        elif isinstance(inp, LeaseRevoke):
+            lease_ops.setdefault(inp.lease, []).append(op)
+            by_lease.setdefault(inp.lease, []).append(op)
+        else:
+            by_key.setdefault(inp.key, []).append(op)
+            if isinstance(inp, Put | Get):
+                for lease in leases_named(inp, op.output):
+                    by_lease.setdefault(lease, []).append(op)
     for key in sorted(by_key):
         ops = by_key[key]
+        named = set().union(*(leases_named(op.input, op.output) for op in ops))
+        # the grants and revokes of this key's leases belong to its projection
+        extra = [r for lease in sorted(named) for r in lease_ops.get(lease, [])]
+        if extra:
+            ops = sorted(ops + extra, key=lambda o: o.call)
         ok, longest = _check_key(ops, budget)
         if not ok:
-            done = set(longest)
-            stuck = [op for i, op in enumerate(ops) if i not in done and not math.isinf(op.ret)]
-            first = min(stuck, key=lambda o: o.ret) if stuck else None
-            msg = f"key {key!r}: not linearizable; {len(longest)} of {len(ops)} ops linearized at best"
-            if first is not None:
-                msg += f"; cannot place {_describe(first)}"
-            return Verdict(False, key, msg, tuple(ops), longest)
+            return _failure(f"key {key!r}", ops, longest, key, None)
+    for lease in sorted(by_lease):
+        ops = by_lease[lease]
+        ok, longest = _check_key(ops, budget, UNGRANTED if lease in granted else GONE, lease_step)
+        if not ok:
+            return _failure(f"lease {lease:x}", ops, longest, None, lease)
     return Verdict(True)
 
 
 def check_revisions(history: Iterable[Op]) -> Verdict:
     """Revisions alone: distinct for acknowledged writes, never backwards in real time."""
-    done = [op for op in normalise(history) if op.output is not None]
+    done = [op for op in normalise(history) if op.revision() is not None]
     writes: dict[int, Op] = {}
     for op in done:
         if op.is_write():
@@ -402,7 +312,10 @@ def _unb(x: str | None) -> bytes | None:
 def _sub_json(op: SubOp) -> object:
     if op is None:
         return None
-    return {"op": type(op).__name__.lower(), "key": _b(op.key), "value": _b(getattr(op, "value", None))}
+    d: dict[str, object] = {"op": type(op).__name__.lower(), "key": _b(op.key), "value": _b(getattr(op, "value", None))}
+    if isinstance(op, Put) and op.lease:
+        d["lease"] = op.lease
+    return d
 
 
 def _sub_load(d: object) -> SubOp:
@@ -414,7 +327,7 @@ def _sub_load(d: object) -> SubOp:
     if d["op"] == "put":
         value = _unb(d["value"])
         assert value is not None
-        return Put(key, value)
+        return Put(key, value, int(d.get("lease", 0)))
     return Get(key) if d["op"] == "get" else Delete(key)
 
 
@@ -425,13 +338,23 @@ def op_to_json(op: Op) -> dict[str, object]:
         exp = i.expected.decode("latin-1") if isinstance(i.expected, bytes) else i.expected
         d["input"] = {"op": "txn", "key": _b(i.key), "target": i.target, "expected": exp,
                       "then": _sub_json(i.then), "otherwise": _sub_json(i.otherwise)}
+    elif isinstance(i, LeaseGrant):
+        d["input"] = {"op": "grant", "ttl": i.ttl}
+    elif isinstance(i, LeaseRevoke):
+        d["input"] = {"op": "revoke", "lease": i.lease}
     else:
         d["input"] = _sub_json(i)
     o = op.output
     if o is None:
         d["output"] = None
     elif isinstance(o, GetOk):
-        d["output"] = {"get": [_b(o.value), o.mod_revision, o.revision]}
+        d["output"] = {"get": [_b(o.value), o.mod_revision, o.revision] + ([o.lease] if o.lease else [])}
+    elif isinstance(o, GrantOk):
+        d["output"] = {"grant": [o.lease, o.revision]}
+    elif isinstance(o, RevokeOk):
+        d["output"] = {"revoke": o.revision}
+    elif isinstance(o, LeaseNotFound):
+        d["output"] = {"error": "lease not found"}
     elif isinstance(o, PutOk):
         d["output"] = {"put": o.revision}
     elif isinstance(o, DeleteOk):
@@ -452,6 +375,10 @@ def op_from_json(d: dict[str, object]) -> Op:
         exp = i["expected"]
         expected: bytes | int = exp.encode("latin-1") if isinstance(exp, str) else int(exp)
         inp = Txn(key, i["target"], expected, _sub_load(i["then"]), _sub_load(i["otherwise"]))
+    elif i["op"] == "grant":
+        inp = LeaseGrant(int(i["ttl"]))
+    elif i["op"] == "revoke":
+        inp = LeaseRevoke(int(i["lease"]))
     else:
         sub = _sub_load(i)
         assert sub is not None
@@ -460,8 +387,14 @@ def op_from_json(d: dict[str, object]) -> Op:
     out: Output | None = None
     if isinstance(o, dict):
         if "get" in o:
-            v, m, r = o["get"]
-            out = GetOk(_unb(v), m, r)
+            v, m, r, *lease = o["get"]
+            out = GetOk(_unb(v), m, r, *lease)
+        elif "grant" in o:
+            out = GrantOk(*o["grant"])
+        elif "revoke" in o:
+            out = RevokeOk(o["revoke"])
+        elif "error" in o:
+            out = LeaseNotFound()
         elif "put" in o:
             out = PutOk(o["put"])
         elif "delete" in o:

@@ -33,7 +33,17 @@ from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from tests.harness import LOOPBACK, Server, ServerGroup, free_ports
 from tests.robustness.faults import NEEDS_PROXIES, SCENARIOS, Faults
-from tests.robustness.linearizability import Delete, Op, Output, Put, PutOk, TxnOk, check, save_history
+from tests.robustness.linearizability import (
+    Delete,
+    LeaseRevoke,
+    Op,
+    Output,
+    Put,
+    PutOk,
+    TxnOk,
+    check,
+    save_history,
+)
 from tests.robustness.proxy import PeerProxies, PeerProxy
 from tests.robustness.workload import PREFIX, Event, LeaseKeeper, Recorder, Watcher, collect_events, now
 
@@ -133,7 +143,8 @@ def patch_history(ops: list[Op], truth: list[Event]) -> list[Op]:
     v is in the event history, at that event's revision R; it then gets R as its answer, and as
     its return time the earliest return of any op that saw revision R or later (the write was
     applied before that op took effect). One whose value is absent never took effect and is
-    dropped (a txn whose compare failed changes nothing either). Unknown deletes stay unknown.
+    dropped (a txn whose compare failed changes nothing either). Unknown deletes and revokes stay
+    unknown.
     """
     by_value = {(e.key, e.value): e.revision for e in truth if e.kind == "put"}
     seen = sorted((op.revision() or 0, op.ret) for op in ops if op.output is not None)
@@ -144,7 +155,7 @@ def patch_history(ops: list[Op], truth: list[Event]) -> list[Op]:
         suffix_min[i] = min(seen[i][1], suffix_min[i + 1])
     out: list[Op] = []
     for op in ops:
-        if op.output is not None or isinstance(op.input, Delete):
+        if op.output is not None or isinstance(op.input, Delete | LeaseRevoke):
             out.append(op)
             continue
         put = op.input if isinstance(op.input, Put) else getattr(op.input, "then", None)

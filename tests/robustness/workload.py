@@ -3,7 +3,12 @@
 Clients are asyncio gRPC clients, each with a seeded ``random.Random``: every op goes to a member
 chosen at random and is recorded as an :class:`Op` with its invoke and return times
 (``time.monotonic``). A write that fails in any way has an unknown outcome (it may have been
-committed before the error); a read that fails is dropped (it observed nothing).
+committed before the error); a read that fails is dropped (it observed nothing), and so is a
+failed lease grant (no one learnt its ID). "Lease not found" is a definite answer, recorded.
+
+With ``Recorder.leases`` (the default) clients also grant leases (TTL ``WORKLOAD_LEASE_TTL``,
+far longer than a run, so none expires: the model has no expiry), put keys on them, revoke them
+(through any member) and now and then put with a lease they revoked, which must fail.
 
 Watchers each hold one Watch stream on the workload's prefix from the first revision of the run;
 when a stream breaks they reconnect (to the next member) from the revision after the last event
@@ -29,17 +34,25 @@ from tests.robustness.linearizability import (
     DeleteOk,
     Get,
     GetOk,
+    GrantOk,
     Input,
+    LeaseGrant,
+    LeaseNotFound,
+    LeaseRevoke,
     Op,
     Output,
     Put,
     PutOk,
+    RevokeOk,
     Txn,
     TxnOk,
 )
 
 PREFIX = b"rb/"
 CALL_TIMEOUT = 2.0
+# far longer than any run, so no lease of the workload expires in one: the model has no expiry
+WORKLOAD_LEASE_TTL = 3600
+LEASE_NOT_FOUND = "etcdserver: requested lease not found"
 
 
 def prefix_end(prefix: bytes) -> bytes:
@@ -65,11 +78,16 @@ def _range_to_get(resp: pb.RangeResponse) -> tuple[bytes | None, int]:
     return kv.value, kv.mod_revision
 
 
+def _lease_not_found(exc: grpc.aio.AioRpcError) -> bool:
+    """etcd's definite answer for a lease that is gone (applied: nothing changed)."""
+    return exc.code() == grpc.StatusCode.NOT_FOUND and exc.details() == LEASE_NOT_FOUND
+
+
 def _sub_request(s: Put | Get | Delete | None) -> list[pb.RequestOp]:
     if s is None:
         return []
     if isinstance(s, Put):
-        return [pb.RequestOp(request_put=pb.PutRequest(key=s.key, value=s.value))]
+        return [pb.RequestOp(request_put=pb.PutRequest(key=s.key, value=s.value, lease=s.lease))]
     if isinstance(s, Get):
         return [pb.RequestOp(request_range=pb.RangeRequest(key=s.key))]
     return [pb.RequestOp(request_delete_range=pb.DeleteRangeRequest(key=s.key))]
@@ -97,15 +115,34 @@ def _txn_output(t: Txn, resp: pb.TxnResponse) -> TxnOk:
     return TxnOk(bool(resp.succeeded), int(resp.header.revision), got, deleted)
 
 
-async def execute(stub: pb_grpc.KVStub, inp: Input, timeout: float = CALL_TIMEOUT) -> Output:
-    """Send ``inp``; its output (raises grpc.aio.AioRpcError / TimeoutError on failure)."""
+async def execute(stub: pb_grpc.KVStub, inp: Input, timeout: float = CALL_TIMEOUT,
+                  lease_stub: pb_grpc.LeaseStub | None = None) -> Output:
+    """Send ``inp`` (a lease op through ``lease_stub``); its output, LeaseNotFound included
+    (raises grpc.aio.AioRpcError / TimeoutError on any other failure)."""
+    try:
+        return await _execute(stub, inp, timeout, lease_stub)
+    except grpc.aio.AioRpcError as exc:
+        if _lease_not_found(exc) and not isinstance(inp, Get | LeaseGrant):
+            return LeaseNotFound()
+        raise
+
+
+async def _execute(stub: pb_grpc.KVStub, inp: Input, timeout: float, lease_stub: pb_grpc.LeaseStub | None) -> Output:
+    if isinstance(inp, LeaseGrant | LeaseRevoke):
+        if lease_stub is None:
+            raise ValueError(f"{inp!r} needs a lease stub")
+        if isinstance(inp, LeaseGrant):
+            gr = await lease_stub.LeaseGrant(pb.LeaseGrantRequest(TTL=inp.ttl), timeout=timeout)
+            return GrantOk(int(gr.ID), int(gr.header.revision))
+        vr = await lease_stub.LeaseRevoke(pb.LeaseRevokeRequest(ID=inp.lease), timeout=timeout)
+        return RevokeOk(int(vr.header.revision))
     if isinstance(inp, Put):
-        resp = await stub.Put(pb.PutRequest(key=inp.key, value=inp.value), timeout=timeout)
+        resp = await stub.Put(pb.PutRequest(key=inp.key, value=inp.value, lease=inp.lease), timeout=timeout)
         return PutOk(int(resp.header.revision))
     if isinstance(inp, Get):
         rr = await stub.Range(pb.RangeRequest(key=inp.key), timeout=timeout)
         value, mod = _range_to_get(rr)
-        return GetOk(value, mod, int(rr.header.revision))
+        return GetOk(value, mod, int(rr.header.revision), int(rr.kvs[0].lease) if rr.kvs else 0)
     if isinstance(inp, Delete):
         dr = await stub.DeleteRange(pb.DeleteRangeRequest(key=inp.key), timeout=timeout)
         return DeleteOk(int(dr.deleted), int(dr.header.revision))
@@ -114,7 +151,8 @@ async def execute(stub: pb_grpc.KVStub, inp: Input, timeout: float = CALL_TIMEOU
 
 
 def _is_read(inp: Input) -> bool:
-    return isinstance(inp, Get) or (
+    """Also a grant: an unknown one gave out no ID, so nothing can depend on it."""
+    return isinstance(inp, Get | LeaseGrant) or (
         isinstance(inp, Txn) and not isinstance(inp.then, Put | Delete) and not isinstance(inp.otherwise, Put | Delete)
     )
 
@@ -134,13 +172,19 @@ class Recorder:
     seed: int
     ops: list[Op] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
+    # lease ops too: each client grants a lease, puts keys on it, revokes it, and now and then
+    # puts with a revoked one (which must fail)
+    leases: bool = True
 
-    def _next_input(self, rnd: random.Random, cid: int, n: int, seen: dict[bytes, tuple[bytes | None, int]]) -> Input:
+    def _next_input(self, rnd: random.Random, cid: int, n: int, seen: dict[bytes, tuple[bytes | None, int]],
+                    lease: _ClientLease | None = None) -> Input:
         key = rnd.choice(self.keys)
         value = f"c{cid}-{n}".encode()
+        if lease is not None and rnd.random() < 0.12:
+            return lease.next_input(rnd, key, value)
         r = rnd.random()
         if r < 0.35:
-            return Put(key, value)
+            return Put(key, value, lease.current if lease is not None and rnd.random() < 0.3 else 0)
         if r < 0.70:
             return Get(key)
         if r < 0.75:
@@ -154,16 +198,20 @@ class Recorder:
         rnd = random.Random(f"{self.seed}/{cid}")
         channels = [grpc.aio.insecure_channel(ep) for ep in self.endpoints]
         stubs = [pb_grpc.KVStub(ch) for ch in channels]  # type: ignore[no-untyped-call]
+        lease_stubs = [pb_grpc.LeaseStub(ch) for ch in channels]  # type: ignore[no-untyped-call]
         seen: dict[bytes, tuple[bytes | None, int]] = {}
+        lease = _ClientLease() if self.leases else None
         n = 0
         try:
             while now() < until:
                 n += 1
-                inp = self._next_input(rnd, cid, n, seen)
-                stub = rnd.choice(stubs)
+                inp = self._next_input(rnd, cid, n, seen, lease)
+                i = rnd.randrange(len(stubs))
                 call = now()
+                if lease is not None:
+                    lease.sent(inp)
                 try:
-                    out = await execute(stub, inp)
+                    out = await execute(stubs[i], inp, lease_stub=lease_stubs[i])
                 except (grpc.aio.AioRpcError, TimeoutError) as exc:
                     code = exc.code().name if isinstance(exc, grpc.aio.AioRpcError) else "timeout"
                     self.errors[code] = self.errors.get(code, 0) + 1
@@ -173,10 +221,12 @@ class Recorder:
                     await asyncio.sleep(0.05)
                     continue
                 self.ops.append(Op(cid, call, now(), inp, out))
+                if lease is not None and isinstance(out, GrantOk):
+                    lease.current = out.lease
                 if isinstance(out, GetOk):
-                    seen[inp.key] = (out.value, out.mod_revision)
+                    seen[self.ops[-1].key] = (out.value, out.mod_revision)
                 elif isinstance(out, TxnOk) and out.got is not None:
-                    seen[inp.key] = out.got
+                    seen[self.ops[-1].key] = out.got
                 if pause:
                     await asyncio.sleep(pause)
         finally:
@@ -203,6 +253,28 @@ class Recorder:
         finally:
             for ch in channels:
                 await ch.close()
+
+
+@dataclass
+class _ClientLease:
+    """A client's lease: the one it holds (0: none) and the last it revoked."""
+
+    current: int = 0
+    revoked: int = 0
+
+    def next_input(self, rnd: random.Random, key: bytes, value: bytes) -> Input:
+        if not self.current:
+            if self.revoked and rnd.random() < 0.3:
+                return Put(key, value, self.revoked)  # must fail: the lease is gone
+            return LeaseGrant(WORKLOAD_LEASE_TTL)
+        if rnd.random() < 0.3:
+            return LeaseRevoke(self.current)
+        return Put(key, value, self.current)
+
+    def sent(self, inp: Input) -> None:
+        # whatever the outcome, a revoked lease (or one that may be) is not used for puts again
+        if isinstance(inp, LeaseRevoke) and inp.lease == self.current:
+            self.revoked, self.current = self.current, 0
 
 
 @dataclass
@@ -262,8 +334,15 @@ class Watcher:
                 stopper.cancel()
 
     def _add(self, ev: Event) -> None:
-        if self.events and ev.revision <= self.events[-1].revision:
-            self.problems.append(f"event at revision {ev.revision} after one at {self.events[-1].revision}")
+        # one revision may hold several events (a revoke deletes all its lease's keys in one), of
+        # distinct keys
+        last = self.events[-1] if self.events else None
+        if last is not None and ev.revision < last.revision:
+            self.problems.append(f"event at revision {ev.revision} after one at {last.revision}")
+        elif last is not None and ev.revision == last.revision:
+            same = {e.key for e in reversed(self.events[-64:]) if e.revision == ev.revision}
+            if ev.key in same:
+                self.problems.append(f"two events on {ev.key!r} at revision {ev.revision}")
         self.events.append(ev)
 
 
