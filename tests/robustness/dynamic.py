@@ -65,6 +65,8 @@ class Live:
     cfg: RunConfig
     log: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    stats: dict[str, object] = field(default_factory=dict)
+    cleanups: list[Callable[[], None]] = field(default_factory=list)  # run after the members stop
     _t0: float = field(default_factory=time.monotonic)
 
     def note(self, what: str) -> None:
@@ -105,7 +107,20 @@ class Probe:
                 await asyncio.sleep(0.02)
         finally:
             for c in channels.values():
-                await c.close()
+                await c.close(None)
+
+
+def _mark_end(endpoints: list[str]) -> None:
+    end = now() + 30
+    while True:
+        try:
+            with grpc.insecure_channel(endpoints[0]) as ch:
+                pb_grpc.KVStub(ch).Put(pb.PutRequest(key=PREFIX + b"end", value=b"end"), timeout=5)  # type: ignore[no-untyped-call]
+                return
+        except grpc.RpcError:
+            if now() > end:
+                raise
+            time.sleep(0.2)
 
 
 def _probe_keys(endpoint: str) -> dict[bytes, bytes]:
@@ -158,6 +173,9 @@ async def run(root: Path, cfg: RunConfig, start: Callable[[Live], list[Server]],
             rounds += 1
         probe_stop.set()
         await asyncio.gather(fault_task, probe_task)
+        # a last event on the watched prefix, after every write of the run (the probe's are
+        # outside it): the final reads' revision is then that of an event every watcher must get
+        await asyncio.to_thread(_mark_end, live.endpoints)
         # settle the history with reads through the final members only
         recorder.endpoints = list(live.endpoints)
         await recorder.final_reads(rounds * cfg.clients, now() + 30)
@@ -215,6 +233,7 @@ async def run(root: Path, cfg: RunConfig, start: Callable[[Live], list[Server]],
             # so they are reported, and judged by the probe's texts above
             result.stats["recorder_other_codes"] = odd_codes
         result.problems += live.problems
+        result.stats.update(live.stats)
         result.stats.update(ops=len(recorder.ops), unknown=sum(1 for op in recorder.ops if op.output is None),
                             final_revision=final_rev, events=len(truth),
                             reconnects=sum(w.reconnects for w in watchers), errors=dict(recorder.errors),
@@ -229,6 +248,8 @@ async def run(root: Path, cfg: RunConfig, start: Callable[[Live], list[Server]],
     finally:
         result.stats["seconds"] = round(time.monotonic() - started, 1)
         await asyncio.to_thread(group.close)
+        for cleanup in live.cleanups:
+            cleanup()
         raw = recorder.ops if recorder else []
         if not result.history_path.exists():
             save_history(result.history_path, raw, {"seed": cfg.seed, "scenario": cfg.scenario})

@@ -42,7 +42,7 @@ def _retry(live: Live, what: str, call: Callable[[], T]) -> T:
                 live.note(f"{what}: refused first {refusals}")
             return out
         except grpc.RpcError as exc:
-            text = f"{exc.code().name}: {exc.details()}"  # type: ignore[attr-defined]
+            text = f"{exc.code().name}: {exc.details()}"
             refusals[text] = refusals.get(text, 0) + 1
             if time.monotonic() > end:
                 raise AssertionError(f"{what}: still refused after {RETRY_FOR:.0f}s: {refusals}") from exc
