@@ -135,15 +135,16 @@ def add_voter(live: Live, name: str) -> None:
 
 def _victim(live: Live, leader_too: bool) -> Server:
     running = _running(live)
-    if leader_too:
-        return live.rnd.choice(running)
-    return live.rnd.choice(followers_of(running, leader_of(running)))
+    leader = leader_of(running)
+    victim = live.rnd.choice(running if leader_too else followers_of(running, leader))
+    live.note(f"chose {victim.name} ({'the leader' if victim is leader else 'a follower'})")
+    return victim
 
 
 def change_membership(leader_too: bool) -> Fault:
     async def fault(live: Live) -> None:
         await asyncio.to_thread(add_learner_and_promote, live, "m4")
-        await asyncio.to_thread(remove, live, _victim(live, leader_too))
+        await asyncio.to_thread(remove, live, await asyncio.to_thread(_victim, live, leader_too))
         victim = await asyncio.to_thread(_victim, live, leader_too)
         live.note(f"replacing {victim.name}")
         await asyncio.to_thread(remove, live, victim)
