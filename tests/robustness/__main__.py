@@ -21,7 +21,7 @@ from tests.robustness.membership import run_membership
 from tests.robustness.suite import RunConfig, RunResult, run_sync
 
 # scenarios whose fault changes the cluster itself (tests/robustness/dynamic.py); random runs
-# draw from SCENARIOS only unless --scenario names one of these
+# draw from these too
 DYNAMIC: dict[str, Callable[[Path, RunConfig], RunResult]] = {
     "membership": run_membership,
     "membership-any": lambda root, cfg: run_membership(root, cfg, leader_too=True),
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for i in range(ns.runs):
         seed = first + i
-        scenario = ns.scenario or random.Random(seed).choice(sorted(SCENARIOS))
+        scenario = ns.scenario or random.Random(seed).choice(sorted({*SCENARIOS, *DYNAMIC}))
         cfg = RunConfig(seed, scenario, ns.duration, ns.clients, ns.keys, ns.frontends, ns.heartbeat_ms,
                         ns.election_ms)
         if scenario == "disk-full" and (reason := why_not()) is not None:
