@@ -337,6 +337,17 @@ class Backend:
                 break
             except lmdb.MapFullError:
                 self._grow_and_replay(last_op_applies=True)
+            except lmdb.Error:
+                # LMDB aborted the transaction (ENOSPC, EIO): the batch is gone (its entries are
+                # still in the WAL), so close() must not try to commit it again
+                with self._cond:
+                    self._wtxn = None
+                    self._owner = None
+                    self._pending = 0
+                    self._ops = []
+                    self._commit_requested = False
+                    self._cond.notify_all()
+                raise
         with self._cond:
             self._wtxn = None
             self._owner = None

@@ -12,17 +12,28 @@ import os
 import random
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
+from tests.robustness.diskfull import run_diskfull, why_not
 from tests.robustness.faults import SCENARIOS
-from tests.robustness.suite import RunConfig, run_sync
+from tests.robustness.membership import run_membership
+from tests.robustness.suite import RunConfig, RunResult, run_sync
+
+# scenarios whose fault changes the cluster itself (tests/robustness/dynamic.py); random runs
+# draw from these too
+DYNAMIC: dict[str, Callable[[Path, RunConfig], RunResult]] = {
+    "membership": run_membership,
+    "membership-any": lambda root, cfg: run_membership(root, cfg, leader_too=True),
+    "disk-full": run_diskfull,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.robustness", description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--seed", type=int, default=None, help="first seed (default: random)")
-    ap.add_argument("--scenario", choices=sorted(SCENARIOS), default=None)
+    ap.add_argument("--scenario", choices=sorted({*SCENARIOS, *DYNAMIC}), default=None)
     ap.add_argument("--duration", type=float, default=8.0, help="seconds of client load per run")
     ap.add_argument("--clients", type=int, default=6)
     ap.add_argument("--keys", type=int, default=5)
@@ -39,10 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for i in range(ns.runs):
         seed = first + i
-        scenario = ns.scenario or random.Random(seed).choice(sorted(SCENARIOS))
+        scenario = ns.scenario or random.Random(seed).choice(sorted({*SCENARIOS, *DYNAMIC}))
         cfg = RunConfig(seed, scenario, ns.duration, ns.clients, ns.keys, ns.frontends, ns.heartbeat_ms,
                         ns.election_ms)
-        result = run_sync(out / f"seed-{seed}-{scenario}", cfg)
+        if scenario == "disk-full" and (reason := why_not()) is not None:
+            print(f"skipped seed={seed} scenario=disk-full: {reason}", flush=True)
+            continue
+        runner = DYNAMIC.get(scenario, run_sync)
+        result = runner(out / f"seed-{seed}-{scenario}", cfg)
         print(result.summary(), flush=True)
         if not result.ok:
             failed += 1
