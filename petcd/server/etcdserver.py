@@ -486,7 +486,7 @@ class EtcdServer:
 
     async def linearizable_read(self) -> None:
         """Return once this member has applied everything committed before the call."""
-        if self._stopping:
+        if self._stopping or self.fatal is not None:
             raise errors.StoppedError()
         await self.reads.wait()
 
@@ -529,6 +529,10 @@ class EtcdServer:
         h.raft_term = self.term
 
     async def range(self, r: pb.RangeRequest) -> pb.RangeResponse:
+        if self.fatal is not None:
+            # a failed fsync or backend commit: the index may be ahead of what the backend holds
+            # until stop() is done, so nothing is read any more
+            raise errors.StoppedError()
         if not r.serializable:
             await self.linearizable_read()
         elif not self.ready.is_set():
