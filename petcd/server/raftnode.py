@@ -15,15 +15,16 @@ each wakes the driver itself. The driver task then drains every pending Ready in
 3. send the Ready's messages (only now, so vote and append replies follow persistence);
 4. tell the server what the Ready says about leader, term, commit and read states
    (``on_ready``, at once);
-5. push the Ready's snapshot and committed entries to the apply queue
-   (``petcd.server.applyqueue``), worked by one task in log order;
+5. push the Ready's committed entries to the apply queue (``petcd.server.applyqueue``),
+   worked by one task in log order (or apply them itself, see below);
 6. ``advance``.
 
 The driver never waits for the backend: an apply held up by a defrag only holds up the queue,
-while heartbeats and replication go on (etcd's raftNode does the same). It waits for the queue
-to drain only where raft needs it, as etcd does: before a Ready that installs a snapshot (what
-was committed before it is applied first, and the log is replaced under no pending apply) and
-after pushing conf changes (raft's configuration must be the applied one before it goes on).
+while heartbeats and replication go on (etcd's raftNode does the same). Where raft needs the
+apply done before it advances, a Ready that installs a snapshot or commits conf changes, the
+driver waits for the queue to drain and applies that Ready itself before ``advance`` (raft's
+configuration must be the applied one before it goes on, and takes the next conf change only
+once it counts this one applied).
 A failure to persist or to apply stops the driver, the ticker and the queue and is reported once
 (``on_fatal``).
 
