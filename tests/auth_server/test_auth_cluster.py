@@ -165,7 +165,11 @@ def test_member_replaced_with_auth_on_joins_by_snapshot(servers: ServerGroup) ->
     peer_url = f"http://127.0.0.1:{peer_port}"
     # admin only: a user without the root role cannot add it
     assert "permission denied" in c.run("member", "add", "m4", f"--peer-urls={peer_url}", "--user", "u:upw").stderr
-    assert c.run("member", "add", "m4", f"--peer-urls={peer_url}", "--user", ROOT).rc == 0
+    # strict reconfig (as etcd's) answers "unhealthy cluster" until the peers have been
+    # connected for 5 s: retried as an operator would
+    while (res := c.run("member", "add", "m4", f"--peer-urls={peer_url}", "--user", ROOT)).rc != 0:
+        assert "unhealthy cluster" in res.stderr and time.monotonic() < deadline + 30, str(res)
+        time.sleep(0.5)
     initial = ",".join([*(f"{m.name}={m.peer_url}" for m in members[:2]), f"m4={peer_url}"])
     new = Server("petcd", gone.workdir.parent / "m4", name="m4", extra_args=args, client_port=client_port,
                  peer_port=peer_port, initial_cluster=initial, cluster_state="existing")

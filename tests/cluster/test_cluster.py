@@ -71,6 +71,20 @@ def _wait_for(cond, what: str, timeout: float = 30.0) -> None:  # type: ignore[n
         time.sleep(0.2)
 
 
+def _add_when_healthy(cluster: pb_grpc.ClusterStub, req: pb.MemberAddRequest) -> pb.MemberAddResponse:
+    """MemberAdd, retried as an operator would while strict reconfig (etcd's, on by default)
+    answers "unhealthy cluster": the peers have not been connected for 5 s yet."""
+    end = time.monotonic() + 30
+    while True:
+        try:
+            resp: pb.MemberAddResponse = cluster.MemberAdd(req, timeout=CALL)
+            return resp
+        except grpc.RpcError as exc:
+            if exc.details() != "etcdserver: unhealthy cluster" or time.monotonic() > end:  # type: ignore[attr-defined]
+                raise
+        time.sleep(0.5)
+
+
 def test_replication_and_losing_the_leader(servers: ServerGroup) -> None:
     members = servers.start_cluster("petcd", 3)
     for i, m in enumerate(members):
@@ -114,7 +128,7 @@ def test_member_replacement_catches_up_from_a_snapshot(servers: ServerGroup) -> 
         cluster.MemberRemove(pb.MemberRemoveRequest(ID=gone_id), timeout=CALL)
         client_port, peer_port = free_ports(2)
         peer_url = f"http://127.0.0.1:{peer_port}"
-        added = cluster.MemberAdd(pb.MemberAddRequest(peerURLs=[peer_url]), timeout=CALL)
+        added = _add_when_healthy(cluster, pb.MemberAddRequest(peerURLs=[peer_url]))
     initial = ",".join([*(f"{m.name}={m.peer_url}" for m in members[:2]), f"m4={peer_url}"])
     new = Server("petcd", gone.workdir.parent / "m4", name="m4", extra_args=args, client_port=client_port,
                  peer_port=peer_port, initial_cluster=initial, cluster_state="existing")

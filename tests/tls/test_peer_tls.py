@@ -4,6 +4,8 @@ certificate, --peer-cert-allowed-cn, --peer-auto-tls."""
 
 from __future__ import annotations
 
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,11 +64,22 @@ def test_peer_url_refuses_plain_text_and_foreign_certificates(tls_cluster: list[
     assert plain.returncode != 0
 
 
+def _add_when_healthy(m: Member, *args: str) -> subprocess.CompletedProcess[str]:
+    """`member add`, retried as an operator would while strict reconfig (on by default, as in
+    etcd) answers "unhealthy cluster": the peers have not been connected for 5 s yet."""
+    end = time.monotonic() + 30
+    while True:
+        added = etcdctl(m.client_url, "member", "add", *args)
+        if added.returncode == 0:
+            return added
+        assert "unhealthy cluster" in added.stderr and time.monotonic() < end, added
+        time.sleep(0.5)
+
+
 def test_a_member_joins_over_https(tls_cluster: list[Member], pki: PKI, tmp_path: Path) -> None:
     m1 = tls_cluster[0]
     joining = cluster(tmp_path, ["m4"], peer_args(pki))[0]
-    added = etcdctl(m1.client_url, "member", "add", "m4", f"--peer-urls={joining.peer_url}")
-    assert added.returncode == 0, added
+    added = _add_when_healthy(m1, "m4", f"--peer-urls={joining.peer_url}")
     initial = next(line.split("=", 1)[1].strip('"') for line in added.stdout.splitlines()
                    if line.startswith("ETCD_INITIAL_CLUSTER="))
     joining.initial_cluster, joining.state = initial, "existing"
@@ -86,8 +99,7 @@ def test_a_member_joins_over_https(tls_cluster: list[Member], pki: PKI, tmp_path
 def test_a_member_with_a_foreign_certificate_cannot_join(tls_cluster: list[Member], pki: PKI, tmp_path: Path) -> None:
     m1 = tls_cluster[0]
     intruder = cluster(tmp_path, ["m5"], peer_args(pki, pki.stranger))[0]
-    added = etcdctl(m1.client_url, "member", "add", "m5", f"--peer-urls={intruder.peer_url}", "--learner")
-    assert added.returncode == 0, added
+    _add_when_healthy(m1, "m5", f"--peer-urls={intruder.peer_url}", "--learner")
     initial = ",".join([f"m1={m1.peer_url}", f"m5={intruder.peer_url}"])
     intruder.initial_cluster, intruder.state = initial, "existing"
     try:
