@@ -340,21 +340,19 @@ class Backend:
             except lmdb.Error:
                 # LMDB aborted the transaction (ENOSPC, EIO): the batch is gone (its entries are
                 # still in the WAL), so close() must not try to commit it again
-                with self._cond:
-                    self._wtxn = None
-                    self._owner = None
-                    self._pending = 0
-                    self._ops = []
-                    self._commit_requested = False
-                    self._cond.notify_all()
+                self._end_batch(committed=False)
                 raise
+        self._end_batch(committed=True)
+
+    def _end_batch(self, committed: bool) -> None:
         with self._cond:
             self._wtxn = None
             self._owner = None
             self._pending = 0
             self._ops = []
             self._commit_requested = False
-            self.commits += 1
+            if committed:
+                self.commits += 1
             self._cond.notify_all()
 
     @property

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 from collections.abc import Sequence
 from typing import NoReturn
+
+from petcd.config.govalues import GoValueError, parse_go_bool, parse_go_duration, parse_go_int
 
 PROG = "petcd-benchmark"
 # 0 in etcd's tool means clientv3's non-blocking dial; here it bounds the wait for a first connection
@@ -28,8 +29,8 @@ class UsageError(Exception):
 
 def go_int(text: str) -> int:
     try:
-        return int(text, 0)
-    except ValueError:
+        return parse_go_int(text)
+    except GoValueError:
         raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
 
 
@@ -41,35 +42,18 @@ def go_float(text: str) -> float:
 
 
 def go_bool(text: str) -> bool:
-    t = text.lower()
-    if t in ("1", "t", "true"):
-        return True
-    if t in ("0", "f", "false"):
-        return False
-    raise argparse.ArgumentTypeError(f"invalid boolean {text!r}")
-
-
-_UNITS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DUR_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
+    try:
+        return parse_go_bool(text)
+    except GoValueError:
+        raise argparse.ArgumentTypeError(f"invalid boolean {text!r}") from None
 
 
 def go_duration(text: str) -> float:
     """Go's ``time.ParseDuration``, in seconds."""
-    t = text.strip()
-    if t in ("0", "+0", "-0"):
-        return 0.0
-    sign = -1.0 if t.startswith("-") else 1.0
-    body = t.lstrip("+-")
-    pos, total = 0, 0.0
-    while pos < len(body):
-        m = _DUR_PART.match(body, pos)
-        if not m:
-            raise argparse.ArgumentTypeError(f"invalid duration {text!r}")
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    if not body:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r}")
-    return sign * total
+    try:
+        return parse_go_duration(text) / 1e9
+    except GoValueError:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}") from None
 
 
 class _Parser(argparse.ArgumentParser):

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from petcd.config.govalues import format_go_duration
+
 BAR = "\u220e"  # etcd's histogram bar character
 PERCENTILES: tuple[float, ...] = (10, 25, 50, 75, 90, 95, 99, 99.9)
 HISTOGRAM_BUCKETS = 10
@@ -47,33 +49,7 @@ def go_g(x: float) -> str:
 
 def go_duration(seconds: float) -> str:
     """Go's ``time.Duration.String()`` of a duration given in seconds (ns resolution)."""
-    ns = round(seconds * 1e9)
-    if ns == 0:
-        return "0s"
-    neg = "-" if ns < 0 else ""
-    ns = abs(ns)
-    if ns < 1000:
-        return f"{neg}{ns}ns"
-    if ns < 1_000_000:
-        return f"{neg}{_trim(ns, 1000)}\u00b5s"
-    if ns < 1_000_000_000:
-        return f"{neg}{_trim(ns, 1_000_000)}ms"
-    h, rest = divmod(ns, 3600 * 10**9)
-    m, rest = divmod(rest, 60 * 10**9)
-    s = _trim(rest, 10**9)
-    if h:
-        return f"{neg}{h}h{m}m{s}s"
-    if m:
-        return f"{neg}{m}m{s}s"
-    return f"{neg}{s}s"
-
-
-def _trim(value: int, unit: int) -> str:
-    whole, frac = divmod(value, unit)
-    if not frac:
-        return str(whole)
-    width = len(str(unit)) - 1
-    return f"{whole}.{str(frac).rjust(width, '0').rstrip('0')}"
+    return format_go_duration(round(seconds * 1e9))
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,14 @@ from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from tests.harness import Server, ServerGroup
 from tests.robustness.defrag import DOCUMENTED
 from tests.robustness.linearizability import check, save_history
-from tests.robustness.suite import RunConfig, RunResult, _hash_kv, _revision, check_writes, patch_history
+from tests.robustness.suite import (
+    RunConfig,
+    RunResult,
+    _revision,
+    check_members_agree,
+    check_writes,
+    patch_history,
+)
 from tests.robustness.workload import PREFIX, Recorder, Watcher, collect_events, now
 
 PROBE_PREFIX = b"probe/"
@@ -195,29 +202,7 @@ async def run(root: Path, cfg: RunConfig, start: Callable[[Live], list[Server]],
         if not v.ok:
             result.problems.append(f"history: {v.message}")
         result.problems += check_writes(recorder.ops, truth)
-        for m, t in zip(live.members, truths, strict=True):
-            if [e for e in t if e.revision <= final_rev] != truth:
-                result.problems.append(f"{m.name}'s event history differs from {live.members[0].name}'s")
-        for i, w in enumerate(watchers):
-            got = [e for e in w.events if e.revision <= final_rev]
-            result.problems += [f"watcher {i}: {p}" for p in w.problems]
-            if got != truth:
-                missing = len({e.revision for e in truth} - {e.revision for e in got})
-                result.problems.append(
-                    f"watcher {i}: {len(got)} events, history has {len(truth)} ({missing} missing)")
-        hashes = {}
-        for m in live.members:
-            deadline = now() + 20
-            while True:
-                try:
-                    hashes[m.name] = await asyncio.to_thread(_hash_kv, m.endpoint, final_rev)
-                    break
-                except grpc.RpcError:
-                    if now() > deadline:
-                        raise
-                    await asyncio.sleep(0.2)
-        if len(set(hashes.values())) != 1:
-            result.problems.append(f"HashKV at revision {final_rev} differs: {hashes}")
+        result.problems += await check_members_agree(live.members, truths, truth, watchers, final_rev)
         for m in live.members:
             held = await asyncio.to_thread(_probe_keys, m.endpoint)
             lost = [k for k, v in probe.acked.items() if held.get(k) != v]

@@ -24,6 +24,7 @@ import bisect
 import math
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -192,6 +193,37 @@ def check_writes(ops: list[Op], truth: list[Event]) -> list[str]:
     return problems
 
 
+async def check_members_agree(members: Sequence[Server], truths: Sequence[list[Event]], truth: list[Event],
+                              watchers: Sequence[Watcher], final_rev: int) -> list[str]:
+    """What the members and watchers disagree on up to ``final_rev``: each member's event history
+    against ``truth`` (the first member's), every watcher's events (complete, in order) and the
+    members' HashKV at that revision."""
+    problems: list[str] = []
+    for m, t in zip(members, truths, strict=True):
+        if [e for e in t if e.revision <= final_rev] != truth:
+            problems.append(f"{m.name}'s event history differs from {members[0].name}'s")
+    for i, w in enumerate(watchers):
+        got = [e for e in w.events if e.revision <= final_rev]
+        problems += [f"watcher {i}: {p}" for p in w.problems]
+        if got != truth:
+            missing = len({e.revision for e in truth} - {e.revision for e in got})
+            problems.append(f"watcher {i}: {len(got)} events, history has {len(truth)} ({missing} missing)")
+    hashes = {}
+    for m in members:
+        deadline = now() + 20
+        while True:
+            try:
+                hashes[m.name] = await asyncio.to_thread(_hash_kv, m.endpoint, final_rev)
+                break
+            except grpc.RpcError:
+                if now() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+    if len(set(hashes.values())) != 1:
+        problems.append(f"HashKV at revision {final_rev} differs: {hashes}")
+    return problems
+
+
 async def run(root: Path, cfg: RunConfig) -> RunResult:
     root.mkdir(parents=True, exist_ok=True)
     result = RunResult(cfg, root / "history.json")
@@ -254,30 +286,7 @@ async def run(root: Path, cfg: RunConfig) -> RunResult:
         if not v.ok:
             result.problems.append(f"history: {v.message}")
         result.problems += check_writes(recorder.ops, truth)
-        for m, t in zip(members, truths, strict=True):
-            mine = [e for e in t if e.revision <= final_rev]
-            if mine != truth:
-                result.problems.append(f"{m.name}'s event history differs from {members[0].name}'s")
-        for i, w in enumerate(watchers):
-            got = [e for e in w.events if e.revision <= final_rev]
-            result.problems += [f"watcher {i}: {p}" for p in w.problems]
-            if got != truth:
-                missing = len({e.revision for e in truth} - {e.revision for e in got})
-                result.problems.append(
-                    f"watcher {i}: {len(got)} events, history has {len(truth)} ({missing} missing)")
-        hashes = {}
-        for m in members:
-            deadline = now() + 20
-            while True:
-                try:
-                    hashes[m.name] = await asyncio.to_thread(_hash_kv, m.endpoint, final_rev)
-                    break
-                except grpc.RpcError:
-                    if now() > deadline:
-                        raise
-                    await asyncio.sleep(0.2)
-        if len(set(hashes.values())) != 1:
-            result.problems.append(f"HashKV at revision {final_rev} differs: {hashes}")
+        result.problems += await check_members_agree(members, truths, truth, watchers, final_rev)
         unknown = sum(1 for op in recorder.ops if op.output is None)
         result.stats.update(lease_renewals=keeper.renewals, lease_max_gap=round(keeper.max_gap, 1))
         result.stats.update(ops=len(recorder.ops), unknown=unknown, final_revision=final_rev,
