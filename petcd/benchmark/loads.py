@@ -10,6 +10,7 @@ start of ``--key-size`` zero bytes.
 
 from __future__ import annotations
 
+import abc
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -58,11 +59,11 @@ class CheckFailed(Exception):
 Call = Callable[[], Awaitable[None]]
 
 
-class Client:
+class Client(abc.ABC):
     """One benchmark client: ``request(i)`` says which report the request counts in and how to send it."""
 
-    def request(self, i: int) -> tuple[str, Call]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def request(self, i: int) -> tuple[str, Call]: ...
 
     async def close(self) -> None:
         return None
