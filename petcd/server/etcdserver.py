@@ -528,15 +528,19 @@ class EtcdServer:
         h.member_id = self.member_id
         h.raft_term = self.term
 
-    async def range(self, r: pb.RangeRequest) -> pb.RangeResponse:
+    def _check_readable(self) -> None:
+        """Called with nothing awaited between it and the read: after a failed fsync or backend
+        commit the index may be ahead of what the backend holds until stop() is done, so
+        nothing is read any more (also by a read that was waiting when it happened)."""
         if self.fatal is not None:
-            # a failed fsync or backend commit: the index may be ahead of what the backend holds
-            # until stop() is done, so nothing is read any more
             raise errors.StoppedError()
+
+    async def range(self, r: pb.RangeRequest) -> pb.RangeResponse:
         if not r.serializable:
             await self.linearizable_read()
         elif not self.ready.is_set():
             await self.wait_ready()
+        self._check_readable()
         # read without raft: checked here, and the answer dropped if the auth store moved
         # while it was read (etcd's doSerialize)
         store = self.auth_store
@@ -562,6 +566,7 @@ class EtcdServer:
         if txn_is_read_only(r):
             # answered locally after a read index, like a range
             await self.linearizable_read()
+            self._check_readable()
             store = self.auth_store
             info = authserver.caller_info(store)
             auth.check_txn(store, info, r)
