@@ -7,9 +7,9 @@ put the load's number of 512-byte keys with 512-byte zero values from one client
 client, counting them on the progress bar; read the memory again; delete the prefix (and compact,
 defragment when asked); print the difference in MB, or FAIL with the errors.
 
-petcd serves /metrics on its client port only with ``--client-urls-http`` (or on
-``--listen-client-http-urls`` / ``--listen-metrics-urls``), so against a default petcd this check
-fails the way etcdctl does against a server without one: it cannot read the metric.
+petcd serves /metrics on its plain-text client URLs (unless ``--client-urls-http=false`` or
+``--listen-client-http-urls`` moves it away), so a petcd started that way fails this check the
+way etcdctl does against a server without one: it cannot read the metric.
 """
 
 from __future__ import annotations

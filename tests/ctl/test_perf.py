@@ -241,10 +241,11 @@ def test_datascale_reads_the_metric_as_etcdctl() -> None:
     assert parse_resident("up 1\n") == "could not find: process_resident_memory_bytes"
 
 
-def test_datascale_same_as_etcdctl_without_metrics(petcd_server: Server) -> None:
-    """petcd's client port speaks only gRPC by default: both tools fail to read the metric, with the
-    same words (Go's for a port that answers HTTP/1 with HTTP/2 frames), before writing anything."""
-    ep = petcd_server.endpoint
+def test_datascale_same_as_etcdctl_without_metrics(servers: ServerGroup) -> None:
+    """With --client-urls-http=false petcd's client port speaks only gRPC: both tools fail to read
+    the metric, with the same words (Go's for a port that answers HTTP/1 with HTTP/2 frames),
+    before writing anything."""
+    ep = servers.start("petcd", extra_args=["--client-urls-http=false"]).endpoint
     Etcdctl(ep).run("put", "/busy-scale/k", "v")
     for args in (("check", "datascale"), ("check", "datascale", "--prefix=/busy-scale/"),
                  ("check", "datascale", "--load=tiny")):
@@ -258,7 +259,7 @@ def test_datascale_same_as_etcdctl_without_metrics(petcd_server: Server) -> None
 @pytest.mark.slow
 @pytest.mark.skipif(not FULL, reason="set PETCD_CHECK_PERF_FULL=1 for datascale's 10,000 writes")
 def test_datascale_small_load_on_petcd_with_metrics(servers: ServerGroup) -> None:
-    srv = servers.start("petcd", extra_args=["--client-urls-http"])
+    srv = servers.start("petcd")  # /metrics on the client URL: petcd's default, as etcd's
     r = petcdctl(srv.endpoint, "check", "datascale", "--auto-compact", timeout=120)
     head, _, rest = r.stdout.partition("\r")
     assert head == "Start data scale check for work load [10000 key-value pairs, 1024 bytes per key-value, " \

@@ -28,7 +28,8 @@ def test_classify() -> None:
 
 @pytest.fixture(scope="module", params=["frontends", "member"])
 def servers(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server]]:
-    extra = ["--client-urls-http"] + ([] if request.param == "frontends" else ["--client-frontends=0"])
+    # petcd's defaults: HTTP/1 and gRPC share the client URL, as in etcd
+    extra = [] if request.param == "frontends" else ["--client-frontends=0"]
     with server_group(tmp_path_factory.mktemp("port")) as group:
         yield group.start("etcd"), group.start_target(extra_args=extra)
 
@@ -97,12 +98,12 @@ def test_grpc_server_speaking_first_is_relayed(servers: tuple[Server, Server]) -
         assert states == ["READY"] * 8
 
 
-def test_client_urls_serve_grpc_only_by_default(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Without --client-urls-http the client port is gRPC's own (no relay): HTTP/1 gets no answer
-    from the HTTP side there."""
-    group = ServerGroup(tmp_path_factory.mktemp("default"))
+def test_client_urls_serve_grpc_only_when_asked(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """With --client-urls-http=false the client port is gRPC's own (no relay): HTTP/1 gets no
+    answer from the HTTP side there."""
+    group = ServerGroup(tmp_path_factory.mktemp("grpconly"))
     try:
-        petcd = group.start_target()
+        petcd = group.start_target(extra_args=["--client-urls-http=false"])
         assert not raw(petcd.client_url, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 200")
         assert Etcdctl(petcd.endpoint).run("put", "default/k", "v").rc == 0
     finally:
