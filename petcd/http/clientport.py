@@ -17,7 +17,7 @@ import contextlib
 import logging
 import re
 import socket
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
 log = logging.getLogger("petcd.http")
@@ -110,7 +110,7 @@ class _Front(_Half):
             super().data_received(data)
             return
         self._buf += data
-        kind = classify(self._buf)
+        kind = self._owner.classify(self._buf)
         if kind == "more":
             return
         self._decided = True
@@ -134,7 +134,7 @@ class _Front(_Half):
         try:
             _, back = await loop.create_unix_connection(_Half, path)
         except OSError as exc:
-            log.warning("client connection dropped: cannot reach %s: %s", path, exc)
+            log.warning("connection dropped: cannot reach %s: %s", path, exc)
             self.close()
             return
         if self.transport is None:  # the client went away meanwhile
@@ -150,12 +150,14 @@ class _Front(_Half):
 
 
 class ClientPort:
-    """Listens on client TCP addresses and relays each connection to ``grpc_path`` or
-    ``http_path`` (Unix sockets) by its first bytes."""
+    """Listens on TCP addresses and relays each connection to ``grpc_path`` or ``http_path``
+    (Unix sockets) by its first bytes, as ``classify`` tells ('grpc', 'http', 'close' or 'more'):
+    by default the client URL's rule; the peer URLs pass theirs (petcd.http.peerhttp)."""
 
-    def __init__(self, grpc_path: str, http_path: str) -> None:
+    def __init__(self, grpc_path: str, http_path: str, classify: Callable[[bytes], str] = classify) -> None:
         self.grpc_path = grpc_path
         self.http_path = http_path
+        self.classify = classify
         self._servers: list[asyncio.AbstractServer] = []
         self._tasks: set[asyncio.Task[None]] = set()
 

@@ -59,6 +59,7 @@ from petcd.http.gateway import Gateway
 from petcd.http.gateway import Metadata as GatewayMetadata
 from petcd.http.grpcstats import interceptor as grpc_interceptor
 from petcd.http.metrics import PeerLink
+from petcd.http.peerhttp import PeerPort, peer_handler
 from petcd.peer import PeerDialer, PeerTLS, PeerTransport, add_forward_service, leader_forwarding
 from petcd.peer import add_to_server as add_peer_service
 from petcd.peer.hashkv import peer_hashes
@@ -255,9 +256,19 @@ async def serve(settings: ServerSettings) -> int:
     # private sockets: member.sock for the front-ends (trusted: it carries the certificate names
     # they verified), client.sock for what the member relays itself (the sniffer, the gateway's
     # streams), which is an ordinary client connection
-    sockdir = make_socket_dir() if fronted or sniff or settings.enable_grpc_gateway else ""
+    # plain-text peer URLs carry HTTP/1 too, as etcd's: the member relays them (petcd.http.peerhttp)
+    # to peer.sock; TLS ones stay the peer gRPC server's
+    relayed = [a for a, secure in peer_addrs.items() if not secure and not a.startswith("unix:")]
+    sockdir = make_socket_dir() if fronted or sniff or settings.enable_grpc_gateway or relayed else ""
     http = build_http_side(srv, member.transport, dispatcher, grpc_counters, sockdir)
     client_port = ClientPort(f"{sockdir}/client.sock", f"{sockdir}/http.sock")
+    forward = leader_forwarding(srv, member.transport)
+
+    async def promote(learner: int) -> list[pb.Member]:
+        return list((await forward.member_promote(pb.MemberPromoteRequest(ID=learner))).members)
+
+    peer_port = PeerPort(peer_handler(srv, srv.clock, lambda err: status_of(err)[1], promote), srv.clock,
+                         f"{sockdir}/peer.sock", f"{sockdir}/peerhttp.sock")
     guards: list[socket.socket] = []
     supervisor: FrontendSupervisor | None = None
     links: LinkServer | None = None
@@ -280,9 +291,14 @@ async def serve(settings: ServerSettings) -> int:
         for addr in direct:
             _add_port(server, addr, client_creds if client_addrs[addr] else None)
         for addr, secure in peer_addrs.items():
-            _add_port(peer_server, addr, peer_creds if secure else None)
+            if addr not in relayed:
+                _add_port(peer_server, addr, peer_creds if secure else None)
+        if relayed:
+            peer_server.add_insecure_port(f"unix:{sockdir}/peer.sock")
         await server.start()
         await peer_server.start()
+        if relayed:
+            await peer_port.listen(relayed)
         if sniff:
             await http.serve_client_unix(f"{sockdir}/http.sock")
         for addr in sniffed:
@@ -311,6 +327,7 @@ async def serve(settings: ServerSettings) -> int:
     except (FrontendError, HttpError) as exc:
         log.error("%s", exc)
         await client_port.stop()
+        await peer_port.stop()
         await _shutdown((server, peer_server), srv, supervisor, links, guards, sockdir, http)
         return 1
     log.info("serving client requests on %s (%s)", ", ".join(settings.listen_client_urls),
@@ -328,6 +345,7 @@ async def serve(settings: ServerSettings) -> int:
         checks.cancel()
     sdnotify.notify_stopping(sd_ready)
     await client_port.stop()
+    await peer_port.stop()
     await _shutdown((server, peer_server), srv, supervisor, links, guards, sockdir, http)
     failed = srv.fatal is not None
     return 1 if failed else 0
