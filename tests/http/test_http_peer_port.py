@@ -186,3 +186,39 @@ def test_client_api_over_grpc_on_the_peer_url(servers: tuple[Server, Server]) ->
         assert ctl.run("put", "peerport/g", "v").rc == 0
         out = ctl.run("get", "peerport/g")
         assert out.rc == 0 and out.stdout.splitlines() == ["peerport/g", "v"]
+
+
+def _leader_first(members: list[Server]) -> list[Server]:
+    out = Etcdctl(",".join(m.endpoint for m in members)).run("endpoint", "status", "-w", "json")
+    assert out.rc == 0, out
+    status = json.loads(out.stdout)
+    leader = status[0]["Status"]["leader"]
+    ids = [s["Status"]["header"]["member_id"] for s in status]
+    return sorted(members, key=lambda m: ids[members.index(m)] != leader)
+
+
+def test_three_members_peer_http_as_etcd(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """In a 3-member cluster: /members lists all three alike, a follower's lessor is not
+    primary (etcd's followers forward keep-alives to the leader's /leases), the leader renews."""
+    answers: dict[str, list[Answer]] = {}
+    with server_group(tmp_path_factory.mktemp("peer3")) as group:
+        for kind in ("etcd", "petcd"):
+            members = _leader_first(group.start_cluster(kind))  # type: ignore[arg-type]
+            leader, follower = members[0], members[1]
+            lease = _lease(leader)
+            keep = pb.LeaseKeepAliveRequest(ID=lease).SerializeToString()
+            answers[kind] = [request(follower.peer_url, "GET", "/members"),
+                             request(follower.peer_url, "POST", "/leases", keep),
+                             request(leader.peer_url, "POST", "/leases", keep)]
+            listed = answers[kind][0].json()
+            assert sorted(m["peerURLs"][0] for m in listed) == sorted(m.peer_url for m in members)
+            assert [m["id"] for m in listed] == sorted(m["id"] for m in listed)
+    for want, got in zip(answers["etcd"], answers["petcd"], strict=True):
+        assert got.header_names() == want.header_names()
+    for want, got in zip(answers["etcd"][:2], answers["petcd"][:2], strict=True):
+        assert _shape(got) == _shape(want)
+    assert answers["petcd"][1].body == b"not a primary lessor\n"
+    # the renewal: the same answer but for the lease's id
+    want, got = (pb.LeaseKeepAliveResponse.FromString(answers[k][2].body) for k in ("etcd", "petcd"))
+    assert answers["petcd"][2].status == answers["etcd"][2].status == 200
+    assert (got.TTL, got.HasField("header")) == (want.TTL, want.HasField("header")) == (60, False)
