@@ -313,7 +313,9 @@ class PeerPort:
             try:
                 await self._relay.listen(host.strip("[]"), int(port), reuse_port=False)
             except OSError as exc:
-                raise HttpError(f"listen tcp {addr}: bind: {exc.strerror or exc}") from None
+                # Go's text for the errno is Python's strerror in lower case ("address already in use")
+                reason = exc.strerror or str(exc)
+                raise HttpError(f"listen tcp {addr}: bind: {reason[:1].lower()}{reason[1:]}") from None
 
     async def stop(self) -> None:
         await self._relay.stop()
