@@ -117,7 +117,9 @@ def test_a_stopped_leader_hands_over_to_the_longest_connected_voter(servers: Ser
     restarted.restart()
     wait_for(lambda: _agreed_leader(members)[0] == leader.ids().member_id, "the cluster to settle", timeout=30)
     time.sleep(1.0)
+    steady_id = steady.ids().member_id
     old_leader, term = _agreed_leader(members)
+    assert old_leader == leader.ids().member_id
     offset = _sigterm(leader)
     sent = time.monotonic()
     found: list[tuple[int, int]] = []
@@ -132,11 +134,11 @@ def test_a_stopped_leader_hands_over_to_the_longest_connected_voter(servers: Ser
     # without the hand-over the followers wait at least an election timeout after the leader's
     # last heartbeat; with it the new leader is there in a fraction of one
     assert took < ELECTION_S / 2, (took, found[-1])
-    assert found[-1] == (steady.ids().member_id, term + 1)
+    assert found[-1] == (steady_id, term + 1)
     assert _wait_exit(leader, 30) == _exit_code(kind)
     log = _log_since(leader, offset)
-    assert f"{steady.ids().member_id:x}" in _line_with(log, STARTING)
-    assert f"{steady.ids().member_id:x}" in _line_with(log, FINISHED)
+    assert f"{steady_id:x}" in _line_with(log, STARTING)
+    assert f"{steady_id:x}" in _line_with(log, FINISHED)
     assert FAILED not in log
 
 
