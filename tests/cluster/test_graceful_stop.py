@@ -131,6 +131,7 @@ def test_a_stopped_leader_hands_over_to_the_longest_connected_voter(servers: Ser
 
     wait_for(new_leader, "a new leader", timeout=30, every=0.05)
     took = time.monotonic() - sent
+    print(f"{kind}: a new leader {took:.3f} s after the SIGTERM")
     # without the hand-over the followers wait at least an election timeout after the leader's
     # last heartbeat; with it the new leader is there in a fraction of one
     assert took < ELECTION_S / 2, (took, found[-1])
@@ -214,6 +215,7 @@ def test_a_transfer_that_cannot_finish_ends_at_the_request_timeout(servers: Serv
         sent = time.monotonic()
         assert _wait_exit(leader, 30) == _exit_code(kind)
         took = time.monotonic() - sent
+    print(f"{kind}: exited {took:.3f} s after the SIGTERM")
     log = _log_since(leader, offset)
     assert STARTING in log and FINISHED not in log, log[-3000:]
     assert "leader transfer took too long" in _line_with(log, FAILED)
