@@ -198,9 +198,10 @@ def test_puts_through_the_followers_survive_the_leaders_stop(servers: ServerGrou
     for w in writers:
         lost = {k for k, v in w.acked.items() if stored.get(k) != v}
         assert not lost, (kind, sorted(lost)[:5])
+    # a put the leader dropped while handing over (raft drops proposals then) times out on the
+    # follower with one of etcd's texts; real etcd 3.5.1 answers the same ones, so checked for both
     failures = [e for w in writers for e in w.errors]
-    if kind == "petcd":
-        assert all(text in FAILOVER_ERRORS for _, text in failures), failures
+    assert all(text in FAILOVER_ERRORS for _, text in failures), failures
     print(kind, "puts acknowledged:", sum(len(w.acked) for w in writers), "failed:", failures)
 
 
