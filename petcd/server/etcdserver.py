@@ -34,6 +34,7 @@ from petcd.raft import ConfChangeError, NoLeaderError, ProposalDroppedError, Rea
 from petcd.server import authserver
 from petcd.server.apply import ALARM_CORRUPT, ALARM_NONE, ALARM_NOSPACE, Applier
 from petcd.server.apply_kv import KVApplier, do_range, txn_has_put, txn_is_read_only
+from petcd.server.backend_wait import wait_writable
 from petcd.server.bootstrap import Member, Paths
 from petcd.server.compactor import make_compactor, run_compactor
 from petcd.server.idgen import IdGenerator
@@ -253,7 +254,7 @@ class EtcdServer:
         if rd.snapshot is not None and rd.snapshot.metadata.index > self.applied_index:
             await self._apply_snapshot(rd.snapshot)
         if rd.committed_entries:
-            await self._wait_backend_writable()
+            await wait_writable(self.backend)
             for ent in rd.committed_entries:
                 self._apply_entry(ent)
             self._compact_step()
@@ -267,32 +268,6 @@ class EtcdServer:
             self._campaign_pending = False
             if self.raft.voters() == [self.member_id] and self.leader == 0:
                 self.raft.campaign()
-
-    async def _wait_backend_writable(self) -> None:
-        # a write while defrag swaps the file would block this thread, and with it the event
-        # loop; wait on the loop instead so ticks, heartbeats (the raft driver does not wait for
-        # the apply queue) and client I/O go on. The defrag thread needs this thread to commit
-        # its open batch first, so every change the backend reports (a commit asked for, writes
-        # unblocked) wakes this loop to look again.
-        backend = self.backend
-        if not backend.write_blocked:
-            return
-        loop = asyncio.get_running_loop()
-        changed = asyncio.Event()
-
-        def wake() -> None:
-            loop.call_soon_threadsafe(changed.set)
-
-        remove = backend.listen_write_state(wake)
-        try:
-            while True:
-                changed.clear()
-                backend.commit_if_due()
-                if not backend.write_blocked:
-                    return
-                await changed.wait()
-        finally:
-            remove()
 
     def _apply_entry(self, ent: raftpb.Entry) -> None:
         state = self._cell.state

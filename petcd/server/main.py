@@ -67,7 +67,7 @@ from petcd.peer.member import build as build_member
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.v3electionpb import v3election_pb2 as electionpb
 from petcd.proto.v3lockpb import v3lock_pb2 as lockpb
-from petcd.server import sdnotify
+from petcd.server import leader_transfer, sdnotify
 from petcd.server.bootstrap import BootstrapError, Paths
 from petcd.server.concurrency import Cleanups, MemberKV
 from petcd.server.corruption import CorruptionMonitor, DataInconsistencyError
@@ -352,16 +352,24 @@ async def serve(settings: ServerSettings) -> int:
 
 
 async def _shutdown(
-    servers: tuple[grpc.aio.Server, ...], srv: EtcdServer, supervisor: FrontendSupervisor | None,
+    servers: tuple[grpc.aio.Server, grpc.aio.Server], srv: EtcdServer, supervisor: FrontendSupervisor | None,
     links: LinkServer | None, guards: list[socket.socket], sockdir: str, http: HttpSide,
 ) -> None:
+    """etcd's order (embed.Etcd.Close): the client side first, then the leadership transfer,
+    then the peer side. ``servers`` is (client server, peer server)."""
+    client_server, peer_server = servers
     await http.stop()
     # front-ends first: they finish the calls in flight, which the member still answers
     if supervisor is not None:
         await supervisor.stop()
     if links is not None:
         await links.stop()
-    await asyncio.gather(*(server.stop(grace=1.0) for server in servers))
+    await client_server.stop(grace=1.0)
+    # a leader hands over before it goes (etcd's EtcdServer.Stop); the peer server carries the
+    # raft streams that tell it the new leader, so it stays up until then. It goes before the
+    # member stops because it also serves the client API, which reads the backend stop() closes
+    await leader_transfer.transfer_before_stop(srv)
+    await peer_server.stop(grace=1.0)
     await srv.stop()
     for g in guards:
         g.close()

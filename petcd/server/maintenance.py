@@ -13,6 +13,7 @@ from petcd.mvcc import CompactedError, FutureRevError
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.serverpb import internal_pb2 as serverpb
 from petcd.raft import StateType
+from petcd.server import leader_transfer
 from petcd.server.apply_kv import mvcc_error
 from petcd.server.etcdserver import ALARM_NONE, EtcdServer
 
@@ -159,15 +160,4 @@ async def move_leader(srv: EtcdServer, target: int) -> None:
     """Hand leadership to target (a voter) and wait until it leads, as etcd's MoveLeader."""
     if srv.role != StateType.LEADER:
         raise errors.NotLeaderError()
-    member = srv.membership.members.get(target)
-    if member is None or member.is_learner:
-        raise errors.BadLeaderTransfereeError()
-    if target == srv.member_id:
-        return
-    srv.raft.transfer_leader(target)
-    deadline = srv.clock.now() + srv.settings.request_timeout
-    while srv.leader != target:
-        try:
-            await srv.await_leader_change(deadline)
-        except TimeoutError:
-            raise errors.LeaderTransferTimeoutError() from None
+    await leader_transfer.move_leader(srv, target, srv.settings.request_timeout)
