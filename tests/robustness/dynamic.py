@@ -148,7 +148,8 @@ def _probe_keys(endpoint: str) -> dict[bytes, bytes]:
 async def _events(live: Live, endpoint: str, start_rev: int, final_rev: int) -> list[Event]:
     """The endpoint's events on the prefix from ``start_rev`` through ``final_rev``: what the
     fault archived, then the rest from the member."""
-    early = [e for e in live.archived.get(endpoint, []) if e.revision >= start_rev]
+    # (the archive's watch may have gone past archived_through: those come again from the member)
+    early = [e for e in live.archived.get(endpoint, []) if start_rev <= e.revision <= live.archived_through]
     return early + await collect_events(endpoint, max(start_rev, live.archived_through + 1), final_rev)
 
 
