@@ -155,10 +155,11 @@ async def _events(live: Live, endpoint: str, start_rev: int, final_rev: int) -> 
 
 async def run(root: Path, cfg: RunConfig, start: Callable[[Live], list[Server]], fault: Fault,
               fault_at: tuple[float, float] = (1.0, 2.0), value_bytes: int = 0,
-              nospace_may_apply: bool = False) -> RunResult:
+              nospace_may_apply: bool = False, pause: float = 0.0) -> RunResult:
     """``start`` starts the cluster (every member ready on return); ``fault`` runs ``fault_at``
     seconds (uniform) into the load and must leave every member of ``live.members`` running.
-    ``value_bytes``: the clients' values are padded up to that many bytes. A write refused for
+    ``value_bytes``: the clients' values are padded up to that many bytes; ``pause``: seconds each
+    client waits after an answered op. A write refused for
     space that took effect all the same is a problem unless ``nospace_may_apply`` (etcd, see
     ``suite.refused_but_applied``)."""
     root.mkdir(parents=True, exist_ok=True)
@@ -195,7 +196,8 @@ async def run(root: Path, cfg: RunConfig, start: Callable[[Live], list[Server]],
         while now() < load_end or not fault_task.done():
             recorder.endpoints = list(live.endpoints)
             until = now() + ROUND
-            await asyncio.gather(*(recorder.client(rounds * cfg.clients + c, until) for c in range(cfg.clients)))
+            await asyncio.gather(*(recorder.client(rounds * cfg.clients + c, until, pause)
+                                   for c in range(cfg.clients)))
             rounds += 1
         probe_stop.set()
         await asyncio.gather(fault_task, probe_task)
