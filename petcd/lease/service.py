@@ -52,7 +52,7 @@ class LeaseServer(Protocol):
 
     async def await_leader_change(self, deadline: float) -> None: ...
 
-    def check_quota(self, cost: int) -> None: ...
+    async def check_quota(self, cost: int) -> None: ...
 
 
 def next_lease_id(server: LeaseServer) -> int:
@@ -69,7 +69,7 @@ async def lease_grant(server: LeaseServer, r: pb.LeaseGrantRequest) -> pb.LeaseG
         req.ID = next_lease_id(server)
     if req.TTL > MAX_LEASE_TTL:
         raise errors.LeaseTTLTooLargeError()  # the apply would refuse it too; spare the proposal
-    server.check_quota(LEASE_GRANT_QUOTA_COST)
+    await server.check_quota(LEASE_GRANT_QUOTA_COST)
     resp: pb.LeaseGrantResponse = await server.propose(serverpb.InternalRequest(lease_grant=req))
     server.fill_header(resp.header)
     return resp

@@ -125,15 +125,18 @@ class BackendApplier:
         a = req.alarm
         resp = pb.AlarmResponse()
         key = (a.memberID, a.alarm)
-        if a.action == pb.AlarmRequest.ACTIVATE:
-            if a.alarm != ALARM_NONE and key not in st.alarms:
-                st.alarms[key] = a.alarm
-                resp.alarms.add(memberID=a.memberID, alarm=a.alarm)
-                log.warning("alarm %s raised for member %x", pb.AlarmType.Name(a.alarm), a.memberID)
-        elif a.action == pb.AlarmRequest.DEACTIVATE:
+        if a.action == pb.AlarmRequest.ACTIVATE and a.alarm != ALARM_NONE:
+            # raised again (every refused request raises it): answered as raised, nothing saved
+            resp.alarms.add(memberID=a.memberID, alarm=a.alarm)
             if key in st.alarms:
-                del st.alarms[key]
-                resp.alarms.add(memberID=a.memberID, alarm=a.alarm)
+                return resp
+            st.alarms[key] = a.alarm
+            log.warning("alarm %s raised for member %x", pb.AlarmType.Name(a.alarm), a.memberID)
+        elif a.action == pb.AlarmRequest.DEACTIVATE and key in st.alarms:
+            del st.alarms[key]
+            resp.alarms.add(memberID=a.memberID, alarm=a.alarm)
+        else:
+            return resp
         st.membership.save_alarms(st.alarms)
         return resp
 

@@ -31,7 +31,7 @@ from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.raftpb import raft_pb2 as raftpb
 from petcd.proto.serverpb import internal_pb2 as serverpb
 from petcd.raft import ConfChangeError, NoLeaderError, ProposalDroppedError, Ready, StateType
-from petcd.server import authserver
+from petcd.server import authserver, quota
 from petcd.server.apply import ALARM_CORRUPT, ALARM_NONE, ALARM_NOSPACE, Applier
 from petcd.server.apply_kv import KVApplier, do_range, txn_has_put, txn_is_read_only
 from petcd.server.backend_wait import wait_writable
@@ -111,8 +111,9 @@ class EtcdServer:
         # a leader, and has applied the log up to an entry made after it started (a joining
         # member: the snapshot and entries it was sent)
         self.ready = asyncio.Event()
-        # the file size only changes when a batch commits; the quota check reads this copy
-        self.db_size = cell.state.backend.size()
+        # what the quota weighs (petcd.server.quota): it only changes when a batch commits, and
+        # the quota check reads this copy
+        self.db_size_in_use = cell.state.backend.size_in_use()
         self._campaign_at = campaign_at
         self._campaign_pending = True
         self.fatal: BaseException | None = None  # what stopped the raft node, if anything
@@ -325,7 +326,7 @@ class EtcdServer:
         state = open_state(self.settings, self.paths, self.cluster_id, self.clock, self.auth_store.tokens)
         self._cell.state = state
         self.watchable.restore(state.store)
-        self.db_size = state.backend.size()
+        self.db_size_in_use = state.backend.size_in_use()
         if was_leader:
             state.lessor.promote(self.settings.election_timeout_ms / 1000.0)
         self.applied_index = max(state.store.consistent_index, index)
@@ -352,7 +353,7 @@ class EtcdServer:
         backend = self.backend
         started = self.clock.now()
         if backend.commit_if_due():
-            self.db_size = backend.size()
+            self.db_size_in_use = backend.size_in_use()
             took = self.clock.now() - started
             self.backend_commit_durations.observe(took)
             if took > SLOW_COMMIT_SECONDS:
@@ -527,7 +528,7 @@ class EtcdServer:
         return resp
 
     async def put(self, r: pb.PutRequest) -> pb.PutResponse:
-        self.check_quota(len(r.key) + len(r.value))
+        await self.check_quota(quota.put_cost(r))
         resp: pb.PutResponse = await self.propose(serverpb.InternalRequest(put=r))
         self.fill_header(resp.header)
         return resp
@@ -549,7 +550,7 @@ class EtcdServer:
             auth.check_read_still_current(store, info)
         else:
             if txn_has_put(r):
-                self.check_quota(r.ByteSize())
+                await self.check_quota(quota.txn_cost(r))
             resp = await self.propose(serverpb.InternalRequest(txn=r))
         _fill_txn_headers(resp, self)
         return resp
@@ -564,16 +565,20 @@ class EtcdServer:
         self.fill_header(resp.header)
         return resp
 
-    def check_quota(self, cost: int) -> None:
-        if ALARM_NOSPACE in self.alarms.values():
-            raise errors.NoSpaceError()
-        if self.db_size + cost > self.settings.quota_backend_bytes:
-            # raise the alarm through raft so every member agrees, then refuse
-            req = serverpb.InternalRequest(
-                alarm=pb.AlarmRequest(action=pb.AlarmRequest.ACTIVATE, memberID=self.member_id, alarm=ALARM_NOSPACE)
-            )
-            asyncio.get_running_loop().create_task(self._propose_quietly(req))
-            raise errors.NoSpaceError()
+    async def check_quota(self, cost: int) -> None:
+        """A request that does not fit the quota raises this member's NOSPACE alarm and is
+        refused once the alarm is applied, so its client finds it listed (as etcd's front-door
+        check). The size alone decides here (petcd.server.quota says why)."""
+        if quota.fits(self.db_size_in_use, cost, self.settings.quota_backend_bytes):
+            return
+        req = serverpb.InternalRequest(
+            alarm=pb.AlarmRequest(action=pb.AlarmRequest.ACTIVATE, memberID=self.member_id, alarm=ALARM_NOSPACE)
+        )
+        try:
+            await self.propose(req)
+        except errors.PetcdError as exc:
+            log.warning("raising the NOSPACE alarm failed: %s", exc)
+        raise errors.NoSpaceError()
 
     async def _propose_quietly(self, req: serverpb.InternalRequest) -> None:
         try:

@@ -60,8 +60,8 @@ async def defragment(srv: EtcdServer) -> pb.DefragmentResponse:
     async with _file_guard(srv):
         # the copy runs in C in a worker thread; the event loop (and raft ticks) keep going
         await asyncio.to_thread(srv.backend.defrag)
-    srv.db_size = srv.backend.size()
-    log.info("defragmented backend: %d -> %d bytes", before, srv.db_size)
+    srv.db_size_in_use = srv.backend.size_in_use()
+    log.info("defragmented backend: %d -> %d bytes", before, srv.backend.size())
     return pb.DefragmentResponse(header=srv.header())
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from tests.robustness.diskfull import run_diskfull, why_not
 from tests.robustness.faults import SCENARIOS
 from tests.robustness.membership import run_membership
+from tests.robustness.quota import TINY_QUOTA, run_quota
 from tests.robustness.suite import RunConfig, RunResult, run_sync
 
 # scenarios whose fault changes the cluster itself (tests/robustness/dynamic.py); random runs
@@ -26,6 +27,8 @@ DYNAMIC: dict[str, Callable[[Path, RunConfig], RunResult]] = {
     "membership": run_membership,
     "membership-any": lambda root, cfg: run_membership(root, cfg, leader_too=True),
     "disk-full": run_diskfull,
+    "quota": run_quota,
+    "quota-tiny": lambda root, cfg: run_quota(root, cfg, quota=TINY_QUOTA),
 }
 
 

@@ -8,7 +8,9 @@ members that join. A :class:`Probe` writes unique keys through every current end
 every error's code and text: each must be one etcd documents. After the fault, the same checks as
 ``suite.run``: linearizable history, no lost acknowledged write (in the event history of every
 final member, and every acknowledged probe key on every final member), every watcher's events
-complete and in order, equal HashKV of all final members at a common revision.
+complete and in order, equal HashKV of all final members at a common revision. A fault that
+compacts the history keeps every member's events up to the compaction first (``Live.archived``),
+and a write refused for space (NOSPACE) must not have taken effect.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from tests.harness import Server, ServerGroup
 from tests.robustness.defrag import DOCUMENTED
-from tests.robustness.linearizability import check, save_history
+from tests.robustness.linearizability import Refused, check, save_history
 from tests.robustness.suite import (
     RunConfig,
     RunResult,
@@ -35,8 +37,9 @@ from tests.robustness.suite import (
     check_members_agree,
     check_writes,
     patch_history,
+    refused_but_applied,
 )
-from tests.robustness.workload import PREFIX, Recorder, Watcher, collect_events, now
+from tests.robustness.workload import PREFIX, Event, Recorder, Watcher, collect_events, now
 
 PROBE_PREFIX = b"probe/"
 ROUND = 2.0  # seconds of one round of clients
@@ -74,6 +77,10 @@ class Live:
     problems: list[str] = field(default_factory=list)
     stats: dict[str, object] = field(default_factory=dict)
     cleanups: list[Callable[[], None]] = field(default_factory=list)  # run after the members stop
+    # each endpoint's events on the watched prefix through revision ``archived_through``, kept by a
+    # fault before it compacted them away (the final checks read the rest from the members)
+    archived: dict[str, list[Event]] = field(default_factory=dict)
+    archived_through: int = 0
     _t0: float = field(default_factory=time.monotonic)
 
     def note(self, what: str) -> None:
@@ -138,10 +145,23 @@ def _probe_keys(endpoint: str) -> dict[bytes, bytes]:
         return {k.key: k.value for k in rr.kvs}
 
 
+async def _events(live: Live, endpoint: str, start_rev: int, final_rev: int) -> list[Event]:
+    """The endpoint's events on the prefix from ``start_rev`` through ``final_rev``: what the
+    fault archived, then the rest from the member."""
+    # (the archive's watch may have gone past archived_through: those come again from the member)
+    early = [e for e in live.archived.get(endpoint, []) if start_rev <= e.revision <= live.archived_through]
+    return early + await collect_events(endpoint, max(start_rev, live.archived_through + 1), final_rev)
+
+
 async def run(root: Path, cfg: RunConfig, start: Callable[[Live], list[Server]], fault: Fault,
-              fault_at: tuple[float, float] = (1.0, 2.0)) -> RunResult:
+              fault_at: tuple[float, float] = (1.0, 2.0), value_bytes: int = 0,
+              nospace_may_apply: bool = False, pause: float = 0.0) -> RunResult:
     """``start`` starts the cluster (every member ready on return); ``fault`` runs ``fault_at``
-    seconds (uniform) into the load and must leave every member of ``live.members`` running."""
+    seconds (uniform) into the load and must leave every member of ``live.members`` running.
+    ``value_bytes``: the clients' values are padded up to that many bytes; ``pause``: seconds each
+    client waits after an answered op. A write refused for
+    space that took effect all the same is a problem unless ``nospace_may_apply`` (etcd, see
+    ``suite.refused_but_applied``)."""
     root.mkdir(parents=True, exist_ok=True)
     result = RunResult(cfg, root / "history.json")
     rnd = random.Random(cfg.seed)
@@ -154,7 +174,7 @@ async def run(root: Path, cfg: RunConfig, start: Callable[[Live], list[Server]],
         live.endpoints[:] = [m.endpoint for m in live.members]
         start_rev = await asyncio.to_thread(_revision, live.endpoints[0]) + 1
         keys = [PREFIX + f"k{i}".encode() for i in range(cfg.keys)]
-        recorder = Recorder(list(live.endpoints), keys, cfg.seed)
+        recorder = Recorder(list(live.endpoints), keys, cfg.seed, value_bytes=value_bytes)
         probe = Probe(live, cfg.seed)
         stop = asyncio.Event()
         watchers = [Watcher(live.endpoints, start_rev, i) for i in range(len(live.endpoints))]
@@ -176,7 +196,8 @@ async def run(root: Path, cfg: RunConfig, start: Callable[[Live], list[Server]],
         while now() < load_end or not fault_task.done():
             recorder.endpoints = list(live.endpoints)
             until = now() + ROUND
-            await asyncio.gather(*(recorder.client(rounds * cfg.clients + c, until) for c in range(cfg.clients)))
+            await asyncio.gather(*(recorder.client(rounds * cfg.clients + c, until, pause)
+                                   for c in range(cfg.clients)))
             rounds += 1
         probe_stop.set()
         await asyncio.gather(fault_task, probe_task)
@@ -188,7 +209,7 @@ async def run(root: Path, cfg: RunConfig, start: Callable[[Live], list[Server]],
         await recorder.final_reads(rounds * cfg.clients, now() + 30)
         final_rev = max(op.revision() or 0 for op in recorder.ops[-len(keys):])
         final = [m.endpoint for m in live.members]
-        truths = [await collect_events(ep, start_rev, final_rev) for ep in final]
+        truths = [await _events(live, ep, start_rev, final_rev) for ep in final]
         truth = [e for e in truths[0] if e.revision <= final_rev]
         end = now() + 20
         while any(w.next_revision <= (truth[-1].revision if truth else 0) for w in watchers) and now() < end:
@@ -202,6 +223,9 @@ async def run(root: Path, cfg: RunConfig, start: Callable[[Live], list[Server]],
         if not v.ok:
             result.problems.append(f"history: {v.message}")
         result.problems += check_writes(recorder.ops, truth)
+        applied = refused_but_applied(recorder.ops, truth)
+        if applied and not nospace_may_apply:
+            result.problems.append(f"{len(applied)} writes refused with NOSPACE took effect, e.g. {applied[0].input!r}")
         result.problems += await check_members_agree(live.members, truths, truth, watchers, final_rev)
         for m in live.members:
             held = await asyncio.to_thread(_probe_keys, m.endpoint)
@@ -221,6 +245,8 @@ async def run(root: Path, cfg: RunConfig, start: Callable[[Live], list[Server]],
         result.problems += live.problems
         result.stats.update(live.stats)
         result.stats.update(ops=len(recorder.ops), unknown=sum(1 for op in recorder.ops if op.output is None),
+                            refused=sum(1 for op in recorder.ops if isinstance(op.output, Refused)),
+                            refused_but_applied=len(applied),
                             final_revision=final_rev, events=len(truth),
                             reconnects=sum(w.reconnects for w in watchers), errors=dict(recorder.errors),
                             probe_acked=len(probe.acked), probe_errors=dict(errors),

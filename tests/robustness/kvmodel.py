@@ -19,7 +19,8 @@ etcd's lease semantics as modelled: a put naming a lease that is not alive fails
 holds such a put, the whole txn fails); a put without a lease detaches the key from its lease; a
 revoke deletes the lease's keys in one revision, and one with no keys attached does not bump the
 revision; revoking a lease that is gone fails with "lease not found". Expiry by time is not
-modelled: the workload grants TTLs far longer than a run.
+modelled: the workload grants TTLs far longer than a run. A put or txn refused for space
+(NOSPACE, ``Refused``) changed nothing.
 """
 
 from __future__ import annotations
@@ -122,7 +123,14 @@ class LeaseNotFound:
     or a revoke of one. It carries no revision."""
 
 
-Output = PutOk | GetOk | DeleteOk | TxnOk | GrantOk | RevokeOk | LeaseNotFound
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A definite failure that changed nothing: a put or txn refused with etcd's NOSPACE
+    (``etcdserver: mvcc: database space exceeded``) while the quota is full. It carries no
+    revision."""
+
+
+Output = PutOk | GetOk | DeleteOk | TxnOk | GrantOk | RevokeOk | LeaseNotFound | Refused
 
 
 def leases_named(inp: Input, out: Output | None) -> set[int]:
@@ -257,6 +265,9 @@ def _txn(s: KeyState, inp: Txn, out: Output | None) -> list[KeyState]:
 
 def step(s: KeyState, inp: Input, out: Output | None) -> list[KeyState]:
     """The states of a key after ``inp`` answered ``out`` in state ``s`` (empty: it cannot have)."""
+    if isinstance(out, Refused):
+        # only what adds data is refused for space; it changed nothing
+        return [s] if isinstance(inp, Put | Txn) else []
     if isinstance(inp, LeaseRevoke):
         return _revoke(s, inp.lease, out)
     if isinstance(inp, LeaseGrant):
@@ -289,6 +300,9 @@ UNGRANTED, ALIVE, GONE = 0, 1, 2
 
 def lease_step(s: int, inp: Input, out: Output | None) -> list[int]:
     """A lease's states after ``inp`` (a grant or revoke of it, or a put or get naming it)."""
+    if isinstance(out, Refused):
+        # refused before the lease was looked at (etcd checks space first): nothing learnt
+        return [s] if isinstance(inp, Put | Txn) else []
     if isinstance(inp, LeaseGrant):
         return [ALIVE] if s == UNGRANTED and isinstance(out, GrantOk) else []
     if isinstance(inp, LeaseRevoke):

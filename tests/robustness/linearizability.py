@@ -51,6 +51,7 @@ from tests.robustness.kvmodel import (
     Output,
     Put,
     PutOk,
+    Refused,
     RevokeOk,
     SubOp,
     Txn,
@@ -62,7 +63,7 @@ from tests.robustness.kvmodel import (
 
 __all__ = [
     "INITIAL", "Delete", "DeleteOk", "Get", "GetOk", "GrantOk", "Input", "KeyState", "LeaseGrant",
-    "LeaseNotFound", "LeaseRevoke", "Op", "Output", "Put", "PutOk", "RevokeOk", "SearchBudgetExceeded",
+    "LeaseNotFound", "LeaseRevoke", "Op", "Output", "Put", "PutOk", "Refused", "RevokeOk", "SearchBudgetExceeded",
     "SubOp", "Txn", "TxnOk", "Verdict", "check", "check_linearizable", "check_revisions",
     "load_history", "normalise", "op_from_json", "op_to_json", "save_history", "step",
 ]
@@ -95,7 +96,7 @@ class Op:
 
     def revision(self) -> int | None:
         o = self.output
-        return None if o is None or isinstance(o, LeaseNotFound) else o.revision
+        return None if o is None or isinstance(o, LeaseNotFound | Refused) else o.revision
 
 # -- the search ---------------------------------------------------------------------------------
 
@@ -355,6 +356,8 @@ def op_to_json(op: Op) -> dict[str, object]:
         d["output"] = {"revoke": o.revision}
     elif isinstance(o, LeaseNotFound):
         d["output"] = {"error": "lease not found"}
+    elif isinstance(o, Refused):
+        d["output"] = {"error": "nospace"}
     elif isinstance(o, PutOk):
         d["output"] = {"put": o.revision}
     elif isinstance(o, DeleteOk):
@@ -394,7 +397,7 @@ def op_from_json(d: dict[str, object]) -> Op:
         elif "revoke" in o:
             out = RevokeOk(o["revoke"])
         elif "error" in o:
-            out = LeaseNotFound()
+            out = Refused() if o["error"] == "nospace" else LeaseNotFound()
         elif "put" in o:
             out = PutOk(o["put"])
         elif "delete" in o:

@@ -41,6 +41,7 @@ from tests.robustness.linearizability import (
     Output,
     Put,
     PutOk,
+    Refused,
     TxnOk,
     check,
     save_history,
@@ -145,7 +146,8 @@ def patch_history(ops: list[Op], truth: list[Event]) -> list[Op]:
     its return time the earliest return of any op that saw revision R or later (the write was
     applied before that op took effect). One whose value is absent never took effect and is
     dropped (a txn whose compare failed changes nothing either). Unknown deletes and revokes stay
-    unknown.
+    unknown. A write refused for space whose value is in the event history is settled as an
+    unknown one (etcd 3.5 may apply a write and answer NOSPACE, see ``refused_but_applied``).
     """
     by_value = {(e.key, e.value): e.revision for e in truth if e.kind == "put"}
     seen = sorted((op.revision() or 0, op.ret) for op in ops if op.output is not None)
@@ -155,12 +157,13 @@ def patch_history(ops: list[Op], truth: list[Event]) -> list[Op]:
     for i in range(len(seen) - 1, -1, -1):
         suffix_min[i] = min(seen[i][1], suffix_min[i + 1])
     out: list[Op] = []
+    applied = set(refused_but_applied(ops, truth))
     for op in ops:
-        if op.output is not None or isinstance(op.input, Delete | LeaseRevoke):
+        if (op.output is not None and op not in applied) or isinstance(op.input, Delete | LeaseRevoke):
             out.append(op)
             continue
-        put = op.input if isinstance(op.input, Put) else getattr(op.input, "then", None)
-        if not isinstance(put, Put):
+        put = _put_of(op)
+        if put is None:
             continue  # an unknown txn without a put in its success branch changes nothing
         rev = by_value.get((put.key, put.value))
         if rev is None:
@@ -168,6 +171,26 @@ def patch_history(ops: list[Op], truth: list[Event]) -> list[Op]:
         ret = max(op.call, suffix_min[bisect.bisect_left(revs, rev)])
         output: Output = PutOk(rev) if isinstance(op.input, Put) else TxnOk(True, rev)
         out.append(Op(op.client, op.call, ret, op.input, output))
+    return out
+
+
+def _put_of(op: Op) -> Put | None:
+    """The put a write would make: a put's, or that of a txn's success branch."""
+    put = op.input if isinstance(op.input, Put) else getattr(op.input, "then", None)
+    return put if isinstance(put, Put) else None
+
+
+def refused_but_applied(ops: Sequence[Op], truth: list[Event]) -> list[Op]:
+    """Writes refused for space (NOSPACE) whose value is in the event history all the same.
+    etcd 3.5 does that when its apply-time quota check (quotaApplierV3) finds the backend over
+    quota: the write is applied and its client told NOSPACE. petcd never applies a write it
+    refuses."""
+    values = {(e.key, e.value) for e in truth if e.kind == "put"}
+    out = []
+    for op in ops:
+        put = _put_of(op) if isinstance(op.output, Refused) else None
+        if put is not None and (put.key, put.value) in values:
+            out.append(op)
     return out
 
 

@@ -4,7 +4,8 @@ Clients are asyncio gRPC clients, each with a seeded ``random.Random``: every op
 chosen at random and is recorded as an :class:`Op` with its invoke and return times
 (``time.monotonic``). A write that fails in any way has an unknown outcome (it may have been
 committed before the error); a read that fails is dropped (it observed nothing), and so is a
-failed lease grant (no one learnt its ID). "Lease not found" is a definite answer, recorded.
+failed lease grant (no one learnt its ID). "Lease not found" is a definite answer, recorded, and
+so is etcd's NOSPACE refusal of a put or txn (``Refused``: it changed nothing).
 
 With ``Recorder.leases`` (the default) clients also grant leases (TTL ``WORKLOAD_LEASE_TTL``,
 far longer than a run, so none expires: the model has no expiry), put keys on them, revoke them
@@ -43,6 +44,7 @@ from tests.robustness.linearizability import (
     Output,
     Put,
     PutOk,
+    Refused,
     RevokeOk,
     Txn,
     TxnOk,
@@ -53,6 +55,7 @@ CALL_TIMEOUT = 2.0
 # far longer than any run, so no lease of the workload expires in one: the model has no expiry
 WORKLOAD_LEASE_TTL = 3600
 LEASE_NOT_FOUND = "etcdserver: requested lease not found"
+NOSPACE = "etcdserver: mvcc: database space exceeded"
 
 
 def prefix_end(prefix: bytes) -> bytes:
@@ -76,6 +79,11 @@ def _range_to_get(resp: pb.RangeResponse) -> tuple[bytes | None, int]:
         return None, 0
     kv = resp.kvs[0]
     return kv.value, kv.mod_revision
+
+
+def nospace(exc: grpc.RpcError) -> bool:
+    """etcd's answer to what adds data while the quota is full (RESOURCE_EXHAUSTED)."""
+    return exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and exc.details() == NOSPACE  # type: ignore[attr-defined]
 
 
 def _lease_not_found(exc: grpc.aio.AioRpcError) -> bool:
@@ -117,13 +125,16 @@ def _txn_output(t: Txn, resp: pb.TxnResponse) -> TxnOk:
 
 async def execute(stub: pb_grpc.KVStub, inp: Input, timeout: float = CALL_TIMEOUT,
                   lease_stub: pb_grpc.LeaseStub | None = None) -> Output:
-    """Send ``inp`` (a lease op through ``lease_stub``); its output, LeaseNotFound included
-    (raises grpc.aio.AioRpcError / TimeoutError on any other failure)."""
+    """Send ``inp`` (a lease op through ``lease_stub``); its output, LeaseNotFound and Refused
+    (a put or txn refused for space) included (raises grpc.aio.AioRpcError / TimeoutError on any
+    other failure)."""
     try:
         return await _execute(stub, inp, timeout, lease_stub)
     except grpc.aio.AioRpcError as exc:
         if _lease_not_found(exc) and not isinstance(inp, Get | LeaseGrant):
             return LeaseNotFound()
+        if nospace(exc) and isinstance(inp, Put | Txn):
+            return Refused()
         raise
 
 
@@ -175,11 +186,16 @@ class Recorder:
     # lease ops too: each client grants a lease, puts keys on it, revokes it, and now and then
     # puts with a revoked one (which must fail)
     leases: bool = True
+    # values padded to a length drawn log-uniformly up to this many bytes (0: short values)
+    value_bytes: int = 0
 
     def _next_input(self, rnd: random.Random, cid: int, n: int, seen: dict[bytes, tuple[bytes | None, int]],
                     lease: _ClientLease | None = None) -> Input:
         key = rnd.choice(self.keys)
         value = f"c{cid}-{n}".encode()
+        if self.value_bytes:
+            # unique by its head; the padding only gives it size
+            value += b"." * (int((self.value_bytes + 1) ** rnd.random()) - 1)
         if lease is not None and rnd.random() < 0.12:
             return lease.next_input(rnd, key, value)
         r = rnd.random()

@@ -1,7 +1,7 @@
 """The apply chain on an in-process single-member EtcdServer: the consistent index and term are
 recorded for every entry, applied or refused, and survive a restart; the quota applier refuses
-what adds data while NOSPACE is raised and lets the rest through; an unknown request kind is
-refused by the dispatch."""
+what adds data while NOSPACE is raised and lets the rest through, the front door refuses what
+does not fit and raises the alarm; an unknown request kind is refused by the dispatch."""
 
 from __future__ import annotations
 
@@ -27,18 +27,18 @@ from tests.harness.waiting import until
 MEMBER_ID = 0xA991
 
 
-def settings(tmp_path: Path) -> ServerSettings:
+def settings(tmp_path: Path, quota: int = 1073741824) -> ServerSettings:
     return settings_from_flags(
-        ["--name=m1", f"--data-dir={tmp_path / 'data'}", "--quota-backend-bytes=1073741824"],
+        ["--name=m1", f"--data-dir={tmp_path / 'data'}", f"--quota-backend-bytes={quota}"],
         member_id=MEMBER_ID,
         cluster_id=0xC3,
         initial_members=[Member(MEMBER_ID, "m1", ["http://127.0.0.1:2380"])],
     )
 
 
-def run(tmp_path: Path, body: Callable[[EtcdServer], Awaitable[None]]) -> None:
+def run(tmp_path: Path, body: Callable[[EtcdServer], Awaitable[None]], quota: int = 1073741824) -> None:
     async def main() -> None:
-        srv = (await build_member(settings(tmp_path), LoopClock())).server
+        srv = (await build_member(settings(tmp_path, quota), LoopClock())).server
         await srv.start()
         try:
             await until(lambda: srv.lessor.is_primary, "the member to lead")
@@ -127,6 +127,35 @@ def test_quota_applier_refuses_additions_while_nospace_is_raised(tmp_path: Path)
         assert srv.store.range(b"k2", b"").kvs[0].value == b"v"
 
     run(tmp_path, body)
+
+
+def test_the_front_door_weighs_the_size_and_the_chain_the_alarm(tmp_path: Path) -> None:
+    """As etcd 3.5: a put that would take the database to the quota raises this member's NOSPACE
+    alarm, applied before the put is refused; with the alarm raised but room in the database a put
+    goes through raft and the chain refuses it there, in log order (so a member that has not
+    applied a disarm yet does not refuse a put that follows it); raising a raised alarm answers it
+    as raised."""
+    nospace = pb.AlarmMember(memberID=MEMBER_ID, alarm=ALARM_NOSPACE)
+
+    async def body(srv: EtcdServer) -> None:
+        room = srv.settings.quota_backend_bytes - srv.db_size_in_use
+        with pytest.raises(errors.NoSpaceError):
+            await srv.put(pb.PutRequest(key=b"big", value=b"x" * room))
+        assert srv.alarms == {(MEMBER_ID, ALARM_NOSPACE): ALARM_NOSPACE}
+        before = srv.applied_index
+        with pytest.raises(errors.NoSpaceError):
+            await srv.put(pb.PutRequest(key=b"small", value=b"v"))
+        assert srv.applied_index > before  # refused on apply, not at the door
+        again = await srv.propose(serverpb.InternalRequest(
+            alarm=pb.AlarmRequest(action=pb.AlarmRequest.ACTIVATE, memberID=MEMBER_ID, alarm=ALARM_NOSPACE)))
+        assert list(again.alarms) == [nospace]
+        off = await srv.propose(serverpb.InternalRequest(
+            alarm=pb.AlarmRequest(action=pb.AlarmRequest.DEACTIVATE, memberID=MEMBER_ID, alarm=ALARM_NOSPACE)))
+        assert list(off.alarms) == [nospace] and not srv.alarms
+        await srv.put(pb.PutRequest(key=b"small", value=b"v"))
+        assert srv.store.range(b"small", b"").kvs[0].value == b"v"
+
+    run(tmp_path, body, quota=1024 * 1024)
 
 
 def test_dispatch_refuses_an_unknown_request_kind(tmp_path: Path) -> None:
