@@ -53,10 +53,11 @@ def workloads(total: int) -> dict[str, list[str]]:
     }
 
 
+LOOP = "event loop (uvloop, asyncio)"
 # A sample goes to the category of its innermost frame that matches one of these (the first
 # match in this order); samples of a thread that waits (epoll, a lock, the GIL) are left out.
 CATEGORIES: list[tuple[str, re.Pattern[str]]] = [
-    ("petcd front-end (frontend/process, link, wire)", re.compile(r"\(petcd/frontend/(process|link|wire|methods)\.py")),
+    ("petcd front-end and link framing (frontend/process, link, wire)", re.compile(r"\(petcd/frontend/(process|link|wire|methods)\.py")),
     ("member link + dispatch (frontend/dispatch, wire)", re.compile(r"\(petcd/frontend/dispatch\.py")),
     ("member api handlers (petcd/api)", re.compile(r"\(petcd/api/")),
     ("member metrics (petcd/http/grpcstats)", re.compile(r"\(petcd/http/grpcstats\.py")),
@@ -68,7 +69,7 @@ CATEGORIES: list[tuple[str, re.Pattern[str]]] = [
     ("protobuf (upb)", re.compile(r"\(google/protobuf|_upb|_message\.abi3")),
     ("grpcio Cython/Python layer", re.compile(r"\(grpc/|^CYTHON$")),
     ("gRPC C core", re.compile(r"^CORE$")),
-    ("event loop (uvloop, asyncio)", re.compile(r"\(asyncio/|uvloop|\(loop\.c|\(stream\.c|\(linux\.c|\(core\.c|"
+    (LOOP, re.compile(r"\(asyncio/|uvloop|\(loop\.c|\(stream\.c|\(linux\.c|\(core\.c|"
                                                  r"_asynciomodule\.c|\(handles\.c|\(unix\.c|\(<frozen abc>")),
 ]
 OTHER = "other (interpreter, libc, kernel calls)"
@@ -97,12 +98,28 @@ def classify(frames: list[str], base: int) -> str | None:
         return None  # gRPC's futex waits
     if any(_IDLE.match(f) for f in frames[-4:]):
         return None
-    for frame in reversed(frames):  # innermost first
-        f = _frame(frame, base)
+    found = None
+    for i in range(len(frames) - 1, -1, -1):  # innermost first
+        f = _frame(frames[i], base)
         for name, rx in CATEGORIES:
             if rx.search(f):
-                return name
-    return OTHER
+                found = name
+                break
+        if found is not None:
+            break
+    if found is None:
+        return OTHER
+    if found != LOOP:
+        return found
+    # the event loop's work is charged to whoever asked for it: gRPC's Cython layer (its
+    # tasks, futures, asyncio.wait) or petcd's code (the link's futures and writes)
+    for frame in reversed(frames[:i]):
+        f = _frame(frame, base)
+        if f in ("CYTHON", "CORE") or "(grpc/" in f:
+            return LOOP + ", for gRPC"
+        if "(petcd/" in f:
+            return LOOP + ", for petcd" if "main (petcd/" not in f else LOOP + ", its own (I/O, callbacks)"
+    return LOOP + ", its own (I/O, callbacks)"
 
 
 def cygrpc_base(pid: int) -> int:
@@ -155,7 +172,18 @@ def main() -> int:
     ap.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     ap.add_argument("--keep", help="directory for the raw py-spy files (default: a temporary one)")
     ap.add_argument("--json")
+    ap.add_argument("--resplit", help="a --json file of an earlier run: split its --keep files again, run nothing")
     args = ap.parse_args()
+    if args.resplit:
+        results = json.loads(Path(args.resplit).read_text())
+        for row in results:
+            for name, proc in row["processes"].items():
+                raw = Path(args.keep) / f"{row['workload']}-{name.replace(' ', '')}.txt"
+                counts, total = split(raw, int(row["cygrpc_base"][name], 16))
+                us = float(proc["cpu_us_per_request"])
+                proc["split_us"] = {k: us * v / total for k, v in counts.most_common()} if total else {}
+        report(results)
+        return 0
     chosen = args.workloads.split(",")
     loads = workloads(args.total)
     results: list[dict[str, object]] = []
@@ -205,6 +233,21 @@ def main() -> int:
                 print(json.dumps(row), flush=True)
         finally:
             server.stop()
+    report(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+def _group(cat: str) -> str:
+    if cat in ("gRPC C core", "grpcio Cython/Python layer", LOOP + ", for gRPC"):
+        return "gRPC (C core, Cython layer, event-loop work it asks for)"
+    if cat.startswith(("petcd", "member", "storage", "raft", "protobuf")) or cat == LOOP + ", for petcd":
+        return "petcd (its code, protobuf, event-loop work it asks for)"
+    return "neither (event loop's own I/O and callbacks, GC, interpreter)"
+
+
+def report(results: list[dict[str, object]]) -> None:
     for row in results:
         procs: dict[str, dict[str, object]] = row["processes"]  # type: ignore[assignment]
         total_us = sum(float(v["cpu_us_per_request"]) for v in procs.values())  # type: ignore[arg-type]
@@ -219,9 +262,13 @@ def main() -> int:
             print(f"| {c} | " + " | ".join(f"{v:.0f}" for v in vals) + f" | {sum(vals):.0f} |")
         vals = [float(procs[n]["cpu_us_per_request"]) for n in names]  # type: ignore[arg-type]
         print("| **total** | " + " | ".join(f"{v:.0f}" for v in vals) + f" | {sum(vals):.0f} |")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
-    return 0
+        groups: dict[str, list[float]] = {}
+        for c in cats:
+            g = groups.setdefault(_group(c), [0.0] * len(names))
+            for i, n in enumerate(names):
+                g[i] += procs[n]["split_us"].get(c, 0.0)  # type: ignore[attr-defined]
+        for g, vals in sorted(groups.items()):
+            print(f"| *{g}* | " + " | ".join(f"{v:.0f}" for v in vals) + f" | {sum(vals):.0f} |")
 
 
 if __name__ == "__main__":
