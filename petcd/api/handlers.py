@@ -30,8 +30,26 @@ def _lenient(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     return deserialize
 
 
+class PathHandler(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic only in the stubs
+    """Method handlers looked up by full path (``/service/Method``) in one dict.
+
+    Servers here register no methods with gRPC ("registered methods"): grpc.aio's server keeps
+    one pending request future per registered method and hands them all to ``asyncio.wait``
+    after every call, which with the ~50 methods of the etcd API was the largest part of a
+    front-end's Python time per call (docs/benchmarks.md, 2026-12-07). Unregistered calls all
+    come through one generic request, and this finds their handler with one lookup.
+    """
+
+    def __init__(self, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]) -> None:
+        self._handlers = handlers
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Any, Any] | None:
+        return self._handlers.get(handler_call_details.method)
+
+
 def add_servicer(server: grpc.aio.Server, service: ServiceDescriptor, servicer: object) -> None:
-    """Serve ``servicer``'s methods of ``service`` on ``server`` (as the generated code would)."""
+    """Serve ``servicer``'s methods of ``service`` on ``server`` (as the generated code would,
+    but without registering the methods: see ``PathHandler``)."""
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for m in service.methods:
         parse = GetMessageClass(m.input_type).FromString
@@ -51,5 +69,4 @@ def add_servicer(server: grpc.aio.Server, service: ServiceDescriptor, servicer: 
         else:
             handlers[m.name] = grpc.stream_stream_rpc_method_handler(
                 fn, request_deserializer=parse, response_serializer=serialize)
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
-    server.add_registered_method_handlers(service.full_name, handlers)  # type: ignore[attr-defined]
+    server.add_generic_rpc_handlers((PathHandler({f"/{service.full_name}/{name}": h for name, h in handlers.items()}),))

@@ -20,6 +20,7 @@ import grpc
 from petcd import auth, errors
 from petcd.api.credentials import Credentials
 from petcd.api.errors import status_of
+from petcd.api.handlers import PathHandler
 from petcd.mvcc.watchable import (
     STREAM_CAPACITY,
     WatchableStore,
@@ -317,14 +318,13 @@ def add_to_server(servicer: WatchServicer, grpc_server: grpc.aio.Server) -> None
     """add_WatchServicer_to_server, with a response serializer that sends the servicer's
     pre-encoded bytes unchanged."""
     handlers = {
-        "Watch": grpc.stream_stream_rpc_method_handler(
+        "/etcdserverpb.Watch/Watch": grpc.stream_stream_rpc_method_handler(
             servicer.Watch,
             request_deserializer=pb.WatchRequest.FromString,
             response_serializer=_passthrough,
         )
     }
-    grpc_server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("etcdserverpb.Watch", handlers),))
-    grpc_server.add_registered_method_handlers("etcdserverpb.Watch", handlers)  # type: ignore[attr-defined]
+    grpc_server.add_generic_rpc_handlers((PathHandler(handlers),))  # not registered: see PathHandler
 
 
 def _auth_permit(server: EtcdServer, credentials: Credentials) -> Permit:

@@ -32,6 +32,7 @@ from typing import Any
 import grpc
 
 from petcd.api.client_cert import CN_METADATA_KEY
+from petcd.api.handlers import PathHandler
 from petcd.config.logs import configure_logging
 from petcd.frontend import wire
 from petcd.frontend.link import LinkClosed, MemberLink
@@ -174,20 +175,18 @@ def add_handlers(server: grpc.aio.Server, link: MemberLink, channel: grpc.aio.Ch
     """Serve every client method on ``server``: unary ones over the link, streams over the channel.
     ``client_certs``: clients present verified certificates, whose CN goes to the member."""
     fwd = forwarded_with_cn if client_certs else forwarded_metadata
-    by_service: dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]] = {}
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for m in METHODS:
-        handlers = by_service.setdefault(m.service, {})
         if m.arity is Arity.UNARY_UNARY and m.path in BLOCKING_UNARY:
-            handlers[m.name] = grpc.unary_unary_rpc_method_handler(_stream_handlers(channel, m, fwd))
+            handlers[m.path] = grpc.unary_unary_rpc_method_handler(_stream_handlers(channel, m, fwd))
         elif m.arity is Arity.UNARY_UNARY:
-            handlers[m.name] = grpc.unary_unary_rpc_method_handler(_unary_handler(link, m, fwd))
+            handlers[m.path] = grpc.unary_unary_rpc_method_handler(_unary_handler(link, m, fwd))
         elif m.arity is Arity.UNARY_STREAM:
-            handlers[m.name] = grpc.unary_stream_rpc_method_handler(_stream_handlers(channel, m, fwd))
+            handlers[m.path] = grpc.unary_stream_rpc_method_handler(_stream_handlers(channel, m, fwd))
         else:
-            handlers[m.name] = grpc.stream_stream_rpc_method_handler(_stream_handlers(channel, m, fwd))
-    for service, handlers in by_service.items():
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
-        server.add_registered_method_handlers(service, handlers)  # type: ignore[attr-defined]  # grpc-stubs lag grpc.aio
+            handlers[m.path] = grpc.stream_stream_rpc_method_handler(_stream_handlers(channel, m, fwd))
+    # one lookup for every path, and no registered methods (see PathHandler)
+    server.add_generic_rpc_handlers((PathHandler(handlers),))
 
 
 def server_options(max_recv_bytes: int, max_streams: int, reuse_port: bool, keepalive: Keepalive

@@ -319,6 +319,24 @@ def test_undecodable_request_is_internal(server_name: str, request: pytest.Fixtu
     assert details.startswith("grpc: error unmarshalling request: ")
 
 
+@pytest.mark.parametrize("server_name", ["fronted", "direct"])
+def test_methods_found_by_path_unknown_ones_unimplemented(server_name: str, request: pytest.FixtureRequest) -> None:
+    """Methods are found by full path (no registered methods, petcd.api.handlers.PathHandler): a
+    method of each service kind answers, and an unknown method of a known service, or of an
+    unknown service, is UNIMPLEMENTED, as etcd answers, whoever serves the port."""
+    server: Server = request.getfixturevalue(server_name)
+    with channel(server) as ch:
+        assert pb_grpc.MaintenanceStub(ch).Status(pb.StatusRequest(), timeout=5).header.member_id
+        assert pb_grpc.ClusterStub(ch).MemberList(pb.MemberListRequest(), timeout=5).members
+        assert pb_grpc.LeaseStub(ch).LeaseGrant(pb.LeaseGrantRequest(TTL=60), timeout=5).ID
+        # nobody campaigns: etcd's "no leader" error, from the Election service's own code
+        code, details = rpc_error(lambda: elpb_grpc.ElectionStub(ch).Leader(elpb.LeaderRequest(name=b"path"), timeout=5))
+        assert code != grpc.StatusCode.UNIMPLEMENTED, details
+        for path in ("/etcdserverpb.KV/NoSuchMethod", "/no.such.Service/Range", "/etcdserverpb.Lease/Put"):
+            code, _ = rpc_error(lambda p=path: ch.unary_unary(p)(b"", timeout=5))
+            assert code == grpc.StatusCode.UNIMPLEMENTED, path
+
+
 # ---------------------------------------------------------------------------------------------
 # 4. streams through a front-end
 
