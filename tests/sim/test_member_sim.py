@@ -15,9 +15,9 @@ from petcd.server.apply import Applier
 from tests.sim.members import MemberSimulation, SimFailure, run_seed
 from tests.sim.params import SimParams
 
-CI_SEEDS = range(0, 6)
+CI_SEEDS = range(0, 40)
 CI_CHAOS = 8.0  # virtual seconds of faults per seed
-CI_BUDGET = 30.0  # real seconds: seeds left when it is spent are not started
+CI_BUDGET = 22.0  # real seconds: seeds left when it is spent are not started (~10 on 2 cores)
 
 
 def test_seeds() -> None:
@@ -28,7 +28,7 @@ def test_seeds() -> None:
             break
         run_seed(seed, CI_CHAOS)  # a failure raises SimFailure, which names the seed
         ran += 1
-    assert ran >= 2
+    assert ran >= 3
 
 
 def test_a_seed_replays_the_same_run() -> None:
@@ -45,7 +45,10 @@ class _LoseValues:
 
     def apply(self, req: serverpb.InternalRequest, index: int) -> Any:
         if req.WhichOneof("request") == "put":
-            req.put.value = b"garbage"
+            bad = serverpb.InternalRequest()
+            bad.CopyFrom(req)  # the request as logged stays right: only the stored value is wrong
+            bad.put.value = b"garbage"
+            return self._next.apply(bad, index)
         return self._next.apply(req, index)
 
 
@@ -57,4 +60,6 @@ def test_a_member_that_diverges_is_caught(tmp_path: Path) -> None:
         sim.run()
     text = str(err.value)
     assert "seed 1" in text and "python -m tests.sim --seed 1" in text
-    assert "is not on member" in text or "HashKV differs" in text or "not linearizable" in text, text
+    # caught while running (a txn reading the key got another answer there) or at the end
+    caught = ("applied a different result", "is not on member", "HashKV differs", "not linearizable")
+    assert any(c in text for c in caught), text
