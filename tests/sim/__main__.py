@@ -29,8 +29,14 @@ def run_many(seeds: list[int], chaos: float, jobs: int) -> Iterator[tuple[int, S
     if jobs == 1:
         yield from map(_one, work)
         return
-    with ProcessPoolExecutor(max_workers=jobs) as ex:
-        yield from ex.map(_one, work)
+    ex = ProcessPoolExecutor(max_workers=jobs)
+    futures = [ex.submit(_one, w) for w in work]
+    try:
+        for f in futures:
+            yield f.result()
+    finally:
+        # a caller that stops early (--budget) leaves the seeds not yet started unstarted
+        ex.shutdown(wait=True, cancel_futures=True)
 
 
 def main(argv: list[str] | None = None) -> int:

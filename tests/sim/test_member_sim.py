@@ -17,7 +17,7 @@ from tests.sim.params import SimParams
 
 CI_SEEDS = range(0, 40)
 CI_CHAOS = 8.0  # virtual seconds of faults per seed
-CI_BUDGET = 22.0  # real seconds: seeds left when it is spent are not started (~10 on 2 cores)
+CI_BUDGET = 18.0  # real seconds: seeds left when it is spent are not started (~8-10 on 2 cores)
 
 
 def test_seeds() -> None:
