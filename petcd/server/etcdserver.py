@@ -321,7 +321,7 @@ class EtcdServer:
         if db is None:
             raise RuntimeError(f"raft snapshot at index {index} arrived without its database file")
         self.backend.close()
-        await asyncio.to_thread(os.replace, db, self.paths.db_path)
+        await self.clock.offload(os.replace, db, self.paths.db_path)
         was_leader = self.role == StateType.LEADER
         state = open_state(self.settings, self.paths, self.cluster_id, self.clock, self.auth_store.tokens)
         self._cell.state = state

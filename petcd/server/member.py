@@ -78,7 +78,7 @@ async def build_member(
         # a member whose peers are gone does not wait a whole timeout (a lone voter campaigns at once)
         raft.advance_ticks(s.election_ticks - 2)
     snapshot_index = setup.snapshot.metadata.index if setup.snapshot else 0
-    peering = Peering(s, paths, setup.member_id, setup.cluster_id, raft, cell, list(peers), make_transport)
+    peering = Peering(s, paths, setup.member_id, setup.cluster_id, raft, cell, list(peers), make_transport, clock)
     watchable = WatchableStore(store)
     return EtcdServer(
         settings=s,

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from petcd.clock import Clock
 from petcd.config.settings import ServerSettings
 from petcd.proto.raftpb import raft_pb2 as raftpb
 from petcd.proto.serverpb import internal_pb2 as serverpb
@@ -88,8 +89,10 @@ class Peering:
         cell: StateCell,
         initial_peers: list[Member],
         make_transport: TransportFactory,
+        clock: Clock,
     ) -> None:
         self.member_id = member_id
+        self._clock = clock
         self.snap_dir = paths.snap_dir
         self._raft = raft
         self._cell = cell
@@ -160,7 +163,7 @@ class Peering:
 
     async def _on_snapshot(self, msg: raftpb.Message, path: str) -> None:
         dest = snapshot_db_path(self.snap_dir, msg.snapshot.metadata.index)
-        await asyncio.to_thread(os.replace, path, dest)
+        await self._clock.offload(os.replace, path, dest)
         log.info(
             "received snapshot at index %d from %x (%d bytes)",
             msg.snapshot.metadata.index,
@@ -174,7 +177,7 @@ class Peering:
         fd, path = tempfile.mkstemp(prefix="outgoing-", suffix=".db", dir=str(self.snap_dir))
         os.close(fd)
         backend.force_commit()
-        await asyncio.to_thread(backend.snapshot_to, path)
+        await self._clock.offload(backend.snapshot_to, path)
         return path
 
     def _on_removed(self, peer: int) -> None:

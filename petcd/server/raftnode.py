@@ -38,11 +38,11 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
-from petcd.clock import Clock
+from petcd.clock import Clock, IoLane
+from petcd.iothread import IoThread
 from petcd.proto.raftpb import raft_pb2 as raftpb
 from petcd.raft import MemoryStorage, RawNode, Ready, Status
 from petcd.server.applyqueue import ApplyFn, ApplyQueue
-from petcd.server.iothread import IoThread
 from petcd.wal import WAL, Snapshotter, WalSnapshot
 
 log = logging.getLogger("petcd.raft")
@@ -76,8 +76,8 @@ class RaftNode:
         self._stopped = False
         self._failed = False
         self._tasks: list[asyncio.Task[None]] = []
-        # one thread: WAL writes must stay in order
-        self._io = IoThread("petcd-wal")
+        # one lane (a thread on real time): WAL writes must stay in order
+        self._io: IoLane = clock.io_lane("petcd-wal")
 
     # -- life cycle -------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """The raft driver never waits for the backend (petcd/server/applyqueue.py).
 
-Three whole members on one ManualClock, joined by an in-process network (the gRPC transport
-cannot run on virtual time): while the leader's backend is write-blocked by a real defrag, its
+Three whole members on one ManualClock, joined by the simulator's in-process network
+(tests/sim/net.py, here without faults; the gRPC transport cannot run on virtual time): while the leader's backend is write-blocked by a real defrag, its
 raft driver goes on ticking, sending heartbeats and replicating, so nobody elects; the leader's
 own applies wait in the apply queue and catch up, in order, once the defrag ends. Also: a failed
 apply stops the member as a failed fsync does, and the queue's own contract.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from petcd.server.applyqueue import ApplyQueue
 from petcd.server.bootstrap import Member
 from petcd.server.etcdserver import EtcdServer
 from petcd.server.member import build_member
-from petcd.server.peering import PeerHandlers
+from tests.sim.net import NetParams, SimNet
 
 CLUSTER_ID = 0xC4
 IDS = (0x1A, 0x2B, 0x3C)
@@ -38,93 +38,17 @@ HEARTBEAT_S = 0.1
 ELECTION_S = 2.0
 
 
-class Net:
-    """Raft messages between members of one event loop, each handed to its target on a later
-    loop turn; every message sent is logged. It carries no snapshots: a MsgSnap is reported
-    failed to its sender (these tests never need one)."""
-
-    def __init__(self) -> None:
-        self.handlers: dict[int, PeerHandlers] = {}
-        self.up: set[int] = set()
-        self.log: list[tuple[float, raftpb.Message]] = []
-
-    def transport(self, clock: ManualClock) -> Callable[[PeerHandlers], NetTransport]:
-        def make(h: PeerHandlers) -> NetTransport:
-            self.handlers[h.member_id] = h
-            return NetTransport(self, h, clock)
-
-        return make
-
-    def send(self, sender: PeerHandlers, clock: ManualClock, msgs: Sequence[raftpb.Message]) -> None:
-        loop = asyncio.get_running_loop()
-        for m in msgs:
-            self.log.append((clock.now(), m))
-            if m.type == raftpb.MsgSnap:
-                loop.call_soon(sender.report_snapshot, m.to, True)
-            else:
-                loop.call_soon(self._deliver, m)
-
-    def _deliver(self, m: raftpb.Message) -> None:
-        h = self.handlers.get(m.to)
-        if h is not None and m.to in self.up:
-            h.on_messages([m])
-
-    def count(self, kind: int, sender: int, since: float) -> dict[int, int]:
-        out: dict[int, int] = {}
-        for at, m in self.log:
-            if at >= since and m.type == kind and getattr(m, "from") == sender:
-                out[m.to] = out.get(m.to, 0) + 1
-        return out
-
-
-class NetTransport:
-    """One member's end of the Net (petcd.server.peering.Transport)."""
-
-    def __init__(self, net: Net, h: PeerHandlers, clock: ManualClock) -> None:
-        self._net = net
-        self._h = h
-        self._clock = clock
-        self._peers: dict[int, list[str]] = {}
-        self._removed: set[int] = set()
-        self._since = 0.0
-
-    async def start(self) -> None:
-        self._since = self._clock.now()
-        self._net.up.add(self._h.member_id)
-
-    async def stop(self) -> None:
-        self._net.up.discard(self._h.member_id)
-
-    def send(self, msgs: Sequence[raftpb.Message]) -> None:
-        if self._h.member_id in self._net.up:
-            self._net.send(self._h, self._clock, msgs)
-
-    def add_peer(self, peer_id: int, urls: Sequence[str]) -> bool:
-        if peer_id == self._h.member_id or peer_id in self._removed:
-            return False
-        self._peers[peer_id] = list(urls)
-        return True
-
-    def remove_peer(self, peer_id: int) -> None:
-        self._removed.add(peer_id)
-        self._peers.pop(peer_id, None)
-
-    def mark_removed(self, peer_ids: Iterable[int]) -> None:
-        for p in peer_ids:
-            self.remove_peer(p)
-
-    def peers(self) -> dict[int, list[str]]:
-        return dict(self._peers)
-
-    def active_since(self, peer_id: int) -> float | None:
-        return self._since if peer_id in self._peers and peer_id in self._net.up else None
-
-
 async def _no_discovery(urls: list[str], members: list[Member]) -> tuple[int, int, list[Member]]:
     raise AssertionError("a new cluster asks nobody")
 
 
-async def start_cluster(tmp_path: Path, clock: ManualClock, net: Net) -> list[EtcdServer]:
+def quiet_net(clock: ManualClock) -> SimNet:
+    net = SimNet(clock, random.Random(0), NetParams(delay_min=0.0, delay_max=0.0), lambda event: None)
+    net.keep_log = True
+    return net
+
+
+async def start_cluster(tmp_path: Path, clock: ManualClock, net: SimNet) -> list[EtcdServer]:
     members = [Member(i, f"m{n}", [f"http://127.0.0.1:{23800 + n}"]) for n, i in enumerate(IDS)]
     servers = []
     for n, m in enumerate(members):
@@ -135,7 +59,7 @@ async def start_cluster(tmp_path: Path, clock: ManualClock, net: Net) -> list[Et
             member_id=m.id, cluster_id=CLUSTER_ID, initial_members=members,
             initial_advertise_peer_urls=m.peer_urls,
         )
-        servers.append(await build_member(s, clock, net.transport(clock), _no_discovery, random.Random(n)))
+        servers.append(await build_member(s, clock, net.transport(), _no_discovery, random.Random(n)))
     for srv in servers:
         await srv.start()
     return servers
@@ -166,7 +90,7 @@ def the_leader(servers: list[EtcdServer]) -> EtcdServer | None:
 def test_the_leader_keeps_sending_heartbeats_while_its_backend_is_write_blocked(tmp_path: Path) -> None:
     async def main() -> None:
         clock = ManualClock()
-        net = Net()
+        net = quiet_net(clock)
         servers = await start_cluster(tmp_path, clock, net)
         try:
             await advance_until(clock, lambda: the_leader(servers) is not None, "a leader", 30)
@@ -237,13 +161,13 @@ class _FailOn:
 def test_a_failed_apply_stops_the_member(tmp_path: Path) -> None:
     async def main() -> None:
         clock = ManualClock()
-        net = Net()
+        net = quiet_net(clock)
         s = settings_from_flags(
             ["--name=m1", f"--data-dir={tmp_path / 'm1'}", "--unsafe-no-fsync"],
             member_id=IDS[0], cluster_id=CLUSTER_ID, initial_members=[Member(IDS[0], "m1", ["http://127.0.0.1:2380"])],
         )
         steps: list[ApplierStep] = [_FailOn]
-        srv = await build_member(s, clock, net.transport(clock), _no_discovery, random.Random(1), steps)
+        srv = await build_member(s, clock, net.transport(), _no_discovery, random.Random(1), steps)
         await srv.start()
         try:
             await advance_until(clock, lambda: srv.role == StateType.LEADER, "the member to lead", 30)
