@@ -37,7 +37,7 @@ from petcd.config.logs import configure_logging
 from petcd.frontend import wire
 from petcd.frontend.link import LinkClosed, MemberLink
 from petcd.frontend.methods import BLOCKING_UNARY, METHODS, Arity, Method
-from petcd.frontend.supervisor import Keepalive, bind_error
+from petcd.frontend.supervisor import SERVE, Keepalive, bind_error
 from petcd.http.clientport import ClientPort
 
 log = logging.getLogger("petcd.frontend")
@@ -240,6 +240,16 @@ def _guards(args: argparse.Namespace) -> list[grpc.aio.ServerInterceptor] | None
     return [CertificateGuard("", args.cert_allowed_hostname, False, "--client-cert-allowed-hostname")]
 
 
+async def _serve_signal(loop: asyncio.AbstractEventLoop) -> bool:
+    """Wait for the member's go-ahead on stdin (``SERVE``); False if stdin ends first."""
+    reader = asyncio.StreamReader()
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
+    try:
+        return await reader.readline() == SERVE
+    finally:
+        transport.close()
+
+
 async def serve(args: argparse.Namespace) -> int:
     try:
         creds = _tls_credentials(args)
@@ -273,18 +283,27 @@ async def serve(args: argparse.Namespace) -> int:
         except RuntimeError:
             log.error("%s", bind_error(addr))
             return 1
-    await server.start()
     if client_port is not None:
         for addr in args.listen:
             host, _, port = addr.rpartition(":")
-            await client_port.listen(host.strip("[]"), int(port), reuse_port=True)
+            await client_port.listen(host.strip("[]"), int(port), reuse_port=True, serve=False)
+    # bound and listening (add_*_port listens; gRPC accepts only from start()): the member may go on
     link.ready(args.index)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(link.closed.wait())]
+    # as etcd, no client is served before the member is ready: a client that connects earlier
+    # waits in the backlog, unanswered (no HTTP/2 preface, so its channel is not READY and a
+    # balancing client picks another member), and is served once the member says "serve"
+    go = asyncio.create_task(_serve_signal(loop))
+    waiters = [go, asyncio.create_task(stop.wait()), asyncio.create_task(link.closed.wait())]
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    if go.done() and go.result():
+        await server.start()
+        if client_port is not None:
+            await client_port.serve()
+        await asyncio.wait(waiters[1:], return_when=asyncio.FIRST_COMPLETED)
     for w in waiters:
         w.cancel()
     # on SIGTERM the member is stopping us first: let calls in flight finish

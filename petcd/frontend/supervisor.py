@@ -12,9 +12,13 @@ the dead member's front-ends for a moment (the kernel kills them with the member
 multi-threaded process takes a while to go): ``claim_ports_when_free`` probes and retries for a
 bounded time before it gives up with the address that stayed taken.
 
-Lifecycle: ``start`` launches the processes and returns once all of them report READY over their
-links; a front-end that exits later is restarted after a pause that grows while it keeps failing;
-``stop`` sends SIGTERM (they drain calls in flight) and SIGKILL to any left after a grace period.
+Lifecycle: ``launch`` spawns the processes (the member starts them before it bootstraps, so
+their start-up overlaps its own), ``wait_started`` returns once all of them report READY over
+their links (they listen on the client ports but accept nothing yet), ``serve`` tells them on
+their stdin to accept: the member calls it once it is ready, as etcd serves no client before
+then. A front-end that exits later is restarted after a pause that grows while it keeps failing
+(and told to serve at once if the member already does); ``stop`` sends SIGTERM (they drain
+calls in flight) and SIGKILL to any left after a grace period.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from petcd.config.govalues import split_host_port
 log = logging.getLogger("petcd.frontend")
 
 RESTART_PAUSE_MIN = 0.5
+# the line a front-end waits for on its stdin before it accepts client connections
+SERVE = b"serve\n"
 RESTART_PAUSE_MAX = 10.0
 
 
@@ -189,6 +195,12 @@ class FrontendSpec:
     tls: FrontendTLS | None = None
 
 
+def _tell_serve(proc: asyncio.subprocess.Process) -> None:
+    if proc.stdin is not None and proc.returncode is None:
+        with contextlib.suppress(ConnectionError, RuntimeError):  # it exited meanwhile: _watch restarts it
+            proc.stdin.write(SERVE)
+
+
 class FrontendSupervisor:
     def __init__(self, spec: FrontendSpec) -> None:
         self.spec = spec
@@ -196,6 +208,7 @@ class FrontendSupervisor:
         self._ready: dict[int, asyncio.Event] = {i: asyncio.Event() for i in range(spec.count)}
         self._watchers: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._serving = False
 
     def on_ready(self, index: int) -> None:
         """Called by the link server when front-end ``index`` is listening."""
@@ -229,13 +242,31 @@ class FrontendSupervisor:
 
     async def _spawn(self, index: int) -> asyncio.subprocess.Process:
         self._ready[index].clear()
-        proc = await asyncio.create_subprocess_exec(*self._argv(index), stdin=asyncio.subprocess.DEVNULL)
+        # stdin carries the go-ahead to serve (SERVE)
+        proc = await asyncio.create_subprocess_exec(*self._argv(index), stdin=asyncio.subprocess.PIPE)
         self._procs[index] = proc
+        if self._serving:
+            _tell_serve(proc)
         return proc
 
+    def serve(self) -> None:
+        """Let every front-end accept client connections (the member is ready), and any
+        restarted later at once."""
+        self._serving = True
+        for proc in self._procs.values():
+            _tell_serve(proc)
+
     async def start(self, timeout: float = 60.0) -> None:
+        await self.launch()
+        await self.wait_started(timeout)
+
+    async def launch(self) -> None:
         for i in range(self.spec.count):
             await self._spawn(i)
+
+    async def wait_started(self, timeout: float = 60.0) -> None:
+        """Return once every front-end listens; FrontendError (all stopped) if one exits first
+        or they take longer than ``timeout``."""
 
         async def all_ready() -> None:
             await asyncio.gather(*(e.wait() for e in self._ready.values()))

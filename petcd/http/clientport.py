@@ -22,7 +22,7 @@ from typing import Any, cast
 
 log = logging.getLogger("petcd.http")
 
-__all__ = ["PREFACE", "ClientPort", "classify"]
+__all__ = ["PREFACE", "ClientPort", "classify", "listening_sockets"]
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _REQUEST_LINE = re.compile(rb"^[A-Z]{1,16} [^ \r\n]+ HTTP/1\.[0-9]\r?$")
@@ -149,6 +149,40 @@ class _Front(_Half):
         self.transport.resume_reading()
 
 
+BACKLOG = 1024
+
+
+async def listening_sockets(host: str, port: int, reuse_port: bool) -> list[socket.socket]:
+    """Sockets bound to host:port (each address it resolves to; IPv6 skipped where there is
+    none) and already listening, so a connection is queued even before they are served
+    (asyncio listens only when a server starts serving)."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    socks: list[socket.socket] = []
+    try:
+        for family, socktype, proto, _, addr in dict.fromkeys((i[0], i[1], i[2], "", i[4]) for i in infos):
+            sock = socket.socket(family, socktype, proto)
+            try:
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if reuse_port:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                sock.bind(addr)
+                sock.listen(BACKLOG)
+            except OSError:
+                sock.close()
+                if family == socket.AF_INET6:
+                    continue  # no IPv6 here
+                raise
+            socks.append(sock)
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
+
+
 class ClientPort:
     """Listens on TCP addresses and relays each connection to ``grpc_path`` or ``http_path``
     (Unix sockets) by its first bytes, as ``classify`` tells ('grpc', 'http', 'close' or 'more'):
@@ -166,26 +200,19 @@ class ClientPort:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def listen(self, host: str, port: int, reuse_port: bool) -> None:
+    async def listen(self, host: str, port: int, reuse_port: bool, serve: bool = True) -> None:
+        """Listen on host:port; with ``serve=False`` connections wait in the backlog, unanswered,
+        until ``serve()`` (a member serves no client before it is ready)."""
         loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        for family, socktype, proto, _, addr in dict.fromkeys((i[0], i[1], i[2], "", i[4]) for i in infos):
-            sock = socket.socket(family, socktype, proto)
-            try:
-                if family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if reuse_port:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                sock.bind(addr)
-            except OSError:
-                sock.close()
-                if family == socket.AF_INET6:
-                    continue  # no IPv6 here
-                raise
+        for sock in await listening_sockets(host, port, reuse_port):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            server = await loop.create_server(lambda: _Front(self), sock=sock, backlog=1024)
+            server = await loop.create_server(lambda: _Front(self), sock=sock, backlog=BACKLOG, start_serving=serve)
             self._servers.append(server)
+
+    async def serve(self) -> None:
+        """Accept on every listener (those made with ``serve=False``), queued connections first."""
+        for s in self._servers:
+            await s.start_serving()
 
     async def stop(self) -> None:
         for s in self._servers:

@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 import h11
 
 from petcd.clock import Clock
+from petcd.http.clientport import BACKLOG, listening_sockets
 
 log = logging.getLogger("petcd.http")
 
@@ -151,13 +152,26 @@ class HttpServer:
         self._servers: list[asyncio.AbstractServer] = []
         self._conns: set[asyncio.Task[None]] = set()
 
-    async def listen(self, host: str, port: int) -> None:
-        server = await asyncio.start_server(self._serve, host, port, reuse_address=True)
-        self._servers.append(server)
+    async def listen(self, host: str, port: int, serve: bool = True) -> None:
+        """Listen on host:port; with ``serve=False`` connections wait in the backlog until
+        ``serve()``."""
+        for sock in await listening_sockets(host, port, reuse_port=False):
+            self._servers.append(await asyncio.start_server(self._serve, sock=sock, start_serving=serve))
 
-    async def listen_unix(self, path: str) -> None:
-        server = await asyncio.start_unix_server(self._serve, path)
-        self._servers.append(server)
+    async def listen_unix(self, path: str, serve: bool = True) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(path)
+            sock.listen(BACKLOG)
+        except OSError:
+            sock.close()
+            raise
+        self._servers.append(await asyncio.start_unix_server(self._serve, sock=sock, start_serving=serve))
+
+    async def serve(self) -> None:
+        """Accept on the listeners made with ``serve=False``."""
+        for s in self._servers:
+            await s.start_serving()
 
     async def serve_socket(self, sock: socket.socket) -> None:
         server = await asyncio.start_server(self._serve, sock=sock)

@@ -109,7 +109,7 @@ class EtcdServer:
         self.stopped = asyncio.Event()
         # set once this member's own attributes are applied (etcd's ReadyNotify): it then knows
         # a leader, and has applied the log up to an entry made after it started (a joining
-        # member: the snapshot and entries it was sent)
+        # member: the snapshot and entries it was sent). Its client URLs are served from then on
         self.ready = asyncio.Event()
         # what the quota weighs (petcd.server.quota): it only changes when a batch commits, and
         # the quota check reads this copy
@@ -466,19 +466,6 @@ class EtcdServer:
             raise errors.StoppedError()
         await self.reads.wait()
 
-    async def wait_ready(self) -> None:
-        """Return once the member is ready (see ``ready``); RequestTimeoutError after the request
-        timeout. etcd serves no client before then; petcd's serializable reads wait here so a
-        member that has not caught up never answers from an empty or old store."""
-        if self.ready.is_set():
-            return
-        if self._stopping:
-            raise errors.StoppedError()
-        try:
-            await wait_for(self.clock, self.ready.wait(), self.settings.request_timeout)
-        except TimeoutError:
-            raise errors.RequestTimeoutError() from None
-
     async def wait_applied(self, index: int) -> None:
         """Return once this member has applied ``index`` (RequestTimeoutError after the request
         timeout): a simple token is only known here once its Authenticate entry is applied."""
@@ -512,10 +499,10 @@ class EtcdServer:
             raise errors.StoppedError()
 
     async def range(self, r: pb.RangeRequest) -> pb.RangeResponse:
+        # a serializable read is answered from this member's store at once, as etcd does: its
+        # client URLs are not served before the member is ready (petcd.server.main), its peer URL is
         if not r.serializable:
             await self.linearizable_read()
-        elif not self.ready.is_set():
-            await self.wait_ready()
         self._check_readable()
         # read without raft: checked here, and the answer dropped if the auth store moved
         # while it was read (etcd's doSerialize)

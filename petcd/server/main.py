@@ -53,13 +53,13 @@ from petcd.frontend.supervisor import (
     make_socket_dir,
     wait_for_free_ports,
 )
-from petcd.http import GrpcCounters, HttpError, HttpSide
 from petcd.http.clientport import ClientPort
 from petcd.http.gateway import Gateway
 from petcd.http.gateway import Metadata as GatewayMetadata
 from petcd.http.grpcstats import interceptor as grpc_interceptor
 from petcd.http.metrics import PeerLink
 from petcd.http.peerhttp import PeerPort, peer_handler
+from petcd.http.side import GrpcCounters, HttpError, HttpSide
 from petcd.peer import PeerDialer, PeerTLS, PeerTransport, add_forward_service, leader_forwarding
 from petcd.peer import add_to_server as add_peer_service
 from petcd.peer.hashkv import peer_hashes
@@ -215,19 +215,6 @@ async def serve(settings: ServerSettings) -> int:
         log.error("%s", exc)
         return 1
     dialer = PeerDialer(PeerTLS(tls.peer_ca_pem, tls.peer_client_pair, tls.peer_auto))
-    try:
-        member = await build_member(settings, LoopClock(), dialer=dialer)
-        srv = member.server
-        corruption = corruption_monitor(srv, settings, dialer)
-        if settings.initial_corrupt_check and initialized:
-            await corruption.initial_check()
-        await srv.start()
-    except (BootstrapError, WALError, DataInconsistencyError) as exc:
-        log.error("cannot start: %s", exc)
-        return 1
-    # what start-up built (modules, the key index restored from the backend) lives as long as
-    # the process: keep it out of every later full collection
-    gc.freeze()
     peer_addrs = {grpc_address(u): is_tls_url(u) for u in settings.listen_peer_urls}
     client_addrs = {grpc_address(u): is_tls_url(u) for u in settings.listen_client_urls}
     # TCP client addresses go to the front-ends; unix sockets stay with the member's own
@@ -237,14 +224,6 @@ async def serve(settings: ServerSettings) -> int:
     if count == 0:
         fronted = []
     direct = [a for a in client_addrs if a not in fronted and a not in peer_addrs]
-    grpc_counters = GrpcCounters(extensive=settings.metrics == "extensive")
-    dispatcher = Dispatcher(grpc_counters.record_unary)
-    guard = [CertificateGuard(tls.allowed_cn, tls.allowed_hostname, tls.check_peer_san)] if tls.guards_peers else []
-    allowed_host = tls.client_allowed_hostname
-    client_guard = [CertificateGuard("", allowed_host, False, "--client-cert-allowed-hostname")] if allowed_host else []
-    server, peer_server = build_grpc_servers(srv, member.transport, dispatcher, grpc_counters, guard, client_guard)
-    client_creds = tls.client.credentials() if tls.client is not None else None
-    peer_creds = tls.peer.credentials() if tls.peer is not None else None
     # --client-urls-http: HTTP/1 on the plain-text client URLs too (etcd's cmux), unless
     # --listen-client-http-urls takes it away from them, as in etcd 3.6. On by default: the relay
     # costs under 5% of check perf throughput, 2-15% more CPU per write (docs/benchmarks.md). The
@@ -260,15 +239,9 @@ async def serve(settings: ServerSettings) -> int:
     # to peer.sock; TLS ones stay the peer gRPC server's
     relayed = [a for a, secure in peer_addrs.items() if not secure and not a.startswith("unix:")]
     sockdir = make_socket_dir() if fronted or sniff or settings.enable_grpc_gateway or relayed else ""
-    http = build_http_side(srv, member.transport, dispatcher, grpc_counters, sockdir)
-    client_port = ClientPort(f"{sockdir}/client.sock", f"{sockdir}/http.sock")
-    forward = leader_forwarding(srv, member.transport)
-
-    async def promote(learner: int) -> list[pb.Member]:
-        return list((await forward.member_promote(pb.MemberPromoteRequest(ID=learner))).members)
-
-    peer_port = PeerPort(peer_handler(srv, srv.clock, lambda err: status_of(err)[1], promote), srv.clock,
-                         f"{sockdir}/peer.sock", f"{sockdir}/peerhttp.sock")
+    grpc_counters = GrpcCounters(extensive=settings.metrics == "extensive")
+    dispatcher = Dispatcher(grpc_counters.record_unary)
+    allowed_host = tls.client_allowed_hostname
     guards: list[socket.socket] = []
     supervisor: FrontendSupervisor | None = None
     links: LinkServer | None = None
@@ -278,16 +251,69 @@ async def serve(settings: ServerSettings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if fronted:
+        # the front-ends start now, while the member bootstraps (their start-up costs as much
+        # as the member's); they listen, and accept nothing until the member is ready
+        client = tls.client
+        supervisor = FrontendSupervisor(FrontendSpec(
+            count=count, listen=tuple(a for a in fronted if not client_addrs[a]),
+            link_path=f"{sockdir}/link.sock",
+            member_grpc_path=f"{sockdir}/member.sock", max_recv_bytes=settings.max_recv_message_bytes,
+            max_concurrent_streams=settings.max_concurrent_streams, log_level=settings.log_level,
+            log_outputs=settings.log_outputs, keepalive=keepalive(settings),
+            http_socket=f"{sockdir}/http.sock" if sniff else "",
+            tls_listen=tuple(a for a in fronted if client_addrs[a]),
+            tls=None if client is None else FrontendTLS(
+                client.pair.cert_file, client.pair.key_file, client.ca_file, client.require_client_cert,
+                allowed_host),
+        ))
+        links = LinkServer(dispatcher, supervisor.on_ready)
+        try:
+            guards = claim_ports(fronted)
+            await links.start(f"{sockdir}/link.sock")
+            await supervisor.launch()
+        except FrontendError as exc:
+            log.error("%s", exc)
+            await _abandon_frontends(supervisor, links, guards, sockdir)
+            return 1
+    try:
+        member = await build_member(settings, LoopClock(), dialer=dialer)
+        srv = member.server
+        corruption = corruption_monitor(srv, settings, dialer)
+        if settings.initial_corrupt_check and initialized:
+            await corruption.initial_check()
+        await srv.start()
+    except (BootstrapError, WALError, DataInconsistencyError) as exc:
+        log.error("cannot start: %s", exc)
+        await _abandon_frontends(supervisor, links, guards, sockdir)
+        return 1
+    # what start-up built (modules, the key index restored from the backend) lives as long as
+    # the process: keep it out of every later full collection
+    gc.freeze()
+    guard = [CertificateGuard(tls.allowed_cn, tls.allowed_hostname, tls.check_peer_san)] if tls.guards_peers else []
+    client_guard = [CertificateGuard("", allowed_host, False, "--client-cert-allowed-hostname")] if allowed_host else []
+    server, peer_server = build_grpc_servers(srv, member.transport, dispatcher, grpc_counters, guard, client_guard)
+    client_creds = tls.client.credentials() if tls.client is not None else None
+    peer_creds = tls.peer.credentials() if tls.peer is not None else None
+    http = build_http_side(srv, member.transport, dispatcher, grpc_counters, sockdir)
+    client_port = ClientPort(f"{sockdir}/client.sock", f"{sockdir}/http.sock")
+    forward = leader_forwarding(srv, member.transport)
+
+    async def promote(learner: int) -> list[pb.Member]:
+        return list((await forward.member_promote(pb.MemberPromoteRequest(ID=learner))).members)
+
+    peer_port = PeerPort(peer_handler(srv, srv.clock, lambda err: status_of(err)[1], promote), srv.clock,
+                         f"{sockdir}/peer.sock", f"{sockdir}/peerhttp.sock")
     try:
         await http.start(settings.listen_client_http_urls, settings.listen_metrics_urls)
         if fronted:
-            guards = claim_ports(fronted)
             # local credentials mark calls on this socket as relayed by a front-end, so the
             # client certificate name the front-end forwards is believed (petcd.api.client_cert)
             server.add_secure_port(f"unix:{sockdir}/member.sock",
                                    grpc.local_server_credentials(grpc.LocalConnectionType.UDS))
         if sockdir:
             server.add_insecure_port(f"unix:{sockdir}/client.sock")
+        # adding a port listens on it; ``server`` accepts only once started, when ready
         for addr in direct:
             _add_port(server, addr, client_creds if client_addrs[addr] else None)
         for addr, secure in peer_addrs.items():
@@ -295,7 +321,7 @@ async def serve(settings: ServerSettings) -> int:
                 _add_port(peer_server, addr, peer_creds if secure else None)
         if relayed:
             peer_server.add_insecure_port(f"unix:{sockdir}/peer.sock")
-        await server.start()
+        # etcd serves its peer URL (the client API included) at once
         await peer_server.start()
         if relayed:
             await peer_port.listen(relayed)
@@ -304,35 +330,34 @@ async def serve(settings: ServerSettings) -> int:
         for addr in sniffed:
             host, _, port = addr.rpartition(":")
             try:
-                await client_port.listen(host.strip("[]"), int(port), reuse_port=False)
+                await client_port.listen(host.strip("[]"), int(port), reuse_port=False, serve=False)
             except OSError as exc:
                 raise FrontendError(bind_error(addr, exc.strerror or str(exc))) from None
-        if fronted:
-            client = tls.client
-            supervisor = FrontendSupervisor(FrontendSpec(
-                count=count, listen=tuple(a for a in fronted if not client_addrs[a]),
-                link_path=f"{sockdir}/link.sock",
-                member_grpc_path=f"{sockdir}/member.sock", max_recv_bytes=settings.max_recv_message_bytes,
-                max_concurrent_streams=settings.max_concurrent_streams, log_level=settings.log_level,
-                log_outputs=settings.log_outputs, keepalive=keepalive(settings),
-                http_socket=f"{sockdir}/http.sock" if sniff else "",
-                tls_listen=tuple(a for a in fronted if client_addrs[a]),
-                tls=None if client is None else FrontendTLS(
-                    client.pair.cert_file, client.pair.key_file, client.ca_file, client.require_client_cert,
-                    allowed_host),
-            ))
-            links = LinkServer(dispatcher, supervisor.on_ready)
-            await links.start(f"{sockdir}/link.sock")
-            await supervisor.start()
+        if supervisor is not None:
+            await supervisor.wait_started()
     except (FrontendError, HttpError) as exc:
         log.error("%s", exc)
         await client_port.stop()
         await peer_port.stop()
         await _shutdown((server, peer_server), srv, supervisor, links, guards, sockdir, http)
         return 1
-    log.info("serving client requests on %s (%s)", ", ".join(settings.listen_client_urls),
-             f"{count} front-end processes" if fronted else "in the member process")
-    log.info("member %x of cluster %x is ready (data dir %s)", srv.member_id, srv.cluster_id, settings.data_dir)
+    log.info("member %x of cluster %x started (data dir %s); serving peers on %s, clients once ready",
+             srv.member_id, srv.cluster_id, settings.data_dir, ", ".join(settings.listen_peer_urls))
+
+    async def serve_clients() -> None:
+        # etcd's embed waits for ReadyNotify before it serves a client listener: the sockets
+        # listen already, so an early client's connection waits and is served now
+        await srv.ready.wait()
+        await server.start()
+        await http.serve_clients()
+        await client_port.serve()
+        if supervisor is not None:
+            supervisor.serve()
+        log.info("serving client requests on %s (%s)", ", ".join(settings.listen_client_urls),
+                 f"{count} front-end processes" if fronted else "in the member process")
+        log.info("member %x of cluster %x is ready", srv.member_id, srv.cluster_id)
+
+    serving = asyncio.create_task(serve_clients(), name="serve-clients")
     checks = (asyncio.create_task(corruption.run(settings.corrupt_check_interval))
               if settings.corrupt_check_interval > 0 else None)
     sd_ready = sdnotify.notify_ready(srv, f"serving clients on {', '.join(settings.listen_client_urls)}")
@@ -341,6 +366,7 @@ async def serve(settings: ServerSettings) -> int:
     for w in waiters:
         w.cancel()
     log.info("shutting down")
+    serving.cancel()
     if checks is not None:
         checks.cancel()
     sdnotify.notify_stopping(sd_ready)
@@ -349,6 +375,19 @@ async def serve(settings: ServerSettings) -> int:
     await _shutdown((server, peer_server), srv, supervisor, links, guards, sockdir, http)
     failed = srv.fatal is not None
     return 1 if failed else 0
+
+
+async def _abandon_frontends(supervisor: FrontendSupervisor | None, links: LinkServer | None,
+                             guards: list[socket.socket], sockdir: str) -> None:
+    """Undo what was started for the front-ends when the member itself cannot start."""
+    if supervisor is not None:
+        await supervisor.stop()
+    if links is not None:
+        await links.stop()
+    for g in guards:
+        g.close()
+    if sockdir:
+        shutil.rmtree(sockdir, ignore_errors=True)
 
 
 async def _shutdown(

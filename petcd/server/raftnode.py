@@ -74,6 +74,7 @@ class RaftNode:
         self.tick_seconds = tick_seconds
         self._wake = asyncio.Event()
         self._stopped = False
+        self._campaign = False  # asked for; done by the driver between Readies
         self._failed = False
         self._tasks: list[asyncio.Task[None]] = []
         # one lane (a thread on real time): WAL writes must stay in order
@@ -142,7 +143,11 @@ class RaftNode:
         self._wake.set()
 
     def campaign(self) -> None:
-        self._node.campaign()
+        # by the driver, once the Ready being applied is advanced: raft refuses to campaign
+        # while a committed conf change is not counted applied, which is the case while the
+        # fresh member's own bootstrap entries are applied (a refusal cost it an election
+        # timeout, 1-2 s, before it led)
+        self._campaign = True
         self._wake.set()
 
     def report_unreachable(self, peer: int) -> None:
@@ -223,6 +228,9 @@ class RaftNode:
             while not self._stopped:
                 await self._wake.wait()
                 self._wake.clear()
+                if self._campaign:
+                    self._campaign = False
+                    node.campaign()
                 while node.has_ready() and not self._stopped:
                     rd = node.ready()
                     installs = rd.snapshot is not None and rd.snapshot.metadata.index > 0
