@@ -24,12 +24,12 @@ from google.protobuf.wrappers_pb2 import BytesValue
 
 from petcd import ETCD_API_VERSION, errors
 from petcd.clock import Clock, wait_for
-from petcd.http import HttpError
 from petcd.http.app import version_response
 from petcd.http.clientport import PREFACE, ClientPort
 from petcd.http.health import ErrorText
 from petcd.http.responses import json_response, not_found, text_error
 from petcd.http.server import HttpServer, Request, Response
+from petcd.http.side import HttpError
 from petcd.lease import LeaseExpiredError, NotPrimaryError
 from petcd.mvcc.errors import CompactedError, FutureRevError
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
