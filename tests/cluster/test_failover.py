@@ -6,13 +6,9 @@ serves no read before it has caught up."""
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 
 import grpc
 import pytest
@@ -20,7 +16,7 @@ import pytest
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from tests.harness import LOOPBACK, Kind, Server, ServerGroup, free_ports
-from tests.robustness.cluster import followers_of, leader_of, wait_for
+from tests.robustness.cluster import followers_of, leader_of, paused, wait_for
 
 
 def _kv(server: Server) -> tuple[grpc.Channel, pb_grpc.KVStub]:
@@ -44,27 +40,13 @@ def _listening(server: Server) -> bool:
     return True
 
 
-@contextmanager
-def _paused(members: Sequence[Server]) -> Iterator[None]:
-    pids = [m.pid for m in members]
-    for pid in pids:
-        assert pid is not None
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        for pid in pids:
-            assert pid is not None
-            os.kill(pid, signal.SIGCONT)
-
-
 @pytest.mark.parametrize("kind", ["etcd", "petcd"])
 def test_a_write_without_quorum_times_out_with_etcds_error(servers: ServerGroup, kind: Kind) -> None:
     members = servers.start_cluster(kind, 3)
     leader = leader_of(members)
     survivor, other = followers_of(members, leader)
     ch, kv = _kv(survivor)
-    with ch, _paused([leader, other]):
+    with ch, paused([leader, other]):
         # the server's own request timeout (5 s + 2 election timeouts) ends the wait
         assert _outcome(kv.Put, pb.PutRequest(key=b"k", value=b"v"), 30) == \
             (grpc.StatusCode.UNAVAILABLE, "etcdserver: request timed out")
@@ -88,7 +70,7 @@ def test_reads_a_paused_leader_holds_are_served_once_it_resumes(servers: ServerG
         results.append((code, text, time.monotonic() - resumed[0]))
 
     readers = [threading.Thread(target=read) for _ in range(3)]
-    with _paused([leader]):
+    with paused([leader]):
         for t in readers:
             t.start()
         # longer than the election timeout (1 s): the others elect a new leader meanwhile
@@ -131,7 +113,7 @@ def test_a_member_that_joins_without_a_leader_serves_no_read_before_catching_up(
     leader = leader_of(members)
     other = followers_of(members, leader)[1]
     get = pb.RangeRequest(key=b"data/", range_end=b"data0", serializable=True)
-    with _paused([leader, other]):
+    with paused([leader, other]):
         # two of four voters up: no leader, so nothing reaches the new member
         joining.spawn()
         ch, kv = _kv(joining)

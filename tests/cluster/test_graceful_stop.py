@@ -11,8 +11,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 import grpc
 import pytest
@@ -20,7 +19,7 @@ import pytest
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 from petcd.proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from tests.harness import Kind, Server, ServerGroup
-from tests.robustness.cluster import followers_of, leader_of, status, wait_for
+from tests.robustness.cluster import followers_of, leader_of, paused, status, wait_for
 
 # the notebook's best practice is a 1 s heartbeat and an election timeout of 5 or more: a long
 # election timeout is what makes a stop without a hand-over visible
@@ -78,20 +77,6 @@ def _agreed_leader(members: Sequence[Server]) -> tuple[int, int]:
     if len(leaders) != 1 or 0 in leaders or len(terms) != 1:
         return 0, 0
     return leaders.pop(), terms.pop()
-
-
-@contextmanager
-def _paused(members: Sequence[Server]) -> Iterator[None]:
-    pids = [m.pid for m in members]
-    for pid in pids:
-        assert pid is not None
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        for pid in pids:
-            assert pid is not None
-            os.kill(pid, signal.SIGCONT)
 
 
 @pytest.mark.parametrize("kind", ["etcd", "petcd"])
@@ -211,7 +196,7 @@ def test_a_transfer_that_cannot_finish_ends_at_the_request_timeout(servers: Serv
     members = servers.start_cluster(kind, 3, extra_args=("--heartbeat-interval=100", "--election-timeout=1000"))
     leader = leader_of(members)
     followers = followers_of(members, leader)
-    with _paused(followers):
+    with paused(followers):
         offset = _sigterm(leader)
         sent = time.monotonic()
         assert _wait_exit(leader, 30) == _exit_code(kind)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import grpc
 
@@ -54,3 +57,18 @@ def leader_of(members: Sequence[Server], timeout: float = 30.0) -> Server:
 
 def followers_of(members: Sequence[Server], leader: Server) -> list[Server]:
     return [m for m in members if m is not leader and m.is_running()]
+
+
+@contextmanager
+def paused(members: Sequence[Server]) -> Iterator[None]:
+    """The members' processes SIGSTOPped for the block, SIGCONTed after it."""
+    pids = [m.pid for m in members]
+    for pid in pids:
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            assert pid is not None
+            os.kill(pid, signal.SIGCONT)
