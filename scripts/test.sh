@@ -21,5 +21,5 @@ echo "== mypy --strict"
 python3 -m mypy --strict petcd
 echo "== import layers (pyproject.toml [tool.importlinter])"
 lint-imports
-echo "== pytest"
+echo "== pytest (free space for its temporary directories: $(df -h --output=avail "${TMPDIR:-/tmp}" | tail -1 | tr -d ' '))"
 python3 -m pytest "$@"
