@@ -83,6 +83,10 @@ CAMPAIGN_PRE_ELECTION = b"CampaignPreElection"
 CAMPAIGN_ELECTION = b"CampaignElection"
 CAMPAIGN_TRANSFER = b"CampaignTransfer"
 
+# Forwarded proposals are merged into one MsgProp up to this much payload (well under the peer
+# transport's batch cap).
+FORWARD_BATCH_BYTES = 1 << 20
+
 
 class Raft:
     def __init__(self, c: Config) -> None:
@@ -113,6 +117,10 @@ class Raft:
         # Proposals were appended but not yet sent to followers: they go out together, one append
         # per follower per Ready, when the Ready is built (see flush).
         self.bcast_pending = False
+        # A follower's forwarded proposals that are still waiting in msgs go to the leader as one
+        # MsgProp (see forward_proposal): the message being extended and its payload bytes.
+        self.forwarding: raftpb.Message | None = None
+        self.forwarding_bytes = 0
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
         self.check_quorum = c.check_quorum
@@ -188,6 +196,26 @@ class Raft:
             if t != raftpb.MsgProp and t != raftpb.MsgReadIndex:
                 m.term = self.term
         self.msgs.append(m)
+
+    def forward_proposal(self, m: raftpb.Message) -> None:
+        """Send a follower's MsgProp to the leader, merged into the one still waiting to go out.
+
+        Forwarded proposals leave with the follower's next Ready (after its WAL write), so the
+        proposals of that interval can travel as one message: one step, one append and one reply
+        on the leader instead of one per proposal. Merged only while it is the last message queued
+        (the order of messages stays as raft made them) and up to FORWARD_BATCH_BYTES of payload.
+        """
+        size = payload_size(m.entries)
+        f = self.forwarding
+        if (f is not None and self.msgs and self.msgs[-1] is f and f.to == self.lead
+                and self.forwarding_bytes + size <= FORWARD_BATCH_BYTES):
+            f.entries.extend(m.entries)
+            self.forwarding_bytes += size
+            return
+        m.to = self.lead
+        self.send(m)
+        self.forwarding = m
+        self.forwarding_bytes = size
 
     # -- role changes --------------------------------------------------------------------
     def reset(self, term: int) -> None:
@@ -483,8 +511,7 @@ class Raft:
                 raise NoLeaderError(f"{self.id:x} no leader at term {self.term}; dropping proposal")
             if self.disable_proposal_forwarding:
                 raise ProposalDroppedError(f"{self.id:x} not leader and forwarding is disabled")
-            m.to = self.lead
-            self.send(m)
+            self.forward_proposal(m)
         elif t == raftpb.MsgApp:
             self.election_elapsed = 0
             self.lead = msg_from(m)

@@ -102,8 +102,25 @@ def new_message(type: raftpb.MessageType, to: int = 0, frm: int = 0, term: int =
                 log_term: int = 0, index: int = 0, entries: Sequence[raftpb.Entry] = (),
                 commit: int = 0, reject: bool = False, reject_hint: int = 0,
                 context: bytes = b"", snapshot: raftpb.Snapshot | None = None) -> raftpb.Message:
-    m = raftpb.Message(type=type, to=to, term=term, log_term=log_term, index=index, entries=entries,
-                       commit=commit, reject=reject, reject_hint=reject_hint, context=context)
+    # only the fields that are set: upb's constructor costs per keyword (2.6 µs for all of them
+    # against 1 µs), and this runs for every raft message
+    m = raftpb.Message(type=type, to=to)
+    if term:
+        m.term = term
+    if log_term:
+        m.log_term = log_term
+    if index:
+        m.index = index
+    if entries:
+        m.entries.extend(entries)
+    if commit:
+        m.commit = commit
+    if reject:
+        m.reject = True
+    if reject_hint:
+        m.reject_hint = reject_hint
+    if context:
+        m.context = context
     if frm:
         setattr(m, "from", frm)
     if snapshot is not None:
@@ -119,7 +136,7 @@ def vote_resp_type(t: raftpb.MessageType) -> raftpb.MessageType:
     raise ValueError(f"not a vote message: {raftpb.MessageType.Name(t)}")
 
 
-def payload_size(ents: list[raftpb.Entry]) -> int:
+def payload_size(ents: Sequence[raftpb.Entry]) -> int:
     """Size counted against max_uncommitted_entries_size: the payloads only. A plain loop, not
     sum() over a generator: this runs once per proposal."""
     s = 0

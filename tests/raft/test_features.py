@@ -22,6 +22,7 @@ from petcd.raft import (
     StateType,
     StepLocalMsgError,
 )
+from petcd.raft.raft import FORWARD_BATCH_BYTES
 
 from .harness import Cluster, new_cluster
 from .rafttest import msg, raft, take
@@ -180,6 +181,29 @@ def test_proposal_forwarded_to_leader() -> None:
     c.propose(3, b"via-follower")
     c.stabilize()
     assert all(n.applied == [b"via-follower"] for n in c.nodes.values())
+
+
+def test_forwarded_proposals_of_one_ready_travel_as_one_message() -> None:
+    c = elected(3)
+    r = c.nodes[3].r
+    for d in (b"a", b"b", b"c"):
+        c.propose(3, d)
+    assert [(m.type, m.to, [e.data for e in m.entries]) for m in r.msgs] == [(raftpb.MsgProp, 1, [b"a", b"b", b"c"])]
+    c.stabilize()
+    # a message queued after the proposal closes it: what comes later is a new one, in order
+    c.propose(3, b"d")
+    r.send(msg(raftpb.MsgHeartbeatResp, 3, 1))
+    c.propose(3, b"e")
+    assert [(m.type, [e.data for e in m.entries]) for m in r.msgs] == [
+        (raftpb.MsgProp, [b"d"]), (raftpb.MsgHeartbeatResp, []), (raftpb.MsgProp, [b"e"])]
+    c.stabilize()
+    # so is one that would grow past the byte cap
+    big = b"x" * (FORWARD_BATCH_BYTES // 2 + 1)
+    c.propose(3, big)
+    c.propose(3, big)
+    assert [len(m.entries) for m in r.msgs if m.type == raftpb.MsgProp] == [1, 1]
+    c.stabilize()
+    assert all(n.applied == [b"a", b"b", b"c", b"d", b"e", big, big] for n in c.nodes.values())
 
 
 def test_proposal_forwarding_disabled() -> None:
