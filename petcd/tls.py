@@ -9,6 +9,9 @@ transport all build their credentials here. Errors are ``TLSFileError`` whose te
 gRPC's Python API takes PEM bytes, not paths, and offers no TLS version bounds and no per-server
 cipher list: the cipher list is the process-wide ``GRPC_SSL_CIPHER_SUITES`` variable, read once
 when gRPC loads (see ``cipher_env``), and TLS is always 1.2 or 1.3 (BoringSSL's range in gRPC).
+
+``cryptography`` is imported by the functions that read or make certificates, not with the
+module: a member without TLS flags never needs it (its x509 package takes ~30 ms to import).
 """
 
 from __future__ import annotations
@@ -21,12 +24,12 @@ import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 __all__ = [
     "CIPHER_ENV",
@@ -99,6 +102,8 @@ def _read(path: str) -> bytes:
 
 
 def _certificates(pem: bytes) -> list[x509.Certificate]:
+    from cryptography import x509
+
     try:
         return x509.load_pem_x509_certificates(pem)
     except ValueError:
@@ -107,6 +112,8 @@ def _certificates(pem: bytes) -> list[x509.Certificate]:
 
 def load_key_pair(cert_file: str, key_file: str) -> KeyPair:
     """A certificate (chain) and its private key, checked as Go's tls.LoadX509KeyPair checks them."""
+    from cryptography.hazmat.primitives import serialization
+
     if not cert_file or not key_file:
         raise TLSFileError(f"KeyFile and CertFile must both be present[key: {key_file}, cert: {cert_file}]")
     cert_pem = _read(cert_file)
@@ -177,6 +184,8 @@ def cipher_env(suites: tuple[str, ...]) -> str:
 
 
 def _host_names(hosts: list[str]) -> list[x509.GeneralName]:
+    from cryptography import x509
+
     names: list[x509.GeneralName] = []
     for h in dict.fromkeys(hosts):
         try:
@@ -190,6 +199,11 @@ def self_signed_pair(directory: str, hosts: list[str], validity_years: int,
                      now: datetime.datetime) -> KeyPair:
     """etcd's --auto-tls: ``cert.pem`` and ``key.pem`` in ``directory`` (0700; key 0600), valid
     ``validity_years`` from ``now`` for ``hosts``; files already there are reused, as etcd does."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
     d = Path(directory)
     cert_path, key_path = d / "cert.pem", d / "key.pem"
     if cert_path.exists() and key_path.exists():
@@ -234,6 +248,9 @@ def fetch_server_certificate(host: str, port: int, timeout: float) -> tuple[byte
     For peers with --peer-auto-tls, whose certificates no CA signed: etcd does not verify them
     at all; gRPC cannot skip verification, so the certificate is fetched first and then pinned
     as the only trusted one for the connection. Either way the bytes are encrypted."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
@@ -257,6 +274,9 @@ def fetch_server_certificate(host: str, port: int, timeout: float) -> tuple[byte
 
 def certificate_names(pem: bytes) -> tuple[str, list[str]]:
     """The common name and the DNS / IP subject alternative names of a PEM certificate."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     cert = x509.load_pem_x509_certificate(pem)
     cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     cn = str(cns[0].value) if cns else ""

@@ -1,4 +1,7 @@
-"""The auth store (etcd's): users, roles, key-range permissions, bcrypt passwords, tokens."""
+"""The auth store (etcd's): users, roles, key-range permissions, bcrypt passwords, tokens.
+
+JWT tokens are in petcd.auth.jwt_tokens, not re-exported here: importing it pulls in PyJWT and
+cryptography, which only a member started with --auth-token=jwt,... needs."""
 
 from petcd.auth.applier import (
     ADMIN_REQUEST_KINDS,
@@ -26,7 +29,6 @@ from petcd.auth.permissions import IntervalSet, MergedPermissions
 from petcd.auth.store import ROOT_ROLE, ROOT_USER, TOKEN_METADATA_KEYS, AuthStore, PasswordCheck
 from petcd.auth.tokens import (
     AuthInfo,
-    JWTTokenProvider,
     NopTokenProvider,
     SimpleTokenProvider,
     TokenOptions,
@@ -45,7 +47,6 @@ __all__ = [
     "AuthInfo",
     "AuthStore",
     "IntervalSet",
-    "JWTTokenProvider",
     "LeaseKeys",
     "MergedPermissions",
     "NopTokenProvider",

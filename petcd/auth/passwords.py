@@ -8,6 +8,9 @@ applying it is deterministic. Passwords are never logged.
 Go's bcrypt uses at most the first 72 bytes of a password (the Blowfish key limit); Python's
 ``bcrypt`` refuses longer ones, so they are cut to 72 bytes here to accept and match the same
 passwords as etcd.
+
+``bcrypt`` is imported on the first hash or check, not with the module: most members never
+need it, and it is one less import before a member serves.
 """
 
 from __future__ import annotations
@@ -15,8 +18,6 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-
-import bcrypt
 
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
 
@@ -43,6 +44,8 @@ def _key(password: str) -> bytes:
 
 def hash_password(password: str, cost: int = DEFAULT_COST) -> bytes:
     """The bcrypt hash of ``password`` (as stored in an authpb.User)."""
+    import bcrypt  # lazy: see the module docstring
+
     return bcrypt.hashpw(_key(password), bcrypt.gensalt(rounds=cost, prefix=b"2a"))
 
 
@@ -50,6 +53,8 @@ def check_password(hashed: bytes, password: str) -> bool:
     """Whether ``password`` matches ``hashed``; False for an empty or malformed hash."""
     if not hashed:
         return False
+    import bcrypt  # lazy: see the module docstring
+
     try:
         return bcrypt.checkpw(_key(password), hashed)
     except ValueError:

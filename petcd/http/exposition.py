@@ -13,9 +13,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
-from prometheus_client.metrics_core import Metric
-from prometheus_client.samples import Sample
+if TYPE_CHECKING:  # the families come from petcd.http.collector, which imports prometheus_client
+    from prometheus_client.metrics_core import Metric
+    from prometheus_client.samples import Sample
 
 __all__ = ["CONTENT_TYPE", "go_float", "write_text"]
 

@@ -17,7 +17,7 @@ from petcd.clock import Clock
 from petcd.http.app import Gateway, client_handler, metrics_handler
 from petcd.http.grpcstats import GrpcCounters
 from petcd.http.health import ErrorText, HealthChecker
-from petcd.http.metrics import MemberCollector, MetricsEndpoint, PeerLinks, PeerRoundTrips, Probe
+from petcd.http.metrics import MetricsEndpoint, PeerLinks, PeerRoundTrips, Probe
 from petcd.http.server import Handler, HttpServer
 from petcd.server.etcdserver import EtcdServer
 
@@ -33,8 +33,7 @@ class HttpSide:
                  grpc_counters: GrpcCounters, gateway: Gateway | None) -> None:
         self.health = HealthChecker(srv, error_text)
         self.round_trips = PeerRoundTrips(clock, peers, probe)
-        self.metrics = MetricsEndpoint(MemberCollector(srv, grpc_counters, self.health.counts, peers,
-                                                       self.round_trips))
+        self.metrics = MetricsEndpoint(srv, grpc_counters, self.health.counts, peers, self.round_trips)
         self._tasks: list[asyncio.Task[None]] = []
         self.client = client_handler(srv, self.health, self.metrics, gateway)
         self.metrics_only = metrics_handler(self.health, self.metrics)

@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives import serialization as ser
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from petcd import errors as e
-from petcd.auth import AuthInfo, AuthStore, JWTTokenProvider, NopTokenProvider, SimpleTokenProvider
+from petcd.auth import AuthInfo, AuthStore, NopTokenProvider, SimpleTokenProvider
+from petcd.auth.jwt_tokens import JWTTokenProvider
 from petcd.auth.tokens import new_token_provider, parse_duration, parse_token_options, simple_token_index
 from petcd.backend import Backend
 from petcd.clock import ManualClock
