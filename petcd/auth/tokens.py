@@ -164,7 +164,7 @@ class SimpleTokenProvider:
 
 
 # -- jwt: petcd.auth.jwt_tokens, imported only for --auth-token=jwt,... (PyJWT and cryptography
-# take ~50 ms to import, a quarter of a default member's start) ---------------------------------
+# take ~50 ms to import, on every start otherwise) ----------------------------------------------
 JWT_SIGN_METHODS = (
     "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
     "ES256", "ES384", "ES512",

@@ -88,18 +88,14 @@ class MetricsEndpoint:
 
     def __init__(self, srv: EtcdServer, grpc: GrpcCounters, health: HealthCounts, peers: PeerLinks,
                  round_trips: PeerRoundTrips) -> None:
-        self._srv = srv
-        self._grpc = grpc
-        self._health = health
-        self._peers = peers
-        self._round_trips = round_trips
+        # what the collector reads, handed over whole when it is built (on the first scrape)
+        self._sources = (srv, grpc, health, peers, round_trips)
 
     @functools.cached_property
     def registry(self) -> CollectorRegistry:
         from petcd.http.collector import MemberCollector, new_registry  # lazy: see the module docstring
 
-        return new_registry(MemberCollector(self._srv, self._grpc, self._health, self._peers,
-                                            self._round_trips))
+        return new_registry(MemberCollector(*self._sources))
 
     def text(self) -> bytes:
         return write_text(self.registry.collect())
