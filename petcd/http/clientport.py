@@ -110,6 +110,13 @@ class _Front(_Half):
             super().data_received(data)
             return
         self._buf += data
+        takeover = self._owner.takeover
+        if takeover is not None:
+            preface, factory = takeover
+            if self._buf[: len(preface)] == preface[: len(self._buf)]:
+                if len(self._buf) >= len(preface):
+                    self._hand_over(factory())
+                return
         kind = self._owner.classify(self._buf)
         if kind == "more":
             return
@@ -122,6 +129,17 @@ class _Front(_Half):
         target = self._owner.grpc_path if kind == "grpc" else self._owner.http_path
         self._owner.spawn(self._connect(target, self._buf))
         self._buf = b""
+
+    def _hand_over(self, protocol: asyncio.Protocol) -> None:
+        """The connection is served here by ``protocol`` from now on, unrelayed."""
+        self._decided = True
+        transport = self.transport
+        assert transport is not None
+        self.transport = None
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        first, self._buf = self._buf, b""
+        protocol.data_received(first)
 
     def eof_received(self) -> bool | None:
         if not self._decided:
@@ -186,12 +204,17 @@ async def listening_sockets(host: str, port: int, reuse_port: bool) -> list[sock
 class ClientPort:
     """Listens on TCP addresses and relays each connection to ``grpc_path`` or ``http_path``
     (Unix sockets) by its first bytes, as ``classify`` tells ('grpc', 'http', 'close' or 'more'):
-    by default the client URL's rule; the peer URLs pass theirs (petcd.http.peerhttp)."""
+    by default the client URL's rule; the peer URLs pass theirs (petcd.http.peerhttp), and a
+    ``takeover`` for connections served here."""
 
-    def __init__(self, grpc_path: str, http_path: str, classify: Callable[[bytes], str] = classify) -> None:
+    def __init__(self, grpc_path: str, http_path: str, classify: Callable[[bytes], str] = classify,
+                 takeover: tuple[bytes, Callable[[], asyncio.Protocol]] | None = None) -> None:
         self.grpc_path = grpc_path
         self.http_path = http_path
         self.classify = classify
+        # (preface, factory): a connection that starts with the preface is not relayed but served
+        # in this process by a protocol from the factory (the peer port's framed raft streams)
+        self.takeover = takeover
         self._servers: list[asyncio.AbstractServer] = []
         self._tasks: set[asyncio.Task[None]] = set()
 

@@ -7,12 +7,13 @@ connections itself and relays them as the client port does (petcd.http.clientpor
 the handler here. The handler serves what etcd's does, from the member's own data: /version,
 /members, /members/hashkv, /members/promote/<id>, /leases, /leases/internal, /downgrade/enabled
 and /raft/probing. etcd's raft transport (/raft, /raft/snapshot, /raft/stream/...) is rafthttp,
-which petcd does not speak (its peers talk gRPC): those paths answer what etcd answers a request
-that lacks rafthttp's version headers. ``https://`` peer URLs stay gRPC's own (TLS ends there).
+which petcd does not speak (its peers talk gRPC, and framed raft streams that open with their own
+preface): those paths answer what etcd answers a request that lacks rafthttp's version headers. ``https://`` peer URLs stay gRPC's own (TLS ends there).
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import re
@@ -298,12 +299,14 @@ def peer_handler(srv: EtcdServer, clock: Clock, error_text: ErrorText, promote: 
 
 class PeerPort:
     """The plain-text peer URLs: TCP accepted here, HTTP/2 relayed to the peer gRPC server on
-    ``grpc_path``, everything else to the peer HTTP handler, served on ``http_path``."""
+    ``grpc_path``, a connection that starts with ``raft[0]`` served by a protocol from ``raft[1]``
+    (petcd's framed raft streams), everything else to the peer HTTP handler on ``http_path``."""
 
-    def __init__(self, handler: _PeerHandler, clock: Clock, grpc_path: str, http_path: str) -> None:
+    def __init__(self, handler: _PeerHandler, clock: Clock, grpc_path: str, http_path: str,
+                 raft: tuple[bytes, Callable[[], asyncio.Protocol]]) -> None:
         self._http = HttpServer(handler, clock)
         self._http_path = http_path
-        self._relay = ClientPort(grpc_path, http_path, classify_peer)
+        self._relay = ClientPort(grpc_path, http_path, classify_peer, takeover=raft)
 
     async def listen(self, addrs: Sequence[str]) -> None:
         """Serve ``addrs`` (host:port); HttpError with etcd's message if one cannot be bound."""

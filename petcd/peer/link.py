@@ -13,7 +13,11 @@ its own stream to us (or probing us): ``kick`` then cuts the backoff short and r
 fresh channel (the old one may sit in gRPC's own reconnect backoff), so a restarted member
 hears from the leader within a round trip, not after up to ``backoff_max``.
 
-Snapshots go on their own ``SendSnapshot`` call over the same channel, at most one at a time.
+To an ``http://`` URL the stream is a framed one (petcd.peer.frames: the same batches as
+length-prefixed frames on a TCP connection, accepted the same way, kept alive by pings) unless
+that peer answered it with gRPC; ``https://`` and ``unix://`` URLs get the gRPC ``Send`` stream.
+
+Snapshots go on their own ``SendSnapshot`` call over the channel, at most one at a time.
 """
 
 from __future__ import annotations
@@ -24,12 +28,14 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import grpc
 
 from petcd.clock import Clock
 from petcd.peer.config import PeerConfig, PeerStats
 from petcd.peer.dial import PeerDialer
+from petcd.peer.frames import FrameRefused, NotFramed, keep_alive, open_frame_stream
 from petcd.peer.outqueue import OutQueue
 from petcd.peer.snapshot import SnapshotTransferError, send_snapshot
 from petcd.peer.wire import ACCEPTED_KEY, channel_options, grpc_target
@@ -118,6 +124,7 @@ class PeerLink:
         self._header = peerpb.MessageBatch(
             cluster_id=env.cluster_id, sender_id=env.member_id, receiver_id=peer_id
         )
+        self._grpc_only: set[str] = set()  # URLs whose peer answered a framed stream with gRPC
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -217,7 +224,10 @@ class PeerLink:
                     # another one or none
                     await self._channel.close(None)
                     self._channel, self._channel_pin = self._new_channel()
-                await self._stream_once()
+                if self._framed(url):
+                    await self._frames_once(url)
+                else:
+                    await self._stream_once()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -266,6 +276,45 @@ class PeerLink:
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
+    def _framed(self, url: str) -> bool:
+        """Whether to try a framed stream (petcd.peer.frames) to ``url``: plain-text TCP only."""
+        return self.env.config.framed_streams and url not in self._grpc_only and urlsplit(url).scheme == "http"
+
+    async def _frames_once(self, url: str) -> None:
+        cfg = self.env.config
+        parts = urlsplit(url)
+        assert parts.hostname is not None and parts.port is not None  # checked by grpc_target
+        try:
+            async with asyncio.timeout(cfg.handshake_timeout):
+                stream = await open_frame_stream(parts.hostname, parts.port, self._header, self._wake.set)
+        except NotFramed as exc:
+            # a member that serves its peer URL with gRPC alone: its stream is a gRPC one
+            log.info("peer %x does not take framed streams at %s (%s); using gRPC", self.peer_id, url, exc)
+            self._grpc_only.add(url)
+            await self._stream_once()
+            return
+        self._accepted = True
+        self._set_up("framed")
+        pinger = asyncio.get_running_loop().create_task(
+            keep_alive(stream, self.env.clock, cfg.keepalive_seconds, cfg.keepalive_timeout_seconds)
+        )
+        try:
+            while True:
+                if stream.error is not None:
+                    raise stream.error
+                if not len(self.queue):
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                msgs = self.queue.take_batch(cfg.max_batch_bytes)
+                stream.send(peerpb.MessageBatch(messages=msgs).SerializeToString())
+                self.stats.messages_sent += len(msgs)
+                self.stats.batches_sent += 1
+                await stream.drain()
+        finally:
+            pinger.cancel()
+            stream.close()
+
     async def _stream_once(self) -> None:
         cfg = self.env.config
         call: SendCall = self._stub().Send()
@@ -277,7 +326,7 @@ class PeerLink:
             async with asyncio.timeout(cfg.handshake_timeout):
                 await self._handshake(call)
             self._accepted = True
-            self._set_up()
+            self._set_up("gRPC")
             while True:
                 if call.done():
                     await call
@@ -311,12 +360,12 @@ class PeerLink:
             await call  # raises the receiver's error
             raise StreamEnded("stream closed before it was accepted")
 
-    def _set_up(self) -> None:
+    def _set_up(self, kind: str) -> None:
         self._kicked.clear()
         self.queue.set_up(True)
         self.active_since = self.env.clock.now()
         self.stats.connected = True
-        log.info("peer %x: stream established (%s)", self.peer_id, self.urls[self._url_index])
+        log.info("peer %x: %s stream established (%s)", self.peer_id, kind, self.urls[self._url_index])
 
     def _set_down(self) -> None:
         self.stats.messages_dropped += self.queue.set_up(False)
@@ -327,8 +376,12 @@ class PeerLink:
         was_up = self.active_since is not None
         self._set_down()
         self.stats.stream_failures += 1
-        code = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else None
-        text = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else repr(exc)
+        code: grpc.StatusCode | None = None
+        text = repr(exc)
+        if isinstance(exc, grpc.aio.AioRpcError):
+            code, text = exc.code(), exc.details() or ""
+        elif isinstance(exc, FrameRefused):
+            code, text = exc.code, exc.details
         if code == grpc.StatusCode.PERMISSION_DENIED:
             log.error("peer %x refused this member: %s", self.peer_id, text)
             if self.env.on_removed is not None:

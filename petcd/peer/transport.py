@@ -2,8 +2,9 @@
 
 Outgoing, ``send(msgs)`` never waits: each message goes to its peer's bounded queue (see
 ``petcd.peer.link``), MsgSnap to a snapshot transfer. Incoming, the ``RaftTransportServicer``
-on the member's gRPC server checks every request's cluster and member ids and hands the
-messages to ``on_messages`` and received snapshots to ``on_snapshot``.
+on the member's gRPC server (and, for framed streams on plain-text peer URLs, a
+``FrameReceiver`` from ``frame_receiver``) checks every request's cluster and member ids and
+hands the messages to ``on_messages`` and received snapshots to ``on_snapshot``.
 
 Every callback runs on the event loop; none may block.
 """
@@ -25,6 +26,7 @@ import petcd
 from petcd.clock import Clock, LoopClock
 from petcd.peer.config import PeerConfig, PeerStats
 from petcd.peer.dial import PeerDialer
+from petcd.peer.frames import FrameReceiver
 from petcd.peer.link import LinkEnv, PeerLink
 from petcd.peer.snapshot import remove_partial_files
 from petcd.peer.wire import Rejection, channel_options, check_identity
@@ -111,6 +113,7 @@ class PeerTransport:
         self._started = False
         self._stopped = False
         self._background: set[asyncio.Task[None]] = set()
+        self._frame_receivers: set[FrameReceiver] = set()
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -129,6 +132,8 @@ class PeerTransport:
         links = list(self._links.values())
         self._links.clear()
         await asyncio.gather(*(link.close() for link in links), return_exceptions=True)
+        for r in list(self._frame_receivers):
+            r.close()
         for t in list(self._background):
             t.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -212,7 +217,14 @@ class PeerTransport:
             with contextlib.suppress(FileNotFoundError):
                 await asyncio.to_thread(os.unlink, path)
 
-    # -- receiving (called by RaftTransportServicer) --------------------------------------
+    # -- receiving (called by RaftTransportServicer and FrameReceiver) ---------------------
+
+    def frame_receiver(self, max_frame_bytes: int) -> FrameReceiver:
+        """The protocol for one inbound framed stream (petcd.peer.frames) on a connection the
+        peer port took; frames over ``max_frame_bytes`` are refused."""
+        r = FrameReceiver(self, max_frame_bytes, self._frame_receivers.discard)
+        self._frame_receivers.add(r)
+        return r
 
     def check_request(self, cluster_id: int, sender_id: int, receiver_id: int) -> Rejection | None:
         if self._stopped:

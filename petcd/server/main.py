@@ -62,6 +62,7 @@ from petcd.http.peerhttp import PeerPort, peer_handler
 from petcd.http.side import GrpcCounters, HttpError, HttpSide
 from petcd.peer import PeerDialer, PeerTLS, PeerTransport, add_forward_service, leader_forwarding
 from petcd.peer import add_to_server as add_peer_service
+from petcd.peer.frames import PREFACE as FRAMES_PREFACE
 from petcd.peer.hashkv import peer_hashes
 from petcd.peer.member import build as build_member
 from petcd.proto.etcdserverpb import rpc_pb2 as pb
@@ -303,7 +304,8 @@ async def serve(settings: ServerSettings) -> int:
         return list((await forward.member_promote(pb.MemberPromoteRequest(ID=learner))).members)
 
     peer_port = PeerPort(peer_handler(srv, srv.clock, lambda err: status_of(err)[1], promote), srv.clock,
-                         f"{sockdir}/peer.sock", f"{sockdir}/peerhttp.sock")
+                         f"{sockdir}/peer.sock", f"{sockdir}/peerhttp.sock",
+                         (FRAMES_PREFACE, lambda: member.transport.frame_receiver(settings.max_recv_message_bytes)))
     try:
         await http.start(settings.listen_client_http_urls, settings.listen_metrics_urls)
         if fronted:

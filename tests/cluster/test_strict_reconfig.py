@@ -49,7 +49,7 @@ def _link_up_times(server: Server, peer_id: int) -> list[float]:
         if server.kind == "etcd":
             if '"peer became active"' in line and f'"{peer_id:x}"' in line:
                 out.append(datetime.fromisoformat(json.loads(line)["ts"].replace("Z", "+00:00")).timestamp())
-        elif f"peer {peer_id:x}: stream established" in line:
+        elif f"peer {peer_id:x}: " in line and " stream established " in line:
             # petcd's log stamps are local time
             out.append(datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp())
     return out

@@ -1,5 +1,6 @@
-"""Members for transport tests: a PeerTransport on a real grpc.aio server on a loopback port,
-recording what its callbacks receive."""
+"""Members for transport tests: a PeerTransport served on a loopback port as a member serves its
+peer URL (framed raft streams, gRPC relayed to a real grpc.aio server), recording what its
+callbacks receive."""
 
 from __future__ import annotations
 
@@ -14,7 +15,11 @@ from typing import Any
 
 import grpc
 
+from petcd.http.clientport import ClientPort
+from petcd.http.peerhttp import classify_peer
 from petcd.peer import MAX_MESSAGE_BYTES, PeerConfig, PeerTransport, add_to_server, server_options
+from petcd.peer.frames import PREFACE as FRAMES_PREFACE
+from petcd.peer.frames import FrameReceiver
 from petcd.proto.raftpb import raft_pb2 as raftpb
 from tests.harness import free_ports
 from tests.harness.waiting import until
@@ -50,6 +55,7 @@ class Member:
         cluster_id: int = CLUSTER,
         config: PeerConfig = FAST,
         server_max_receive: int = MAX_MESSAGE_BYTES,
+        grpc_only: bool = False,
     ) -> None:
         self.id = member_id
         self.port = port
@@ -67,6 +73,9 @@ class Member:
         self.snapshot_payload = b""
         self.server: grpc.aio.Server | None = None
         self.server_max_receive = server_max_receive
+        self.grpc_only = grpc_only
+        self.port_listener: ClientPort | None = None
+        self.frame_receivers: list[FrameReceiver] = []
         self.transport = PeerTransport(
             member_id,
             cluster_id,
@@ -103,13 +112,38 @@ class Member:
         return str(path)
 
     async def serve(self) -> None:
+        """Serve the peer URL as a member does: TCP taken by a peer port (petcd.http.clientport)
+        that keeps framed raft streams and relays gRPC to a server on a Unix socket; with
+        ``grpc_only`` a bare gRPC server on the TCP port (senders fall back to gRPC streams)."""
         server = grpc.aio.server(options=server_options(self.server_max_receive))
         add_to_server(self.transport, server)
-        server.add_insecure_port(f"127.0.0.1:{self.port}")
+        if self.grpc_only:
+            server.add_insecure_port(f"127.0.0.1:{self.port}")
+        else:
+            sock = self.root / "peer.sock"
+            sock.unlink(missing_ok=True)
+            server.add_insecure_port(f"unix:{sock}")
         await server.start()
         self.server = server
+        if not self.grpc_only:
+            port = ClientPort(str(self.root / "peer.sock"), str(self.root / "no-http.sock"), classify_peer,
+                              takeover=(FRAMES_PREFACE, self._frame_receiver))
+            await port.listen("127.0.0.1", self.port, reuse_port=False)
+            self.port_listener = port
+
+    def _frame_receiver(self) -> asyncio.Protocol:
+        r = self.transport.frame_receiver(self.server_max_receive)
+        self.frame_receivers.append(r)
+        return r
 
     async def halt_server(self) -> None:
+        """As if the member's process died: listeners and inbound streams closed."""
+        if self.port_listener is not None:
+            await self.port_listener.stop()
+            self.port_listener = None
+        for r in self.frame_receivers:
+            r.close()
+        self.frame_receivers.clear()
         if self.server is not None:
             await self.server.stop(None)
             self.server = None
