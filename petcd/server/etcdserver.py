@@ -213,15 +213,25 @@ class EtcdServer:
         self._stopping = True
         for t in self._tasks:
             t.cancel()
-        await self.peering.stop()
-        await self.raft.stop()
-        self.wait.fail_all(errors.StoppedError)
-        await self.watch_syncer.stop()
-        self.backend.force_commit()
-        self.backend.close()
-        self.raft.close()
-        self._compaction_done.set()
-        self.stopped.set()
+        try:
+            await self.peering.stop()
+            await self.raft.stop()
+            self.wait.fail_all(errors.StoppedError)
+            await self.watch_syncer.stop()
+            try:
+                self.backend.force_commit()
+            except Exception as exc:
+                # a full disk (EIO/ENOSPC from LMDB): what is not committed is in the WAL and
+                # replayed on restart; the member must still stop, and exit as failed
+                log.error("final backend commit failed: %s", exc)
+                if self.fatal is None:
+                    self.fatal = exc
+            self.backend.close()
+            self.raft.close()
+        finally:
+            # whatever failed above, whoever waits for the stop (the command's main) must wake
+            self._compaction_done.set()
+            self.stopped.set()
 
     # -- raft plumbing ----------------------------------------------------------------
 

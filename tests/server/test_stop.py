@@ -1,0 +1,34 @@
+"""A member whose final backend commit fails while it stops (a full disk) still stops: whoever
+waits for ``stopped`` (the command's main) wakes, and the failure is the member's fatal error, so
+the process exits as failed instead of running on with its disk full."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import lmdb
+
+from petcd.clock import ManualClock
+from petcd.peer.member import build
+from tests.server.test_virtual_time import advance_until, settings
+
+
+def test_a_failed_final_commit_still_stops_the_member(tmp_path: Path) -> None:
+    async def main() -> None:
+        clock = ManualClock()
+        srv = (await build(settings(tmp_path), clock)).server
+        await srv.start()
+        await advance_until(clock, lambda: srv.leader == srv.member_id, "the member to lead", 30)
+        failure = lmdb.Error("mdb_txn_commit: Input/output error")
+
+        def commit_on_a_full_disk() -> None:
+            raise failure
+
+        # the storage fault a full tmpfs gives LMDB, injected at the one call that meets it
+        srv.backend.force_commit = commit_on_a_full_disk  # type: ignore[method-assign]
+        await asyncio.wait_for(srv.stop(), 10)
+        assert srv.stopped.is_set()
+        assert srv.fatal is failure
+
+    asyncio.run(main())
