@@ -22,4 +22,8 @@ python3 -m mypy --strict petcd
 echo "== import layers (pyproject.toml [tool.importlinter])"
 lint-imports
 echo "== pytest (free space for its temporary directories: $(df -h --output=avail "${TMPDIR:-/tmp}" | tail -1 | tr -d ' '))"
-python3 -m pytest "$@"
+# Two workers, one per core: about half the serial wall time. Each test file stays on one worker
+# (--dist loadfile), so a module's servers start once, as in a serial run; measured, the run ended
+# within 3% of half its summed test time, so spreading a file's tests has little to gain.
+# A caller's flags come last and win, e.g. `bash scripts/test.sh -n 0` runs serially.
+python3 -m pytest -n 2 --dist loadfile "$@"

@@ -52,8 +52,17 @@ def test_a_write_without_quorum_times_out_with_etcds_error(servers: ServerGroup,
             (grpc.StatusCode.UNAVAILABLE, "etcdserver: request timed out")
         assert _outcome(kv.Range, pb.RangeRequest(key=b"k"), 30) == \
             (grpc.StatusCode.UNAVAILABLE, "etcdserver: request timed out")
-        # a shorter deadline is the client's own
-        assert _outcome(kv.Put, pb.PutRequest(key=b"k", value=b"v"), 1)[0] == grpc.StatusCode.DEADLINE_EXCEEDED
+        # a shorter deadline is the client's own: petcd says nothing before it
+        outcome = _outcome(kv.Put, pb.PutRequest(key=b"k", value=b"v"), 1)
+        if kind == "petcd":
+            assert outcome[0] == grpc.StatusCode.DEADLINE_EXCEEDED
+        else:
+            # etcd's server inherits the client's deadline, so its own answer races the client's
+            # timer (~1 in 15 on a quiet machine, more under load; no deadline avoids it). By now
+            # the survivor knows no leader, so raft's Propose returns the bare context error,
+            # which etcd's gRPC sends as UNKNOWN.
+            assert outcome[0] == grpc.StatusCode.DEADLINE_EXCEEDED or \
+                outcome == (grpc.StatusCode.UNKNOWN, "context deadline exceeded"), outcome
 
 
 @pytest.mark.parametrize("kind", ["etcd", "petcd"])

@@ -27,13 +27,15 @@ import collections
 import contextlib
 import hashlib
 import random
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Literal
 
 from petcd.mvcc.kvstore import RangeOptions
 from petcd.raft import StateType
@@ -46,6 +48,9 @@ from .cluster import AppliedLog, SimClock, SimMember, boot, crash
 from .net import NetParams, SimNet
 from .params import SimParams
 from .workload import Clients
+
+if TYPE_CHECKING:
+    from _typeshed import TraceFunction
 
 SETTLE_LIMIT = 200_000  # loop passes without virtual time moving: something spins
 
@@ -91,6 +96,41 @@ class _Violation(Exception):
     pass
 
 
+_TraceEvent = Literal["call", "line", "return", "exception", "opcode"]
+
+
+class _ThreadWatch:
+    """Names the threads started while it is on.
+
+    threading's trace hook runs first thing in every thread that module starts, so a thread is
+    seen even if it ends before the next check. Threads that were there before are not counted,
+    also when they end meanwhile: leftovers of earlier tests in the process, and under
+    pytest-xdist execnet's (which it starts with _thread, outside the threading module).
+    """
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self._before: set[threading.Thread] = set()
+        self._prev: TraceFunction | None = None
+
+    def _hook(self, frame: FrameType, event: _TraceEvent, arg: Any) -> TraceFunction | None:
+        me = threading.current_thread()
+        if me not in self._before:
+            self.started.append(me.name)
+        # from here on the thread is traced as it would be without us (coverage, a debugger)
+        sys.settrace(self._prev)
+        return self._prev(frame, event, arg) if self._prev is not None else None
+
+    def __enter__(self) -> _ThreadWatch:
+        self._prev = threading.gettrace()
+        self._before = set(threading.enumerate())  # includes threads started but not yet running
+        threading.settrace(self._hook)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        threading.settrace(self._prev)
+
+
 class MemberSimulation:
     def __init__(self, seed: int, params: SimParams, root: Path) -> None:
         self.seed = seed
@@ -117,7 +157,7 @@ class MemberSimulation:
         self.partitions = 0
         self._restarts: list[asyncio.Task[None]] = []
         self._chaos = True
-        self._threads = threading.active_count()
+        self._threads = _ThreadWatch()
 
     # -- bookkeeping ------------------------------------------------------------------
 
@@ -136,7 +176,7 @@ class MemberSimulation:
 
     def run(self) -> SimResult:
         started = time.perf_counter()
-        with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
+        with self._threads, asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
             runner.get_loop().set_exception_handler(self._on_loop_error)
             try:
                 runner.run(self._main())
@@ -226,6 +266,7 @@ class MemberSimulation:
                 await m.server.stop()
                 m.server = None
         await self._settle()
+        self._check_threads()
         if self.loop_errors:
             raise _Violation("errors in the loop: " + "; ".join(self.loop_errors[:3]))
         if asyncio.get_running_loop()._default_executor is not None:  # type: ignore[attr-defined]
@@ -291,10 +332,13 @@ class MemberSimulation:
 
     # -- invariants ---------------------------------------------------------------------
 
+    def _check_threads(self) -> None:
+        if self._threads.started:
+            raise _Violation(f"a thread started during the simulation ({self._threads.started}): "
+                             "the run is not deterministic")
+
     def _check_running(self) -> None:
-        if threading.active_count() != self._threads:
-            names = [t.name for t in threading.enumerate()]
-            raise _Violation(f"a thread started during the simulation ({names}): the run is not deterministic")
+        self._check_threads()
         for m in self.members:
             srv = m.server
             if srv is None:

@@ -4,6 +4,7 @@ the invariants must catch."""
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -63,3 +64,50 @@ def test_a_member_that_diverges_is_caught(tmp_path: Path) -> None:
     # caught while running (a txn reading the key got another answer there) or at the end
     caught = ("applied a different result", "is not on member", "HashKV differs", "not linearizable")
     assert any(c in text for c in caught), text
+
+
+class _StartsAThread:
+    """A member whose apply hands a moment's work to a thread and waits for it: gone before the
+    simulator's next check, yet the run is no longer the loop's alone."""
+
+    def __init__(self, nxt: Applier) -> None:
+        self._next = nxt
+
+    def apply(self, req: serverpb.InternalRequest, index: int) -> Any:
+        t = threading.Thread(target=int, name="stray-apply-thread")
+        t.start()
+        t.join()
+        return self._next.apply(req, index)
+
+
+def test_a_member_that_starts_a_thread_is_caught(tmp_path: Path) -> None:
+    sim = MemberSimulation(2, SimParams.from_seed(2, 2.0), tmp_path)
+    sim.members[0].apply_steps.append(_StartsAThread)
+    with pytest.raises(SimFailure) as err:
+        sim.run()
+    assert "a thread started during the simulation (['stray-apply-thread'" in str(err.value), str(err.value)
+
+
+def test_a_thread_from_before_the_run_may_end_during_it(tmp_path: Path) -> None:
+    # as a helper thread of an earlier test in the same process does when it winds down late
+    go = threading.Event()
+    older = threading.Thread(target=go.wait, name="older-thread")
+    older.start()
+
+    class _EndsTheOlderThread:
+        def __init__(self, nxt: Applier) -> None:
+            self._next = nxt
+
+        def apply(self, req: serverpb.InternalRequest, index: int) -> Any:
+            go.set()
+            older.join()
+            return self._next.apply(req, index)
+
+    sim = MemberSimulation(2, SimParams.from_seed(2, 2.0), tmp_path)
+    sim.members[0].apply_steps.append(_EndsTheOlderThread)
+    try:
+        sim.run()
+        assert go.is_set()  # the older thread did end while the members ran
+    finally:
+        go.set()
+        older.join()
