@@ -368,7 +368,9 @@ _f("experimental-backend-bbolt-freelist-type", "string", "array", "Accepted for 
 _g("petcd")
 _f("client-frontends", "int", "-1",
    "Processes serving the client gRPC API beside the member, sharing its client ports "
-   "(-1: one per CPU, at most 4, none on a one-CPU machine; 0: the member serves clients itself).",
+   "(-1: one per CPU of the member's share of the machine, i.e. its CPUs over the members of "
+   "--initial-cluster on this host, at least 1 and at most 4, none on a one-CPU machine; "
+   "0: the member serves clients itself).",
    "-1", does=WIRED)
 _f("client-urls-http", "bool", "true",
    "Serve the HTTP side (/health, /version, /metrics, the JSON gateway) on --listen-client-urls too, "

@@ -218,6 +218,36 @@ def test_default_count_is_one_per_cpu_up_to_four(servers: ServerGroup) -> None:
     assert info.value.errno == errno.EADDRINUSE
 
 
+def test_members_on_one_machine_share_its_cpus(servers: ServerGroup) -> None:
+    cpus = len(os.sched_getaffinity(0))
+    members = servers.start_cluster("petcd", 3)
+    want = 0 if cpus < 2 else max(1, min(cpus // 3, 4))
+    for m in members:
+        assert len(frontends(member_pid(m))) == want, m.name
+        if want:
+            assert f"3 members of --initial-cluster run on this machine (m1, m2, m3): {want} client" \
+                in m.log_tail(200)
+
+
+def test_colocated_members_are_those_with_peer_urls_here() -> None:
+    from petcd.config import settings_from_flags
+    from petcd.server.main import colocated_members, frontend_count
+
+    def here(cluster: str, own: str) -> list[str]:
+        return colocated_members(settings_from_flags(
+            ["--name=a", f"--initial-cluster={cluster}", f"--initial-advertise-peer-urls={own}",
+             "--listen-peer-urls=http://0.0.0.0:2380"]))
+
+    assert here("a=http://127.0.0.1:2380,b=http://127.0.0.1:2381,c=http://[::1]:2382",
+                "http://127.0.0.1:2380") == ["a", "b", "c"]
+    assert here("a=http://10.0.0.1:2380,b=http://10.0.0.2:2380,c=http://10.0.0.1:2390",
+                "http://10.0.0.1:2380") == ["a", "c"]
+    assert here("a=http://node1:2380,b=http://node2:2380,c=http://localhost:2390",
+                "http://node1:2380") == ["a", "c"]
+    assert frontend_count(-1, 1) == (0 if len(os.sched_getaffinity(0)) < 2 else min(len(os.sched_getaffinity(0)), 4))
+    assert frontend_count(2, 3) == 2  # an explicit count is what it says
+
+
 def test_zero_frontends_member_serves_itself(direct: Server) -> None:
     assert frontends(member_pid(direct)) == []
     with channel(direct) as ch:
