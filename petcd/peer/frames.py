@@ -13,8 +13,8 @@ ids as the gRPC servicer does and answers the preface and one control frame: ACC
 with a gRPC status code and text (then it closes). From then on every sender frame is a
 ``MessageBatch`` (ids left out: the header named them) delivered in order, or an empty frame, a
 keepalive ping, answered by an empty frame. A frame is a 4-byte big-endian length and the bytes;
-a frame longer than the receiver's cap (the peer server's --max-request-bytes) is refused as
-gRPC refuses an oversized message. A peer that answers anything but the preface (a petcd
+a frame longer than the receiver's cap (its peer gRPC server's receive limit, --max-request-bytes
+plus 512 KiB) is refused as gRPC refuses an oversized message. A peer that answers anything but the preface (a petcd
 without frames, a bare gRPC server) makes the sender use a gRPC stream to that URL instead.
 """
 
