@@ -8,7 +8,8 @@ the handler here. The handler serves what etcd's does, from the member's own dat
 /members, /members/hashkv, /members/promote/<id>, /leases, /leases/internal, /downgrade/enabled
 and /raft/probing. etcd's raft transport (/raft, /raft/snapshot, /raft/stream/...) is rafthttp,
 which petcd does not speak (its peers talk gRPC, and framed raft streams that open with their own
-preface): those paths answer what etcd answers a request that lacks rafthttp's version headers. ``https://`` peer URLs stay gRPC's own (TLS ends there).
+preface): those paths answer what etcd answers a request that lacks rafthttp's version headers.
+``https://`` peer URLs stay gRPC's own (TLS ends there).
 """
 
 from __future__ import annotations

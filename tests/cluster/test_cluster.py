@@ -111,6 +111,11 @@ def test_replication_and_losing_the_leader(servers: ServerGroup) -> None:
         return out
 
     _wait_for(lambda: all(v == views()[0] for v in views()), "the same history on every member")
+    # raft ran over framed streams between the members' plain-text peer URLs (petcd.peer.frames)
+    for m in members:
+        text = m.log_path.read_text(errors="replace")
+        assert text.count("framed stream established") >= 2, m.name
+        assert "gRPC stream established" not in text, m.name
 
 
 def test_member_replacement_catches_up_from_a_snapshot(servers: ServerGroup) -> None:
