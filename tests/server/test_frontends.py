@@ -538,8 +538,10 @@ def test_kill9_frontend_is_restarted_and_no_acked_write_is_lost(three: Server) -
         for t in threads:
             t.join(timeout=10)
     assert not failures, failures
-    after = frontends(member)
-    assert victim not in after and len(set(after) - set(before)) == 1
+    # one replacement, the other two untouched. Polled: in one loaded CI run a single read here
+    # found two front-ends just after three were seen, and the member logged no second exit
+    wait_until(lambda: len(frontends(member)) == 3 and victim not in frontends(member)
+               and len(set(frontends(member)) - set(before)) == 1, 10, "one replacement beside the other two")
     with channel(three) as ch:
         resp = pb_grpc.KVStub(ch).Range(pb.RangeRequest(key=b"k9/", range_end=b"k90"), timeout=5)
     found = {kv.key: kv.value for kv in resp.kvs}
