@@ -94,6 +94,16 @@ class FrameReader:
         return out
 
 
+def _take_preface(head: bytes, data: bytes) -> tuple[bytes, bytes, bool | None]:
+    """The preface seen so far with what ``data`` adds to it, the bytes after it, and whether it
+    matched: True once whole, False as soon as it cannot, None while more is needed."""
+    need = len(PREFACE) - len(head)
+    head, rest = head + data[:need], data[need:]
+    if head != PREFACE[: len(head)]:
+        return head, rest, False
+    return head, rest, True if len(head) == len(PREFACE) else None
+
+
 def _frame(payload: bytes) -> bytes:
     return _LEN.pack(len(payload)) + payload
 
@@ -117,13 +127,10 @@ class _SenderProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if len(self._head) < len(PREFACE):
-            need = len(PREFACE) - len(self._head)
-            self._head += data[:need]
-            data = data[need:]
-            if self._head != PREFACE[: len(self._head)]:
+            self._head, data, matched = _take_preface(self._head, data)
+            if matched is False:
                 self.fail(NotFramed(f"peer answered {self._head[:32]!r}"))
-                return
-            if len(self._head) < len(PREFACE):
+            if not matched:
                 return
         try:
             frames = self._reader.feed(data)
@@ -257,13 +264,10 @@ class FrameReceiver(asyncio.Protocol):
         if self._done:
             return
         if len(self._head) < len(PREFACE):
-            need = len(PREFACE) - len(self._head)
-            self._head += data[:need]
-            data = data[need:]
-            if self._head != PREFACE[: len(self._head)]:
+            self._head, data, matched = _take_preface(self._head, data)
+            if matched is False:
                 self.close()
-                return
-            if len(self._head) < len(PREFACE):
+            if not matched:
                 return
         try:
             frames = self._reader.feed(data)

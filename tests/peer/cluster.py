@@ -155,7 +155,11 @@ class Member:
 
 async def start_members(root: Path, n: int, **kw: Any) -> list[Member]:
     ports = free_ports(n)
-    members = [Member(i + 1, ports[i], root, **kw) for i in range(n)]
+    return await start_all([Member(i + 1, ports[i], root, **kw) for i in range(n)])
+
+
+async def start_all(members: list[Member]) -> list[Member]:
+    """Each member a peer of every other, serving, and its transport started."""
     for m in members:
         for other in members:
             if other is not m:

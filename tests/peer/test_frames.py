@@ -16,7 +16,18 @@ from petcd.peer import PeerConfig
 from petcd.peer.frames import PREFACE, FrameReader, FrameTooLarge
 from petcd.proto.peerpb import peer_pb2 as peerpb
 from tests.harness import free_ports
-from tests.peer.cluster import CLUSTER, FAST, Member, closing, connected, msg, run, start_members, until
+from tests.peer.cluster import (
+    CLUSTER,
+    FAST,
+    Member,
+    closing,
+    connected,
+    msg,
+    run,
+    start_all,
+    start_members,
+    until,
+)
 
 
 def _frame(payload: bytes) -> bytes:
@@ -186,15 +197,8 @@ def test_framed_and_grpc_peers_mix(tmp_path: Path) -> None:
     # a member whose peer URL is served by gRPC alone (an older petcd) in a cluster with framed ones
     async def body() -> None:
         ports = free_ports(3)
-        ms = [Member(1, ports[0], tmp_path), Member(2, ports[1], tmp_path, grpc_only=True),
-              Member(3, ports[2], tmp_path, config=FAST)]
-        for m in ms:
-            for o in ms:
-                if o is not m:
-                    m.transport.add_peer(o.id, [o.url])
-            await m.serve()
-        for m in ms:
-            await m.transport.start()
+        ms = await start_all([Member(1, ports[0], tmp_path), Member(2, ports[1], tmp_path, grpc_only=True),
+                              Member(3, ports[2], tmp_path, config=FAST)])
         async with closing(*ms):
             for m in ms:
                 for o in ms:
