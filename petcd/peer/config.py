@@ -19,8 +19,6 @@ class PeerConfig:
     backoff_max: float = 2.0
     # how long a new stream may take to be accepted by the receiver
     handshake_timeout: float = 5.0
-    # raft messages to http:// peers as length-prefixed frames (petcd.peer.frames), not gRPC
-    framed_streams: bool = True
     keepalive_seconds: float = 10.0
     keepalive_timeout_seconds: float = 5.0
     snapshot_chunk_bytes: int = 1024 * 1024

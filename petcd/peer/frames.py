@@ -252,8 +252,7 @@ class FrameReceiver(asyncio.Protocol):
         self._on_lost = on_lost
         self._conn: asyncio.Transport | None = None
         self._head = b""
-        self._sender = 0
-        self._ids = (0, 0, 0)
+        self._ids = (0, 0, 0)  # (cluster, sender, receiver) of the accepted header
         self._accepted = False
         self._done = False
 
@@ -293,18 +292,17 @@ class FrameReceiver(asyncio.Protocol):
                     self._refuse(r, f"message stream from {batch.sender_id:x}")
                     return
                 self._ids = ids
-                self._sender = batch.sender_id
                 self._accepted = True
                 conn.write(PREFACE + _frame(bytes((_ACCEPT,))))
-                t.inbound_opened(self._sender)
+                t.inbound_opened(batch.sender_id)
             else:
                 # removal or shutdown since the stream opened ends it as the servicer would
                 r = t.check_request(*self._ids)
                 if r is not None:
-                    self._refuse(r, f"message stream from {self._sender:x}")
+                    self._refuse(r, f"message stream from {self._ids[1]:x}")
                     return
             if batch.messages:
-                t.deliver(self._sender, list(batch.messages))
+                t.deliver(self._ids[1], list(batch.messages))
 
     def _refuse(self, r: Rejection, what: str = "message stream") -> None:
         log.warning("refused %s: %s", what, r.message)
@@ -322,5 +320,5 @@ class FrameReceiver(asyncio.Protocol):
         self._done = True
         self._conn = None
         if self._accepted:
-            self._t.inbound_closed(self._sender)
+            self._t.inbound_closed(self._ids[1])
         self._on_lost(self)

@@ -278,7 +278,7 @@ class PeerLink:
 
     def _framed(self, url: str) -> bool:
         """Whether to try a framed stream (petcd.peer.frames) to ``url``: plain-text TCP only."""
-        return self.env.config.framed_streams and url not in self._grpc_only and urlsplit(url).scheme == "http"
+        return url not in self._grpc_only and urlsplit(url).scheme == "http"
 
     async def _frames_once(self, url: str) -> None:
         cfg = self.env.config

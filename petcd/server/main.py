@@ -250,8 +250,9 @@ async def serve(settings: ServerSettings) -> int:
     here = colocated_members(settings)
     count = frontend_count(settings.client_frontends, len(here)) if fronted else 0
     if fronted and settings.client_frontends < 0 and len(here) > 1:
-        log.info("%d members of --initial-cluster run on this machine (%s): %d client front-end(s) for this one, "
-                 "its share of the CPUs (--client-frontends=N sets the number)", len(here), ", ".join(here), count)
+        log.info("%d members of --initial-cluster have peer URLs on this machine (%s): %d client front-end(s) "
+                 "for this one, its share of the CPUs (--client-frontends=N sets the number)",
+                 len(here), ", ".join(here), count)
     if count == 0:
         fronted = []
     direct = [a for a in client_addrs if a not in fronted and a not in peer_addrs]

@@ -225,7 +225,7 @@ def test_members_on_one_machine_share_its_cpus(servers: ServerGroup) -> None:
     for m in members:
         assert len(frontends(member_pid(m))) == want, m.name
         if want:
-            assert f"3 members of --initial-cluster run on this machine (m1, m2, m3): {want} client" \
+            assert f"3 members of --initial-cluster have peer URLs on this machine (m1, m2, m3): {want} client" \
                 in m.log_tail(200)
 
 
