@@ -106,6 +106,7 @@ class EtcdServer:
         self.reads = LinearizableReads(self)
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = False
+        self._removed = False  # this member learned it was removed (applied, or told by a peer)
         self.stopped = asyncio.Event()
         # set once this member's own attributes are applied (etcd's ReadyNotify): it then knows
         # a leader, and has applied the log up to an entry made after it started (a joining
@@ -200,7 +201,7 @@ class EtcdServer:
 
     async def _stop_when_removed(self) -> None:
         await self.peering.removed.wait()
-        asyncio.get_running_loop().create_task(self.stop())
+        self._stop_removed()
 
     def _on_fatal(self, exc: BaseException) -> None:
         self.fatal = exc
@@ -455,7 +456,11 @@ class EtcdServer:
             self._stop_removed()
 
     def _stop_removed(self) -> None:
-        # etcd stops (and its process exits 0) with these two warnings
+        # etcd stops (and its process exits 0) with these two warnings, whether it applied its own
+        # removal or a peer refused it as removed first
+        if self._removed:
+            return
+        self._removed = True
         log.warning("this member (%x) was removed from the cluster; stopping: "
                     "the member has been permanently removed from the cluster", self.member_id)
         log.warning("the data dir used by this member (%s) must be removed", self.settings.data_dir)
