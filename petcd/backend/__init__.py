@@ -6,6 +6,7 @@ from petcd.backend.backend import (
     Backend,
     BackendError,
     BackendFullError,
+    CommitFailedError,
     ReadTx,
 )
 from petcd.backend.buckets import (
@@ -45,5 +46,6 @@ __all__ = [
     "Backend",
     "BackendError",
     "BackendFullError",
+    "CommitFailedError",
     "ReadTx",
 ]

@@ -18,6 +18,10 @@ How it works
   the file, reads go on against the old file and opening a new batch waits (``write_blocked``).
 * The map grows on demand: a full map aborts the batch, the map doubles (up to ``max_map_size``)
   and the batch's logged operations are replayed, so nothing pending is lost.
+* A commit that fails (a full or failing disk: LMDB aborts the transaction) loses the batch. The
+  backend then refuses every further write and commit (``CommitFailedError``): a later batch
+  committed on top of the lost one would carry a consistent index past entries the file never got,
+  and WAL replay would skip them. etcd's backend exits the process at that point.
 """
 
 from __future__ import annotations
@@ -72,6 +76,12 @@ class BackendError(Exception):
 
 class BackendFullError(BackendError):
     """The database reached max_map_size; the write that hit it was not applied."""
+
+
+class CommitFailedError(BackendError):
+    """An earlier batch commit failed (a full or failing disk): its writes are lost from the file,
+    so nothing after them may be written or committed either (the member must stop and replay
+    its WAL on restart)."""
 
 
 class ReadTx:
@@ -157,6 +167,8 @@ class Backend:
         self._external = 0
         self._swap_pending = False
         self._closed = False
+        # why a batch commit failed, once one has: from then on the backend takes no writes
+        self._commit_failure = ""
         self._hooks: list[Callable[[], None]] = []
         # called (from any thread) when write_blocked may have ended or a commit was requested
         self._state_listeners: list[Callable[[], None]] = []
@@ -205,6 +217,15 @@ class Backend:
         if self._closed:
             raise BackendError("backend: closed")
 
+    def _check_writable(self) -> None:
+        if self._commit_failure:
+            raise CommitFailedError(f"backend: a batch commit failed ({self._commit_failure}); no more writes")
+
+    @property
+    def commit_failure(self) -> str:
+        """Why a batch commit failed ("" if none has): the backend then refuses every write."""
+        return self._commit_failure
+
     def listen_write_state(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call ``listener`` (on whichever thread makes the change, so it must only hand the news
         to its own thread) whenever ``write_blocked`` may have ended or another thread asks the
@@ -239,6 +260,9 @@ class Backend:
             while self._exclusive_waiters or self._writes_blocked or self._swapping:
                 self._cond.wait()
             self._check_open()
+            # the writes of the failed batch are gone: a later batch committed on top of them
+            # would record a consistent index past entries the file does not hold
+            self._check_writable()
             wtxn = self._env.begin(write=True)
             self._wtxn = wtxn
             self._owner = me
@@ -337,9 +361,11 @@ class Backend:
                 break
             except lmdb.MapFullError:
                 self._grow_and_replay(last_op_applies=True)
-            except lmdb.Error:
+            except lmdb.Error as exc:
                 # LMDB aborted the transaction (ENOSPC, EIO): the batch is gone (its entries are
-                # still in the WAL), so close() must not try to commit it again
+                # still in the WAL), so close() must not try to commit it again, and no later
+                # batch may be committed after it
+                self._commit_failure = str(exc) or type(exc).__name__
                 self._end_batch(committed=False)
                 raise
         self._end_batch(committed=True)
@@ -368,7 +394,9 @@ class Backend:
 
     def commit_if_due(self) -> bool:
         """Owner thread, between applied entries and on a timer: commit the batch if it is older
-        than batch_interval, holds batch_limit writes, or another thread asked for a commit."""
+        than batch_interval, holds batch_limit writes, or another thread asked for a commit.
+        Raises CommitFailedError once a commit has failed (so a periodic caller learns of it)."""
+        self._check_writable()
         if self._wtxn is None or self._owner != threading.get_ident():
             return False
         if (
@@ -383,6 +411,7 @@ class Backend:
     def force_commit(self) -> None:
         """Commit the batch now and flush it to disk. On a thread that does not own the open batch
         this waits until the owner commits at its next commit_if_due()."""
+        self._check_writable()
         me = threading.get_ident()
         if self._wtxn is not None and self._owner == me:
             self._commit()
@@ -392,8 +421,9 @@ class Backend:
                     seen = self.commits
                     self._commit_requested = True
                     self._tell_listeners()
-                    while self.commits == seen and not self._closed:
+                    while self.commits == seen and not self._closed and not self._commit_failure:
                         self._cond.wait()
+                    self._check_writable()
         if self._fsync:
             with self._reading():
                 self._env.sync(True)

@@ -204,7 +204,8 @@ class EtcdServer:
         self._stop_removed()
 
     def _on_fatal(self, exc: BaseException) -> None:
-        self.fatal = exc
+        if self.fatal is None:  # the first failure is the cause; later ones follow from it
+            self.fatal = exc
         self.wait.fail_all(errors.StoppedError)
         asyncio.get_running_loop().create_task(self.stop())
 
@@ -373,8 +374,16 @@ class EtcdServer:
     async def _backend_commit_loop(self) -> None:
         while True:
             await self.clock.sleep(self.settings.backend_batch_interval)
-            self._compact_step()
-            self._commit_backend()
+            try:
+                self._compact_step()
+                self._commit_backend()
+            except Exception as exc:
+                # a failed commit (a full disk) lost the batch: the member must not go on as if
+                # it held those writes; it stops, as when the apply path meets the failure, and
+                # its WAL replays them on restart (etcd's backend exits the process here)
+                log.critical("backend commit failed: %s", exc)
+                self._on_fatal(exc)
+                return
 
     async def _auto_compact(self, rev: int) -> None:
         await self.compact(pb.CompactionRequest(revision=rev))

@@ -497,3 +497,65 @@ def test_defrag_waits_for_other_processes_that_have_the_file_open(tmp_path: Path
         be.put(KEY, b"after", b"1")
         be.force_commit()
         assert be.get(KEY, b"after") == b"1"
+
+
+# Run in a child: RLIMIT_FSIZE makes the database file's growth fail (EFBIG, with SIGXFSZ
+# ignored) the way a full disk does, and it must not touch the test process's own files.
+_FAILING_COMMIT = """
+import os, resource, signal, sys, threading
+from petcd.backend import KEY, Backend, CommitFailedError
+be = Backend(sys.argv[1], batch_interval=0)
+be.put(KEY, b"kept", b"1")
+be.force_commit()
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (os.stat(sys.argv[1]).st_size + 8192, resource.RLIM_INFINITY))
+be.put(KEY, b"lost", b"x" * 200000)
+# another thread that asks the owner for a commit learns of the failure instead of waiting on
+waiter_saw = []
+def wait_for_commit():
+    try:
+        be.force_commit()
+        waiter_saw.append("committed")
+    except CommitFailedError:
+        waiter_saw.append("refused")
+waiter = threading.Thread(target=wait_for_commit)
+waiter.start()
+while not be._commit_requested:
+    pass
+try:
+    be.commit_if_due()
+except CommitFailedError:
+    raise
+except Exception as exc:
+    print("commit failed:", exc)
+waiter.join(10)
+print("waiter:", waiter_saw)
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+for name, attempt in (("put", lambda: be.put(KEY, b"after", b"1")), ("commit_if_due", be.commit_if_due),
+                      ("force_commit", be.force_commit)):
+    try:
+        attempt()
+        print(name, "went through")
+    except CommitFailedError as exc:
+        print(name, "refused:", exc)
+print("reads:", be.get(KEY, b"kept"), be.get(KEY, b"lost"), be.get(KEY, b"after"))
+be.close()
+"""
+
+
+def test_a_failed_commit_stops_every_later_write(tmp_path: Path) -> None:
+    """A batch lost to a failed commit must not be followed by another batch: that one's
+    consistent index would tell WAL replay to skip the lost entries."""
+    path = db_path(tmp_path)
+    r = subprocess.run([sys.executable, "-c", _FAILING_COMMIT, path], capture_output=True, text=True, timeout=60,
+                       cwd=Path(__file__).parents[2])
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("commit failed: mdb_txn_commit"), r.stdout
+    assert lines[1] == "waiter: ['refused']", r.stdout
+    for name, line in zip(("put", "commit_if_due", "force_commit"), lines[2:5], strict=True):
+        assert line.startswith(f"{name} refused: backend: a batch commit failed (mdb_txn_commit"), r.stdout
+    assert lines[5] == "reads: b'1' None None", r.stdout
+    # what was committed before the failure is all the file holds
+    with Backend(path) as be:
+        assert (be.get(KEY, b"kept"), be.get(KEY, b"lost"), be.get(KEY, b"after")) == (b"1", None, None)

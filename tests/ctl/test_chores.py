@@ -7,6 +7,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +24,23 @@ QUOTA = 2 * 1024 * 1024
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerGroup, list[Server]]]:
     with server_group(tmp_path_factory.mktemp("ctl-cluster")) as group:
         members = group.start_cluster("petcd", 3, extra_args=(f"--quota-backend-bytes={QUOTA}",))
+        settle(members)
         yield group, members
+
+
+def settle(members: list[Server], timeout: float = 20.0) -> None:
+    """Until the members' statuses stop changing: a fresh cluster's first entries reach the
+    database file with the next backend commit, which may come after the members are ready (and
+    between the two tools' views of it)."""
+    end = time.monotonic() + timeout
+    last = statuses(members)
+    while time.monotonic() < end:
+        time.sleep(0.5)
+        now = statuses(members)
+        if now == last:
+            return
+        last = now
+    raise AssertionError(f"the members' statuses still change after {timeout:.0f}s: {last}")
 
 
 def eps(members: list[Server]) -> list[str]:

@@ -164,6 +164,12 @@ class DiskFull:
             tail = [ln for ln in full.log_tail(60).splitlines() if " CRITICAL " in ln or " ERROR " in ln]
             live.note(f"{full.name} exited rc={rc}: {tail[-2:]}")
             live.stats["full_member_exit"] = rc
+            # it must stop on the storage error itself: a member that went on after losing a
+            # batch reads revisions its file never got (once seen: a failed timer commit)
+            corrupt = [ln for ln in full.log_path.read_text(errors="replace").splitlines()
+                       if "CorruptError" in ln or "missing in backend" in ln]
+            if corrupt:
+                live.problems.append(f"{full.name} met a corrupt store before it stopped: {corrupt[0]}")
         if after == 0:
             live.problems.append("no write through the other members succeeded after the full member failed")
         live.stats.update(fill_puts=written, fill_errors=errors)

@@ -362,6 +362,17 @@ class Watcher:
         self.events.append(ev)
 
 
+async def _member_revision(endpoint: str) -> int | str:
+    """The member's own revision (a serializable read), or why it could not be read."""
+    try:
+        async with grpc.aio.insecure_channel(endpoint) as ch:
+            kv = pb_grpc.KVStub(ch)  # type: ignore[no-untyped-call]
+            resp = await kv.Range(pb.RangeRequest(key=PREFIX, serializable=True, count_only=True), timeout=5)
+            return int(resp.header.revision)
+    except grpc.aio.AioRpcError as exc:
+        return f"unknown: {exc.code().name}"
+
+
 async def collect_events(endpoint: str, start_revision: int, last_revision: int, timeout: float = 20.0) -> list[Event]:
     """Every event on the prefix from start_revision through last_revision, from one member."""
     if last_revision < start_revision:
@@ -375,7 +386,9 @@ async def collect_events(endpoint: str, start_revision: int, last_revision: int,
             if now() > end:
                 raise AssertionError(
                     f"{endpoint}: watch from {start_revision} reached revision "
-                    f"{w.events[-1].revision if w.events else None}, not {last_revision}, in {timeout:.0f}s"
+                    f"{w.events[-1].revision if w.events else None}, not {last_revision}, in {timeout:.0f}s "
+                    f"(the member is at revision {await _member_revision(endpoint)}; {w.reconnects} reconnects; "
+                    f"{w.problems[-3:]})"
                 )
             await asyncio.sleep(0.05)
     finally:

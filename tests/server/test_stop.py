@@ -32,3 +32,25 @@ def test_a_failed_final_commit_still_stops_the_member(tmp_path: Path) -> None:
         assert srv.fatal is failure
 
     asyncio.run(main())
+
+
+def test_a_failed_periodic_commit_stops_the_member(tmp_path: Path) -> None:
+    """The batch a failed commit loses is gone from the file: the member must not go on serving
+    and writing as if it held those writes (it stops; its WAL replays them at restart)."""
+
+    async def main() -> None:
+        clock = ManualClock()
+        srv = (await build(settings(tmp_path), clock)).server
+        await srv.start()
+        await advance_until(clock, lambda: srv.leader == srv.member_id, "the member to lead", 30)
+        failure = lmdb.Error("mdb_txn_commit: Input/output error")
+
+        def commit_on_a_full_disk() -> bool:
+            raise failure
+
+        # the timer's commit, with no client write in flight (so the apply path never meets it)
+        srv.backend.commit_if_due = commit_on_a_full_disk  # type: ignore[method-assign]
+        await advance_until(clock, srv.stopped.is_set, "the member to stop", 30)
+        assert srv.fatal is failure
+
+    asyncio.run(main())
