@@ -381,7 +381,8 @@ class EtcdServer:
                 # a failed commit (a full disk) lost the batch: the member must not go on as if
                 # it held those writes; it stops, as when the apply path meets the failure, and
                 # its WAL replays them on restart (etcd's backend exits the process here)
-                log.critical("backend commit failed: %s", exc)
+                if self.fatal is None:  # else the apply path met it first, and said so
+                    log.critical("backend commit failed: %s", exc)
                 self._on_fatal(exc)
                 return
 
