@@ -92,8 +92,11 @@ def test_peer_url_serves_http_as_etcd(servers: tuple[Server, Server], method: st
     got = request(petcd.peer_url, method, path, body)
     assert _shape(got) == _shape(want)
     assert got.header_names() == want.header_names()
+    # a JSON body's length varies with its values; /raft/probing's holds the time, whose
+    # nanoseconds Go prints without trailing zeros (so even a HEAD's length varies, by a byte)
+    varies = want.body.startswith((b"{", b"[")) or path == "/raft/probing"
     for name in ("Allow", "Location", "X-Server-Version", "Content-Length"):
-        if name != "Content-Length" or not want.body.startswith((b"{", b"[")):
+        if name != "Content-Length" or not varies:
             assert got.header(name) == want.header(name), name
     if want.header("X-Etcd-Cluster-Id") is not None:
         assert got.header("X-Etcd-Cluster-Id") == _cluster_id(petcd)

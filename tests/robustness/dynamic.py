@@ -124,16 +124,30 @@ class Probe:
                 await c.close(None)
 
 
-def _mark_end(endpoints: list[str]) -> None:
+END_MARK = PREFIX + b"end"
+
+
+def _end_mark(endpoints: list[str], put: bool) -> None:
+    """Put the end mark (before the load), or delete it (after): the deletion is the last event
+    on the watched prefix. A delete, because a member refuses puts under a NOSPACE alarm (a
+    quota scenario's clients may fill the quota again after its recovery) but never deletes."""
     end = now() + 30
+    retried = False
     while True:
         try:
             with grpc.insecure_channel(endpoints[0]) as ch:
-                pb_grpc.KVStub(ch).Put(pb.PutRequest(key=PREFIX + b"end", value=b"end"), timeout=5)  # type: ignore[no-untyped-call]
-                return
+                kv = pb_grpc.KVStub(ch)  # type: ignore[no-untyped-call]
+                if put:
+                    kv.Put(pb.PutRequest(key=END_MARK, value=b"end"), timeout=5)
+                    return
+                # (after a failed attempt it may be gone already: that attempt took effect)
+                if kv.DeleteRange(pb.DeleteRangeRequest(key=END_MARK), timeout=5).deleted == 1 or retried:
+                    return
+                raise AssertionError("the end mark was gone before the end of the run")
         except grpc.RpcError:
             if now() > end:
                 raise
+            retried = True
             time.sleep(0.2)
 
 
@@ -172,6 +186,7 @@ async def run(root: Path, cfg: RunConfig, start: Callable[[Live], list[Server]],
     try:
         live.members[:] = await asyncio.to_thread(start, live)
         live.endpoints[:] = [m.endpoint for m in live.members]
+        await asyncio.to_thread(_end_mark, live.endpoints, True)
         start_rev = await asyncio.to_thread(_revision, live.endpoints[0]) + 1
         keys = [PREFIX + f"k{i}".encode() for i in range(cfg.keys)]
         recorder = Recorder(list(live.endpoints), keys, cfg.seed, value_bytes=value_bytes)
@@ -203,7 +218,7 @@ async def run(root: Path, cfg: RunConfig, start: Callable[[Live], list[Server]],
         await asyncio.gather(fault_task, probe_task)
         # a last event on the watched prefix, after every write of the run (the probe's are
         # outside it): the final reads' revision is then that of an event every watcher must get
-        await asyncio.to_thread(_mark_end, live.endpoints)
+        await asyncio.to_thread(_end_mark, live.endpoints, False)
         # settle the history with reads through the final members only
         recorder.endpoints = list(live.endpoints)
         await recorder.final_reads(rounds * cfg.clients, now() + 30)
