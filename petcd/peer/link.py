@@ -306,9 +306,9 @@ class PeerLink:
                     self._wake.clear()
                     await self._wake.wait()
                     continue
-                msgs = self.queue.take_batch(cfg.max_batch_bytes)
-                stream.send(peerpb.MessageBatch(messages=msgs).SerializeToString())
-                self.stats.messages_sent += len(msgs)
+                batch, count = self.queue.take_encoded(cfg.max_batch_bytes)
+                stream.send(batch)
+                self.stats.messages_sent += count
                 self.stats.batches_sent += 1
                 await stream.drain()
         finally:

@@ -48,3 +48,23 @@ def test_batches_respect_the_byte_cap_but_always_take_one() -> None:
     assert len(q.take_batch(3 * per - 1)) == 2
     assert len(q.take_batch(1)) == 1  # one oversized message still goes, alone
     assert len(q) == 4 and q.nbytes == 4 * m.ByteSize()
+
+
+def test_encoded_batches_are_what_protobuf_encodes() -> None:
+    from petcd.proto.peerpb import peer_pb2 as peerpb
+
+    q = OutQueue(max_messages=1000, max_bytes=1 << 24, max_messages_down=1000)
+    q.set_up(True)
+    # sizes whose length prefixes take one, two and three bytes
+    msgs = [msg(2, 1, i, payload=b"e" * n) for i, n in enumerate((0, 10, 126, 127, 300, 20000, 70000))]
+    for m in msgs:
+        q.put(m)
+    data, count = q.take_encoded(1 << 24)
+    assert count == len(msgs) and len(q) == 0 and q.nbytes == 0
+    assert data == peerpb.MessageBatch(messages=msgs).SerializeToString()
+    assert list(peerpb.MessageBatch.FromString(data).messages) == msgs
+    for m in msgs:
+        q.put(m)
+    # the same byte cap as take_batch
+    assert q.take_encoded(msgs[0].ByteSize() + msgs[1].ByteSize() + 2 * FRAMING_BYTES)[1] == 2
+    assert q.take_encoded(0) == (peerpb.MessageBatch(messages=msgs[2:3]).SerializeToString(), 1)
