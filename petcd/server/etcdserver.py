@@ -197,7 +197,22 @@ class EtcdServer:
             authserver.CALLER.reset(previous)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
-        self._tasks.append(asyncio.create_task(coro, name=name))
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(self._task_ended)
+        self._tasks.append(task)
+
+    def _task_ended(self, task: asyncio.Task[Any]) -> None:
+        """A member task that dies of an error it does not handle (a bug) takes a duty with it
+        (lease expiry, read index, compaction, commits): the member stops rather than go on
+        without it, as etcd's process would (its goroutines panic)."""
+        if task.cancelled() or self._stopping:
+            return
+        exc = task.exception()
+        if exc is None:
+            return  # done with its work (publishing the member's attributes)
+        if self.fatal is None:
+            log.critical("member task %s failed: %r", task.get_name(), exc, exc_info=exc)
+        self._on_fatal(exc)
 
     async def _stop_when_removed(self) -> None:
         await self.peering.removed.wait()

@@ -96,10 +96,18 @@ class RaftNode:
         def fail(exc: BaseException) -> None:
             self._fail(exc, queue, on_fatal)
 
+        def ended(task: asyncio.Task[None]) -> None:
+            # a task that dies of an error it does not handle (a bug) leaves a node that no
+            # longer ticks, persists or applies: as fatal as a failed persist
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                fail(exc)
+
         queue = ApplyQueue(apply, fail)
-        self._tasks.append(asyncio.create_task(self._run(queue, on_ready, send, fail), name="raft-driver"))
-        self._tasks.append(asyncio.create_task(self._ticker(), name="raft-ticker"))
-        self._tasks.append(asyncio.create_task(queue.run(), name="raft-apply"))
+        for coro, name in ((self._run(queue, on_ready, send, fail), "raft-driver"), (self._ticker(), "raft-ticker"),
+                           (queue.run(), "raft-apply")):
+            task = asyncio.create_task(coro, name=name)
+            task.add_done_callback(ended)
+            self._tasks.append(task)
 
     async def stop(self) -> None:
         self._stopped = True

@@ -8,6 +8,7 @@ import asyncio
 from pathlib import Path
 
 import lmdb
+import pytest
 
 from petcd.clock import ManualClock
 from petcd.peer.member import build
@@ -52,5 +53,35 @@ def test_a_failed_periodic_commit_stops_the_member(tmp_path: Path) -> None:
         srv.backend.commit_if_due = commit_on_a_full_disk  # type: ignore[method-assign]
         await advance_until(clock, srv.stopped.is_set, "the member to stop", 30)
         assert srv.fatal is failure
+
+    asyncio.run(main())
+
+
+
+@pytest.mark.parametrize("target", ["ticker", "task"])
+def test_a_member_task_that_dies_of_a_bug_stops_the_member(tmp_path: Path, target: str) -> None:
+    """A duty that ends with an unhandled error (the raft ticker's, any member task's) must not
+    leave a member that runs on without it."""
+
+    async def main() -> None:
+        clock = ManualClock()
+        srv = (await build(settings(tmp_path), clock)).server
+        await srv.start()
+        await advance_until(clock, lambda: srv.leader == srv.member_id, "the member to lead", 30)
+        bug = RuntimeError(f"a bug in the {target}")
+
+        def tick() -> None:
+            raise bug
+
+        async def duty() -> None:
+            await clock.sleep(0.2)
+            raise bug
+
+        if target == "ticker":
+            srv.raft._node.tick = tick  # type: ignore[method-assign]
+        else:
+            srv._spawn(duty(), "a duty")
+        await advance_until(clock, srv.stopped.is_set, "the member to stop", 30)
+        assert srv.fatal is bug
 
     asyncio.run(main())
