@@ -221,11 +221,6 @@ class Backend:
         if self._commit_failure:
             raise CommitFailedError(f"backend: a batch commit failed ({self._commit_failure}); no more writes")
 
-    @property
-    def commit_failure(self) -> str:
-        """Why a batch commit failed ("" if none has): the backend then refuses every write."""
-        return self._commit_failure
-
     def listen_write_state(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call ``listener`` (on whichever thread makes the change, so it must only hand the news
         to its own thread) whenever ``write_blocked`` may have ended or another thread asks the

@@ -389,8 +389,8 @@ class EtcdServer:
     async def _backend_commit_loop(self) -> None:
         while True:
             await self.clock.sleep(self.settings.backend_batch_interval)
+            self._compact_step()  # (a failure ends the task: see _task_ended)
             try:
-                self._compact_step()
                 self._commit_backend()
             except Exception as exc:
                 # a failed commit (a full disk) lost the batch: the member must not go on as if

@@ -500,7 +500,8 @@ def test_defrag_waits_for_other_processes_that_have_the_file_open(tmp_path: Path
 
 
 # Run in a child: RLIMIT_FSIZE makes the database file's growth fail (EFBIG, with SIGXFSZ
-# ignored) the way a full disk does, and it must not touch the test process's own files.
+# ignored; LMDB's commit reports an I/O error, as on the full tmpfs of the disk-full scenario),
+# and the limit must not touch the test process's own files.
 _FAILING_COMMIT = """
 import os, resource, signal, sys, threading
 from petcd.backend import KEY, Backend, CommitFailedError
