@@ -1,6 +1,6 @@
-"""A member whose final backend commit fails while it stops (a full disk) still stops: whoever
-waits for ``stopped`` (the command's main) wakes, and the failure is the member's fatal error, so
-the process exits as failed instead of running on with its disk full."""
+"""A member that meets a fatal failure stops, with that failure as its fatal error (so the
+process exits as failed): a backend commit that fails while it stops or on the commit timer (a
+full disk), a task that dies of a bug. Whoever waits for ``stopped`` (the command's main) wakes."""
 
 from __future__ import annotations
 
@@ -12,25 +12,32 @@ import pytest
 
 from petcd.clock import ManualClock
 from petcd.peer.member import build
+from petcd.server.etcdserver import EtcdServer
 from tests.server.test_virtual_time import advance_until, settings
+
+FULL_DISK = lmdb.Error("mdb_txn_commit: Input/output error")  # what a full tmpfs gives LMDB
+
+
+async def leading_member(tmp_path: Path, clock: ManualClock) -> EtcdServer:
+    srv = (await build(settings(tmp_path), clock)).server
+    await srv.start()
+    await advance_until(clock, lambda: srv.leader == srv.member_id, "the member to lead", 30)
+    return srv
 
 
 def test_a_failed_final_commit_still_stops_the_member(tmp_path: Path) -> None:
     async def main() -> None:
         clock = ManualClock()
-        srv = (await build(settings(tmp_path), clock)).server
-        await srv.start()
-        await advance_until(clock, lambda: srv.leader == srv.member_id, "the member to lead", 30)
-        failure = lmdb.Error("mdb_txn_commit: Input/output error")
+        srv = await leading_member(tmp_path, clock)
 
         def commit_on_a_full_disk() -> None:
-            raise failure
+            raise FULL_DISK
 
         # the storage fault a full tmpfs gives LMDB, injected at the one call that meets it
         srv.backend.force_commit = commit_on_a_full_disk  # type: ignore[method-assign]
         await asyncio.wait_for(srv.stop(), 10)
         assert srv.stopped.is_set()
-        assert srv.fatal is failure
+        assert srv.fatal is FULL_DISK
 
     asyncio.run(main())
 
@@ -41,18 +48,15 @@ def test_a_failed_periodic_commit_stops_the_member(tmp_path: Path) -> None:
 
     async def main() -> None:
         clock = ManualClock()
-        srv = (await build(settings(tmp_path), clock)).server
-        await srv.start()
-        await advance_until(clock, lambda: srv.leader == srv.member_id, "the member to lead", 30)
-        failure = lmdb.Error("mdb_txn_commit: Input/output error")
+        srv = await leading_member(tmp_path, clock)
 
         def commit_on_a_full_disk() -> bool:
-            raise failure
+            raise FULL_DISK
 
         # the timer's commit, with no client write in flight (so the apply path never meets it)
         srv.backend.commit_if_due = commit_on_a_full_disk  # type: ignore[method-assign]
         await advance_until(clock, srv.stopped.is_set, "the member to stop", 30)
-        assert srv.fatal is failure
+        assert srv.fatal is FULL_DISK
 
     asyncio.run(main())
 
@@ -65,9 +69,7 @@ def test_a_member_task_that_dies_of_a_bug_stops_the_member(tmp_path: Path, targe
 
     async def main() -> None:
         clock = ManualClock()
-        srv = (await build(settings(tmp_path), clock)).server
-        await srv.start()
-        await advance_until(clock, lambda: srv.leader == srv.member_id, "the member to lead", 30)
+        srv = await leading_member(tmp_path, clock)
         bug = RuntimeError(f"a bug in the {target}")
 
         def tick() -> None:
