@@ -14,8 +14,9 @@ with a gRPC status code and text (then it closes). From then on every sender fra
 ``MessageBatch`` (ids left out: the header named them) delivered in order, or an empty frame, a
 keepalive ping, answered by an empty frame. A frame is a 4-byte big-endian length and the bytes;
 a frame longer than the receiver's cap (its peer gRPC server's receive limit, --max-request-bytes
-plus 512 KiB) is refused as gRPC refuses an oversized message. A peer that answers anything but the preface (a petcd
-without frames, a bare gRPC server) makes the sender use a gRPC stream to that URL instead.
+plus 512 KiB) is refused as gRPC refuses an oversized message. A peer that answers anything but
+the preface (a petcd without frames, a bare gRPC server) makes the sender use a gRPC stream to
+that URL instead.
 """
 
 from __future__ import annotations

@@ -389,17 +389,11 @@ class EtcdServer:
     async def _backend_commit_loop(self) -> None:
         while True:
             await self.clock.sleep(self.settings.backend_batch_interval)
-            self._compact_step()  # (a failure ends the task: see _task_ended)
-            try:
-                self._commit_backend()
-            except Exception as exc:
-                # a failed commit (a full disk) lost the batch: the member must not go on as if
-                # it held those writes; it stops, as when the apply path meets the failure, and
-                # its WAL replays them on restart (etcd's backend exits the process here)
-                if self.fatal is None:  # else the apply path met it first, and said so
-                    log.critical("backend commit failed: %s", exc)
-                self._on_fatal(exc)
-                return
+            # a failure ends the task, which stops the member (_task_ended): a failed commit (a
+            # full disk) lost its batch, and the member must not go on as if it held those
+            # writes; its WAL replays them on restart (etcd's backend exits the process here)
+            self._compact_step()
+            self._commit_backend()
 
     async def _auto_compact(self, rev: int) -> None:
         await self.compact(pb.CompactionRequest(revision=rev))

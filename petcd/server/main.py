@@ -193,7 +193,7 @@ def colocated_members(settings: ServerSettings) -> list[str]:
     return [m.name for m in settings.initial_members if any(here(u) for u in m.peer_urls)]
 
 
-def frontend_count(requested: int, colocated: int = 1) -> int:
+def frontend_count(requested: int, colocated: int) -> int:
     """--client-frontends: -1 means one per CPU of this member's share of the machine (the CPUs
     this process may use over the ``colocated`` members of its cluster that run here), at least
     one and at most 4; none on a one-CPU machine. Front-ends exist to spread one member's gRPC
